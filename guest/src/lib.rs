@@ -1,0 +1,109 @@
+//! The ExMonty guest: Monty compiled to a `wasm32-wasip2` component.
+//!
+//! The component exports two things:
+//! * `ex-monty:sandbox/runtime` (see `wit/ex-monty.wit`), the interface the
+//!   ExMonty NIF (or any other component host) drives;
+//! * `wasi:cli/run`, so `wasmtime run ex_monty_guest.wasm < script.py` runs a
+//!   script and prints its output and result.
+//!
+//! Every failure inside Monty — a panic, an allocation refused by the limiting
+//! allocator, a stack overflow — ends as a wasm trap that the host turns into
+//! an error; nothing here can reach the host's memory.
+
+mod cli;
+mod codec;
+mod errors;
+mod limits;
+mod session;
+
+mod alloc;
+
+// Counting allocator: Monty reads its live-byte count to enforce
+// `max_memory`, a breach of the hard ceiling traps the instance, and
+// `max_allocations` caps the number of allocations of one execution.
+// Only allowed in a wasm module or binary, never in a native library.
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOC: alloc::CountingAllocator = alloc::CountingAllocator;
+
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "guest",
+    });
+
+    use super::session;
+    use exports::ex_monty::sandbox::runtime::Guest;
+    use exports::ex_monty::sandbox::types::{Answer, Error, Limits, Progress, Step};
+
+    struct Component;
+
+    impl Guest for Component {
+        fn compile(
+            code: String,
+            script_name: String,
+            input_names: Vec<String>,
+        ) -> Result<Vec<u8>, Error> {
+            session::compile(code, &script_name, input_names)
+        }
+
+        fn inspect_program(program: Vec<u8>) -> Result<(String, Vec<String>), Error> {
+            session::inspect_program(&program)
+        }
+
+        fn start(
+            program: Vec<u8>,
+            inputs: Vec<Vec<u8>>,
+            limits: Limits,
+            interactive: bool,
+        ) -> Result<Step, Error> {
+            session::start(&program, inputs, &limits, interactive)
+        }
+
+        fn eval(
+            code: String,
+            script_name: String,
+            input_names: Vec<String>,
+            inputs: Vec<Vec<u8>>,
+            limits: Limits,
+            interactive: bool,
+        ) -> Result<Step, Error> {
+            session::eval(
+                code,
+                &script_name,
+                input_names,
+                inputs,
+                &limits,
+                interactive,
+            )
+        }
+
+        fn resume(answer: Answer) -> Result<Step, Error> {
+            session::resume(answer)
+        }
+
+        fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
+            session::resolve_futures(results)
+        }
+
+        fn dump_snapshot() -> Result<Vec<u8>, Error> {
+            session::dump_snapshot()
+        }
+
+        fn load_snapshot(snapshot: Vec<u8>, limits: Limits) -> Result<Progress, Error> {
+            session::load_snapshot(&snapshot, &limits)
+        }
+
+        fn abandon() {
+            session::abandon();
+        }
+
+        fn live_memory() -> u64 {
+            session::live_memory()
+        }
+    }
+
+    export!(Component);
+}
+
+pub use bindings::exports::ex_monty::sandbox::types as wit;

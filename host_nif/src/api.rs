@@ -1,0 +1,822 @@
+//! The NIF entry points.
+//!
+//! Every entry point that runs guest code only converts its arguments, queues
+//! a job and returns `{:ok, job}`; the result arrives later as the message
+//! `{:ex_monty, job, result}`. Argument conversion is budgeted: when the input
+//! terms are too large to convert within about a millisecond, the normal NIF
+//! returns `:dirty` and the Elixir side repeats the call through the `_dirty`
+//! variant, which runs on a dirty CPU scheduler.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term};
+
+use crate::atoms;
+use crate::engine::{self, Runtime};
+use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_exception, trap_error};
+use crate::instance::{
+    Answer, CallControl, CallError, GuestError, HostError, Instance, Limits, Progress, Step,
+    MEMORY_CEILING,
+};
+use crate::pool;
+use crate::resources::{ExecLimits, JobRes, PauseKind, Paused, Reply, RunnerRes, SnapshotRes};
+use crate::values::{self, Budget, EncodeError};
+
+/// Conversion work allowed on a normal scheduler (roughly one millisecond).
+const NORMAL_BUDGET: usize = 20_000;
+/// Backstop for compiling and other calls that run no Python.
+const SERVICE_DEADLINE: Duration = Duration::from_secs(60);
+/// Linear memory the guest may use beyond `max_memory` (its own baseline,
+/// program, output buffers and the values crossing the boundary).
+const MEMORY_SLACK: usize = 64 * 1024 * 1024;
+
+/// `{{max_duration_us, max_memory, max_recursion_depth, gc_interval},
+///   {max_suspensions, max_output_bytes, max_total_sleep_us, max_allocations}}`,
+/// validated by `ExMonty.Limits`.
+type LimitsTuple = (
+    (Option<u64>, Option<u64>, Option<u32>, Option<u64>),
+    (Option<u64>, Option<u64>, Option<u64>, Option<u64>),
+);
+
+fn exec_limits(tuple: LimitsTuple) -> ExecLimits {
+    let (
+        (max_duration_us, max_memory, max_recursion_depth, gc_interval),
+        (max_suspensions, max_output_bytes, max_total_sleep_us, max_allocations),
+    ) = tuple;
+    let guest = Limits {
+        max_duration_us,
+        max_memory,
+        max_recursion_depth,
+        gc_interval,
+        max_suspensions,
+        max_output_bytes,
+        max_total_sleep_us,
+        max_allocations,
+    };
+    // Monty checks its deadline every few hundred instructions; wasmtime's
+    // epoch deadline fires only if Monty's check is missed (a long native
+    // operation), with a grace of a tenth of the budget (at least 100 ms).
+    let backstop = max_duration_us.map(|us| {
+        let budget = Duration::from_micros(us);
+        budget + (budget / 10).max(Duration::from_millis(100))
+    });
+    let output = usize::try_from(max_output_bytes.unwrap_or(0)).unwrap_or(usize::MAX);
+    let memory_cap = max_memory.map_or(MEMORY_CEILING, |bytes| {
+        usize::try_from(bytes)
+            .unwrap_or(usize::MAX)
+            .saturating_add(bytes as usize / 4)
+            .saturating_add(output)
+            .saturating_add(MEMORY_SLACK)
+            .min(MEMORY_CEILING)
+    });
+    ExecLimits {
+        guest,
+        backstop,
+        memory_cap,
+    }
+}
+
+fn control(cancel: Arc<AtomicBool>, backstop: Option<Duration>, memory_cap: usize) -> CallControl {
+    CallControl {
+        cancel,
+        deadline: backstop.map(|d| Instant::now() + d),
+        memory_cap,
+    }
+}
+
+fn runtime() -> Result<Arc<Runtime>, String> {
+    engine::runtime().ok_or_else(|| {
+        "ExMonty is not initialised (is the :ex_monty application started?)".to_owned()
+    })
+}
+
+fn error_term<'a>(env: Env<'a>, kind: Atom, message: &str) -> Term<'a> {
+    (
+        atoms::error(),
+        sandbox_exception(env, kind, "RuntimeError", message),
+    )
+        .encode(env)
+}
+
+/// Queues `work` and returns `{:ok, job}` to the caller.
+fn spawn<'a, F>(env: Env<'a>, work: F) -> Term<'a>
+where
+    F: FnOnce(Reply) + Send + 'static,
+{
+    let job = ResourceArc::new(JobRes {
+        cancel: Arc::new(AtomicBool::new(false)),
+    });
+    let pid = env.pid();
+    let _ = job.monitor(Some(env), &pid);
+    let reply = Reply::new(pid, job.clone());
+    match pool::submit(Box::new(move || work(reply))) {
+        Ok(()) => (atoms::ok(), job).encode(env),
+        Err(message) => error_term(env, atoms::not_initialized(), &message),
+    }
+}
+
+/// Converts input terms into encoded values.
+fn encode_inputs(
+    names: &[String],
+    inputs: &[Term<'_>],
+    budget: &mut Budget,
+) -> Result<Vec<Vec<u8>>, EncodeError> {
+    inputs
+        .iter()
+        .zip(names.iter())
+        .map(|(term, name)| {
+            let object = values::encode(*term, &format!("inputs[{name:?}]"), budget)?;
+            postcard::to_allocvec(&object)
+                .map_err(|e| EncodeError::Invalid(format!("cannot encode input: {e}")))
+        })
+        .collect()
+}
+
+fn encode_error<'a>(env: Env<'a>, error: EncodeError) -> Term<'a> {
+    match error {
+        EncodeError::OverBudget => atoms::dirty().encode(env),
+        EncodeError::Invalid(message) => error_term(env, atoms::invalid_input(), &message),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Initialisation and introspection
+// ---------------------------------------------------------------------------
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn init(wasm_path: String, cache_dir: String, workers: usize) -> Result<(String, usize), String> {
+    let runtime = engine::init(
+        std::path::Path::new(&wasm_path),
+        std::path::Path::new(&cache_dir),
+    )?;
+    let workers = pool::start(workers)?;
+    Ok((runtime.load_source.clone(), workers))
+}
+
+#[rustler::nif]
+fn stats() -> (usize, usize) {
+    pool::stats()
+}
+
+#[rustler::nif]
+fn drain_pool() -> usize {
+    pool::drain()
+}
+
+#[rustler::nif]
+fn cancel(job: ResourceArc<JobRes>) -> Atom {
+    job.cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+    atoms::ok()
+}
+
+// ---------------------------------------------------------------------------
+// Compile and run
+// ---------------------------------------------------------------------------
+
+#[rustler::nif]
+fn compile(env: Env<'_>, code: String, script_name: String, input_names: Vec<String>) -> Term<'_> {
+    spawn(env, move |reply| {
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
+            }
+        };
+        let mut instance = match pool::checkout(&runtime) {
+            Ok(instance) => instance,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
+            }
+        };
+        let ctl = control(reply.cancel_flag(), Some(SERVICE_DEADLINE), MEMORY_CEILING);
+        match instance.compile(&ctl, &code, &script_name, &input_names) {
+            Ok(Ok(program)) => {
+                pool::checkin(instance);
+                let runner = ResourceArc::new(RunnerRes {
+                    program: Arc::new(program),
+                    script_name,
+                    input_names,
+                });
+                reply.send(move |env| (atoms::ok(), runner).encode(env));
+            }
+            Ok(Err(error)) => {
+                pool::checkin(instance);
+                reply.send(move |env| guest_error(env, &error));
+            }
+            Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+        }
+    })
+}
+
+/// Turns the outcome of a call that may pause into the reply.
+fn finish_step(
+    reply: Reply,
+    instance: Instance,
+    result: Result<Result<Step, GuestError>, CallError>,
+    limits: ExecLimits,
+) {
+    match result {
+        Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+        Ok(Err(error)) => {
+            // The guest cleared its paused state when the execution failed.
+            pool::checkin(instance);
+            reply.send(move |env| guest_error(env, &error));
+        }
+        Ok(Ok(step)) => {
+            let Step { progress, output } = step;
+            match progress {
+                Progress::Complete(value) => {
+                    pool::checkin(instance);
+                    reply.send(move |env| match values::decode(env, &value) {
+                        Ok(term) => (atoms::ok(), (atoms::complete(), term, output)).encode(env),
+                        Err(message) => error_term(env, atoms::invalid_input(), &message),
+                    });
+                }
+                paused => {
+                    let kind = match &paused {
+                        Progress::FunctionCall(_) => PauseKind::FunctionCall,
+                        Progress::OsCall(_) => PauseKind::OsCall,
+                        Progress::NameLookup(_) => PauseKind::NameLookup,
+                        _ => PauseKind::Futures,
+                    };
+                    // The paused execution lives in this instance until resumed.
+                    let snapshot = ResourceArc::new(SnapshotRes {
+                        paused: Mutex::new(Some(Paused {
+                            instance,
+                            kind,
+                            limits,
+                        })),
+                    });
+                    reply.send(
+                        move |env| match progress_term(env, &paused, snapshot, &output) {
+                            Ok(term) => (atoms::ok(), term).encode(env),
+                            Err(message) => error_term(env, atoms::invalid_input(), &message),
+                        },
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn args_terms<'a>(
+    env: Env<'a>,
+    args: &[Vec<u8>],
+    kwargs: &[(String, Vec<u8>)],
+) -> Result<(Term<'a>, Term<'a>), String> {
+    let args = args
+        .iter()
+        .map(|bytes| values::decode(env, bytes))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut map = Term::map_new(env);
+    for (name, bytes) in kwargs {
+        map = map
+            .map_put(name.encode(env), values::decode(env, bytes)?)
+            .map_err(|_| "duplicate keyword argument".to_owned())?;
+    }
+    Ok((args.encode(env), map))
+}
+
+fn progress_term<'a>(
+    env: Env<'a>,
+    progress: &Progress,
+    snapshot: ResourceArc<SnapshotRes>,
+    output: &str,
+) -> Result<Term<'a>, String> {
+    Ok(match progress {
+        Progress::FunctionCall(call) => {
+            let (args, kwargs) = args_terms(env, &call.args, &call.kwargs)?;
+            (
+                atoms::function_call(),
+                (
+                    call.name.as_str(),
+                    args,
+                    kwargs,
+                    call.call_id,
+                    call.method_call,
+                ),
+                snapshot,
+                output,
+            )
+                .encode(env)
+        }
+        Progress::OsCall(call) => {
+            let (args, kwargs) = args_terms(env, &call.args, &call.kwargs)?;
+            (
+                atoms::os_call(),
+                (call.function.as_str(), args, kwargs, call.call_id),
+                snapshot,
+                output,
+            )
+                .encode(env)
+        }
+        Progress::NameLookup(name) => {
+            (atoms::name_lookup(), name.as_str(), snapshot, output).encode(env)
+        }
+        Progress::ResolveFutures(ids) => {
+            (atoms::resolve_futures(), ids.clone(), snapshot, output).encode(env)
+        }
+        Progress::Complete(value) => {
+            (atoms::complete(), values::decode(env, value)?, output).encode(env)
+        }
+    })
+}
+
+fn start_impl<'a>(
+    env: Env<'a>,
+    runner: ResourceArc<RunnerRes>,
+    inputs: Vec<Term<'a>>,
+    limits: LimitsTuple,
+    interactive: bool,
+    mut budget: Budget,
+) -> Term<'a> {
+    if inputs.len() != runner.input_names.len() {
+        let message = format!(
+            "the runner declares {} input(s) ({}) but {} value(s) were given",
+            runner.input_names.len(),
+            runner.input_names.join(", "),
+            inputs.len()
+        );
+        return error_term(env, atoms::invalid_input(), &message);
+    }
+    let encoded = match encode_inputs(&runner.input_names, &inputs, &mut budget) {
+        Ok(encoded) => encoded,
+        Err(error) => return encode_error(env, error),
+    };
+    let limits = exec_limits(limits);
+    spawn(env, move |reply| {
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
+            }
+        };
+        let mut instance = match pool::checkout(&runtime) {
+            Ok(instance) => instance,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
+            }
+        };
+        let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+        let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, interactive);
+        finish_step(reply, instance, result, limits);
+    })
+}
+
+#[rustler::nif]
+fn start<'a>(
+    env: Env<'a>,
+    runner: ResourceArc<RunnerRes>,
+    inputs: Vec<Term<'a>>,
+    limits: LimitsTuple,
+    interactive: bool,
+) -> Term<'a> {
+    start_impl(
+        env,
+        runner,
+        inputs,
+        limits,
+        interactive,
+        Budget::limited(NORMAL_BUDGET),
+    )
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn start_dirty<'a>(
+    env: Env<'a>,
+    runner: ResourceArc<RunnerRes>,
+    inputs: Vec<Term<'a>>,
+    limits: LimitsTuple,
+    interactive: bool,
+) -> Term<'a> {
+    start_impl(
+        env,
+        runner,
+        inputs,
+        limits,
+        interactive,
+        Budget::unlimited(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_impl<'a>(
+    env: Env<'a>,
+    code: String,
+    script_name: String,
+    input_names: Vec<String>,
+    inputs: Vec<Term<'a>>,
+    limits: LimitsTuple,
+    interactive: bool,
+    mut budget: Budget,
+) -> Term<'a> {
+    if inputs.len() != input_names.len() {
+        return error_term(
+            env,
+            atoms::invalid_input(),
+            "one value is needed per input name",
+        );
+    }
+    let encoded = match encode_inputs(&input_names, &inputs, &mut budget) {
+        Ok(encoded) => encoded,
+        Err(error) => return encode_error(env, error),
+    };
+    let limits = exec_limits(limits);
+    spawn(env, move |reply| {
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
+            }
+        };
+        let mut instance = match pool::checkout(&runtime) {
+            Ok(instance) => instance,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
+            }
+        };
+        let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+        let result = instance.eval(
+            &ctl,
+            &code,
+            &script_name,
+            &input_names,
+            &encoded,
+            &limits.guest,
+            interactive,
+        );
+        finish_step(reply, instance, result, limits);
+    })
+}
+
+#[rustler::nif]
+#[allow(clippy::too_many_arguments)]
+fn eval<'a>(
+    env: Env<'a>,
+    code: String,
+    script_name: String,
+    input_names: Vec<String>,
+    inputs: Vec<Term<'a>>,
+    limits: LimitsTuple,
+    interactive: bool,
+) -> Term<'a> {
+    eval_impl(
+        env,
+        code,
+        script_name,
+        input_names,
+        inputs,
+        limits,
+        interactive,
+        Budget::limited(NORMAL_BUDGET),
+    )
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+#[allow(clippy::too_many_arguments)]
+fn eval_dirty<'a>(
+    env: Env<'a>,
+    code: String,
+    script_name: String,
+    input_names: Vec<String>,
+    inputs: Vec<Term<'a>>,
+    limits: LimitsTuple,
+    interactive: bool,
+) -> Term<'a> {
+    eval_impl(
+        env,
+        code,
+        script_name,
+        input_names,
+        inputs,
+        limits,
+        interactive,
+        Budget::unlimited(),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Resume
+// ---------------------------------------------------------------------------
+
+/// Decodes an answer term: `{:value, term}`, `{:raise, type, message}`,
+/// `:pending` or `:undefined`.
+fn decode_answer(env: Env<'_>, term: Term<'_>, budget: &mut Budget) -> Result<Answer, EncodeError> {
+    if let Ok(atom) = term.decode::<Atom>() {
+        if atom == atoms::pending() {
+            return Ok(Answer::Pending);
+        }
+        if atom == atoms::undefined() {
+            return Ok(Answer::Undefined);
+        }
+    }
+    let parts = get_tuple(term).map_err(|_| {
+        EncodeError::Invalid(format!("invalid answer {}", values::short_inspect(term)))
+    })?;
+    match parts.as_slice() {
+        [tag, value] if tag.decode::<Atom>().is_ok_and(|a| a == atoms::value()) => {
+            let object = values::encode(*value, "result", budget)?;
+            let bytes =
+                postcard::to_allocvec(&object).map_err(|e| EncodeError::Invalid(e.to_string()))?;
+            Ok(Answer::Value(bytes))
+        }
+        [tag, kind, message] if tag.decode::<Atom>().is_ok_and(|a| a == atoms::raise()) => {
+            let type_name = if let Ok(atom) = kind.decode::<Atom>() {
+                match exc_type_of_atom(env, atom) {
+                    Some(exc_type) => exc_type.to_string(),
+                    None => {
+                        return Err(EncodeError::Invalid(format!(
+                            "{} is not a Python exception type",
+                            values::short_inspect(*kind)
+                        )))
+                    }
+                }
+            } else {
+                kind.decode::<String>().map_err(|_| {
+                    EncodeError::Invalid("the exception type must be an atom".to_owned())
+                })?
+            };
+            let message = message.decode::<String>().map_err(|_| {
+                EncodeError::Invalid("the exception message must be a string".to_owned())
+            })?;
+            Ok(Answer::Raise(HostError { type_name, message }))
+        }
+        _ => Err(EncodeError::Invalid(format!(
+            "invalid answer {}",
+            values::short_inspect(term)
+        ))),
+    }
+}
+
+fn consumed<'a>(env: Env<'a>) -> Term<'a> {
+    error_term(
+        env,
+        atoms::snapshot_consumed(),
+        "this snapshot was already resumed (a snapshot resumes once; dump and load it to fork)",
+    )
+}
+
+fn resume_impl<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    answer: Term<'a>,
+    mut budget: Budget,
+) -> Term<'a> {
+    let Some(kind) = snapshot.kind() else {
+        return consumed(env);
+    };
+    if kind == PauseKind::Futures {
+        return error_term(
+            env,
+            atoms::invalid_input(),
+            "the execution waits for futures: use ExMonty.resume_futures/2",
+        );
+    }
+    // Decode first: a bad answer leaves the snapshot usable.
+    let answer = match decode_answer(env, answer, &mut budget) {
+        Ok(answer) => answer,
+        Err(error) => return encode_error(env, error),
+    };
+    if kind == PauseKind::NameLookup && matches!(answer, Answer::Pending) {
+        return error_term(
+            env,
+            atoms::invalid_input(),
+            "a name lookup cannot be answered with :pending",
+        );
+    }
+    if kind == PauseKind::OsCall && matches!(answer, Answer::Pending | Answer::Undefined) {
+        return error_term(
+            env,
+            atoms::invalid_input(),
+            "an OS call needs a value or an error",
+        );
+    }
+    let Some(paused) = snapshot.take() else {
+        return consumed(env);
+    };
+    spawn(env, move |reply| {
+        let Paused {
+            mut instance,
+            limits,
+            ..
+        } = paused;
+        let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+        let result = instance.resume(&ctl, &answer);
+        finish_step(reply, instance, result, limits);
+    })
+}
+
+#[rustler::nif]
+fn resume<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, answer: Term<'a>) -> Term<'a> {
+    resume_impl(env, snapshot, answer, Budget::limited(NORMAL_BUDGET))
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn resume_dirty<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    answer: Term<'a>,
+) -> Term<'a> {
+    resume_impl(env, snapshot, answer, Budget::unlimited())
+}
+
+fn resolve_impl<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    results: Vec<(u32, Term<'a>)>,
+    mut budget: Budget,
+) -> Term<'a> {
+    match snapshot.kind() {
+        None => return consumed(env),
+        Some(PauseKind::Futures) => {}
+        Some(_) => {
+            return error_term(
+                env,
+                atoms::invalid_input(),
+                "the execution does not wait for futures: use ExMonty.resume/2",
+            )
+        }
+    }
+    let mut answers = Vec::with_capacity(results.len());
+    for (id, term) in results {
+        match decode_answer(env, term, &mut budget) {
+            Ok(Answer::Pending) => {
+                return error_term(
+                    env,
+                    atoms::invalid_input(),
+                    "a future cannot be resolved with :pending",
+                )
+            }
+            Ok(answer) => answers.push((id, answer)),
+            Err(error) => return encode_error(env, error),
+        }
+    }
+    let Some(paused) = snapshot.take() else {
+        return consumed(env);
+    };
+    spawn(env, move |reply| {
+        let Paused {
+            mut instance,
+            limits,
+            ..
+        } = paused;
+        let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+        let result = instance.resolve_futures(&ctl, &answers);
+        finish_step(reply, instance, result, limits);
+    })
+}
+
+#[rustler::nif]
+fn resume_futures<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    results: Vec<(u32, Term<'a>)>,
+) -> Term<'a> {
+    resolve_impl(env, snapshot, results, Budget::limited(NORMAL_BUDGET))
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn resume_futures_dirty<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    results: Vec<(u32, Term<'a>)>,
+) -> Term<'a> {
+    resolve_impl(env, snapshot, results, Budget::unlimited())
+}
+
+// ---------------------------------------------------------------------------
+// Serialisation
+// ---------------------------------------------------------------------------
+
+fn binary_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut bin = NewBinary::new(env, bytes.len());
+    bin.as_mut_slice().copy_from_slice(bytes);
+    Binary::from(bin).to_term(env)
+}
+
+/// `{program_bytes, script_name, input_names}` of a runner.
+#[rustler::nif]
+fn runner_info(env: Env<'_>, runner: ResourceArc<RunnerRes>) -> Term<'_> {
+    (
+        binary_term(env, &runner.program),
+        runner.script_name.as_str(),
+        runner.input_names.clone(),
+    )
+        .encode(env)
+}
+
+/// Rebuilds a runner from program bytes, checked by the guest.
+#[rustler::nif]
+fn load_runner<'a>(env: Env<'a>, program: Binary<'a>) -> Term<'a> {
+    let program = program.as_slice().to_vec();
+    spawn(env, move |reply| {
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
+            }
+        };
+        let mut instance = match pool::checkout(&runtime) {
+            Ok(instance) => instance,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
+            }
+        };
+        let ctl = control(reply.cancel_flag(), Some(SERVICE_DEADLINE), MEMORY_CEILING);
+        match instance.inspect_program(&ctl, &program) {
+            Ok(Ok((script_name, input_names))) => {
+                pool::checkin(instance);
+                let runner = ResourceArc::new(RunnerRes {
+                    program: Arc::new(program),
+                    script_name,
+                    input_names,
+                });
+                reply.send(move |env| (atoms::ok(), runner).encode(env));
+            }
+            Ok(Err(error)) => {
+                pool::checkin(instance);
+                reply.send(move |env| guest_error(env, &error));
+            }
+            Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+        }
+    })
+}
+
+/// Serialises a paused execution. The snapshot stays usable.
+#[rustler::nif]
+fn dump_snapshot(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
+    let Some(mut paused) = snapshot.take() else {
+        return consumed(env);
+    };
+    let snapshot = snapshot.clone();
+    spawn(env, move |reply| {
+        let ctl = control(
+            reply.cancel_flag(),
+            Some(SERVICE_DEADLINE),
+            paused.limits.memory_cap,
+        );
+        match paused.instance.dump_snapshot(&ctl) {
+            Ok(Ok(bytes)) => {
+                let kind = kind_tag(paused.kind);
+                snapshot.put_back(paused);
+                reply.send(move |env| (atoms::ok(), (binary_term(env, &bytes), kind)).encode(env));
+            }
+            Ok(Err(error)) => {
+                snapshot.put_back(paused);
+                reply.send(move |env| guest_error(env, &error));
+            }
+            // The instance trapped: the paused execution is lost with it.
+            Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+        }
+    })
+}
+
+fn kind_tag(kind: PauseKind) -> u8 {
+    match kind {
+        PauseKind::FunctionCall => 0,
+        PauseKind::OsCall => 1,
+        PauseKind::NameLookup => 2,
+        PauseKind::Futures => 3,
+    }
+}
+
+/// Restores a dumped execution into a fresh instance and reports what it waits for.
+#[rustler::nif]
+fn load_snapshot<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsTuple) -> Term<'a> {
+    let bytes = bytes.as_slice().to_vec();
+    let limits = exec_limits(limits);
+    spawn(env, move |reply| {
+        let runtime = match runtime() {
+            Ok(runtime) => runtime,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
+            }
+        };
+        // A fresh instance: a loaded snapshot never shares one with anything.
+        let mut instance = match Instance::new(&runtime) {
+            Ok(instance) => instance,
+            Err(message) => {
+                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
+            }
+        };
+        let ctl = control(
+            reply.cancel_flag(),
+            Some(SERVICE_DEADLINE),
+            limits.memory_cap,
+        );
+        match instance.load_snapshot(&ctl, &bytes, &limits.guest) {
+            Ok(Ok(progress)) => {
+                let step = Step {
+                    progress,
+                    output: String::new(),
+                };
+                finish_step(reply, instance, Ok(Ok(step)), limits);
+            }
+            Ok(Err(error)) => reply.send(move |env| guest_error(env, &error)),
+            Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+        }
+    })
+}

@@ -1,0 +1,363 @@
+//! One guest instance: a wasmtime `Store` with its limits, plus the typed
+//! bindings of the `ex-monty:sandbox/runtime` export.
+//!
+//! An instance is used by one execution at a time. After any trap it is
+//! dropped, never reused; after a clean execution it goes back to the pool
+//! unless it has served `MAX_USES` executions or its memory grew past
+//! `RETIRE_MEMORY`.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+
+use crate::engine::Runtime;
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "guest",
+});
+
+pub use exports::ex_monty::sandbox::types::{
+    Answer, Error as GuestError, HostError, Limits, Progress, Step,
+};
+
+/// Executions an instance serves before it is replaced.
+pub const MAX_USES: u32 = 500;
+/// Linear memory above which an instance is replaced after its execution.
+pub const RETIRE_MEMORY: usize = 64 * 1024 * 1024;
+/// Bytes of guest stderr kept (it only carries allocator/abort diagnostics).
+const STDERR_CAP: usize = 16 * 1024;
+/// The largest linear memory an instance may ever have (wasm32's whole space).
+pub const MEMORY_CEILING: usize = 4 * 1024 * 1024 * 1024 - 64 * 1024;
+
+/// Why the host stopped guest code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interruption {
+    Deadline,
+    Cancelled,
+}
+
+/// Per-store host state.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    stderr: MemoryOutputPipe,
+    cancel: Arc<AtomicBool>,
+    deadline: Option<Instant>,
+    interrupted: Option<Interruption>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// How one call into the guest ended.
+pub enum CallError {
+    /// The guest trapped or was interrupted: the instance is poisoned.
+    Trap(Trapped),
+}
+
+/// What is known about a trap, for the error the caller sees.
+#[derive(Debug)]
+pub struct Trapped {
+    pub interruption: Option<Interruption>,
+    pub memory_exhausted: bool,
+    pub allocation_limit: bool,
+    pub stack_overflow: bool,
+    pub detail: String,
+}
+
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: Guest,
+    uses: u32,
+}
+
+/// Per-call controls.
+pub struct CallControl {
+    pub cancel: Arc<AtomicBool>,
+    pub deadline: Option<Instant>,
+    /// Linear-memory cap for this call.
+    pub memory_cap: usize,
+}
+
+impl Instance {
+    pub fn new(runtime: &Runtime) -> Result<Self, String> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        // No preopened directories, no environment, no arguments, no network:
+        // the guest reaches the outside world only through the host's answers.
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let state = HostState {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter::new(MEMORY_CEILING),
+            stderr,
+            cancel: Arc::new(AtomicBool::new(false)),
+            deadline: None,
+            interrupted: None,
+        };
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_callback(|mut hook| {
+            let state = hook.data_mut();
+            if state.cancel.load(Ordering::Relaxed) {
+                state.interrupted = Some(Interruption::Cancelled);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if state
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                state.interrupted = Some(Interruption::Deadline);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
+        let bindings = runtime
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| format!("cannot instantiate the guest: {e}"))?;
+        Ok(Self {
+            store,
+            bindings,
+            uses: 0,
+        })
+    }
+
+    /// Whether the instance may serve another execution.
+    pub fn reusable(&self) -> bool {
+        self.uses < MAX_USES && self.memory_size() <= RETIRE_MEMORY
+    }
+
+    pub fn count_use(&mut self) {
+        self.uses = self.uses.saturating_add(1);
+    }
+
+    fn memory_size(&self) -> usize {
+        self.store.data().limiter.current
+    }
+
+    fn prepare(&mut self, control: &CallControl) {
+        let state = self.store.data_mut();
+        state.cancel = control.cancel.clone();
+        state.deadline = control.deadline;
+        state.interrupted = None;
+        state.limiter.cap = control.memory_cap.max(state.limiter.current);
+        state.limiter.refused = false;
+        self.store.set_epoch_deadline(1);
+    }
+
+    fn classify(&self, error: &wasmtime::Error) -> CallError {
+        let state = self.store.data();
+        let stderr = String::from_utf8_lossy(&state.stderr.contents()).into_owned();
+        let trap = error.downcast_ref::<wasmtime::Trap>().copied();
+        let memory_exhausted = state.limiter.refused
+            || stderr.contains("allocation of")
+            || matches!(trap, Some(wasmtime::Trap::AllocationTooLarge));
+        CallError::Trap(Trapped {
+            interruption: state.interrupted,
+            memory_exhausted,
+            allocation_limit: stderr.contains("allocation limit exceeded"),
+            stack_overflow: matches!(trap, Some(wasmtime::Trap::StackOverflow)),
+            detail: if stderr.trim().is_empty() {
+                format!("{error:#}")
+            } else {
+                format!("{error:#}: {}", stderr.trim())
+            },
+        })
+    }
+
+    fn call<R>(
+        &mut self,
+        control: &CallControl,
+        f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, CallError> {
+        self.prepare(control);
+        let result = f(&self.bindings, &mut self.store);
+        // Never let a finished call's cancel flag reach the next one.
+        self.store.data_mut().deadline = None;
+        result.map_err(|e| self.classify(&e))
+    }
+
+    pub fn compile(
+        &mut self,
+        control: &CallControl,
+        code: &str,
+        script_name: &str,
+        input_names: &[String],
+    ) -> Result<Result<Vec<u8>, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_compile(store, code, script_name, input_names)
+        })
+    }
+
+    pub fn inspect_program(
+        &mut self,
+        control: &CallControl,
+        program: &[u8],
+    ) -> Result<Result<(String, Vec<String>), GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_inspect_program(store, program)
+        })
+    }
+
+    pub fn start(
+        &mut self,
+        control: &CallControl,
+        program: &[u8],
+        inputs: &[Vec<u8>],
+        limits: &Limits,
+        interactive: bool,
+    ) -> Result<Result<Step, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest.ex_monty_sandbox_runtime().call_start(
+                store,
+                program,
+                inputs,
+                *limits,
+                interactive,
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn eval(
+        &mut self,
+        control: &CallControl,
+        code: &str,
+        script_name: &str,
+        input_names: &[String],
+        inputs: &[Vec<u8>],
+        limits: &Limits,
+        interactive: bool,
+    ) -> Result<Result<Step, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest.ex_monty_sandbox_runtime().call_eval(
+                store,
+                code,
+                script_name,
+                input_names,
+                inputs,
+                *limits,
+                interactive,
+            )
+        })
+    }
+
+    pub fn resume(
+        &mut self,
+        control: &CallControl,
+        answer: &Answer,
+    ) -> Result<Result<Step, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest.ex_monty_sandbox_runtime().call_resume(store, answer)
+        })
+    }
+
+    pub fn resolve_futures(
+        &mut self,
+        control: &CallControl,
+        results: &[(u32, Answer)],
+    ) -> Result<Result<Step, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_resolve_futures(store, results)
+        })
+    }
+
+    pub fn dump_snapshot(
+        &mut self,
+        control: &CallControl,
+    ) -> Result<Result<Vec<u8>, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest.ex_monty_sandbox_runtime().call_dump_snapshot(store)
+        })
+    }
+
+    pub fn load_snapshot(
+        &mut self,
+        control: &CallControl,
+        bytes: &[u8],
+        limits: &Limits,
+    ) -> Result<Result<Progress, GuestError>, CallError> {
+        self.call(control, |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_load_snapshot(store, bytes, *limits)
+        })
+    }
+}
+
+/// Caps the guest's linear memory (the backstop under Monty's own
+/// `max_memory`) and its tables, and remembers whether it refused a growth.
+struct Limiter {
+    cap: usize,
+    current: usize,
+    refused: bool,
+}
+
+impl Limiter {
+    fn new(cap: usize) -> Self {
+        Self {
+            cap,
+            current: 0,
+            refused: false,
+        }
+    }
+}
+
+/// Table elements a guest may hold (Monty's function table is ~1.4k).
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.cap {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.current = desired;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+
+    fn instances(&self) -> usize {
+        8
+    }
+
+    fn tables(&self) -> usize {
+        8
+    }
+
+    fn memories(&self) -> usize {
+        2
+    }
+}

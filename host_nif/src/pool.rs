@@ -1,0 +1,119 @@
+//! Worker threads and warm instances.
+//!
+//! Guest code never runs on a BEAM scheduler: NIFs enqueue a job and return at
+//! once; a fixed set of worker threads (with stacks far larger than wasm may
+//! use) runs the jobs and answers the calling process by message. Runaway code
+//! can occupy at most `workers` threads; further jobs wait in the queue.
+
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::engine::{Runtime, WORKER_STACK};
+use crate::instance::Instance;
+
+pub type Job = Box<dyn FnOnce() + Send + 'static>;
+
+struct Pool {
+    queue: Mutex<Sender<Job>>,
+    idle: Mutex<Vec<Instance>>,
+    max_idle: usize,
+    workers: usize,
+}
+
+static POOL: OnceLock<Pool> = OnceLock::new();
+
+/// Starts `workers` threads (once; later calls keep the first pool).
+pub fn start(workers: usize) -> Result<usize, String> {
+    if let Some(pool) = POOL.get() {
+        return Ok(pool.workers);
+    }
+    let workers = workers.clamp(1, 256);
+    let (sender, receiver) = channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for index in 0..workers {
+        let receiver = receiver.clone();
+        std::thread::Builder::new()
+            .name(format!("ex_monty_worker_{index}"))
+            .stack_size(WORKER_STACK)
+            .spawn(move || work(&receiver))
+            .map_err(|e| format!("cannot start worker thread: {e}"))?;
+    }
+    let pool = Pool {
+        queue: Mutex::new(sender),
+        idle: Mutex::new(Vec::new()),
+        max_idle: workers * 2 + 2,
+        workers,
+    };
+    let _ = POOL.set(pool);
+    Ok(POOL.get().map_or(workers, |pool| pool.workers))
+}
+
+fn work(receiver: &Mutex<Receiver<Job>>) {
+    loop {
+        let job = {
+            let Ok(guard) = receiver.lock() else { return };
+            match guard.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            }
+        };
+        // A bug in host code must not take the worker down with it; the job's
+        // `Reply` answers the caller when it is dropped unsent.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+    }
+}
+
+/// Queues a job for the workers.
+pub fn submit(job: Job) -> Result<(), String> {
+    let pool = POOL.get().ok_or("ExMonty is not initialised")?;
+    let queue = pool.queue.lock().map_err(|_| "the job queue is poisoned")?;
+    queue
+        .send(job)
+        .map_err(|_| "the workers have stopped".to_owned())
+}
+
+/// A warm instance, or a new one.
+pub fn checkout(runtime: &Runtime) -> Result<Instance, String> {
+    if let Some(pool) = POOL.get() {
+        if let Ok(mut idle) = pool.idle.lock() {
+            if let Some(instance) = idle.pop() {
+                return Ok(instance);
+            }
+        }
+    }
+    Instance::new(runtime)
+}
+
+/// Returns an instance after a clean execution. Worn or grown instances are
+/// dropped instead, and so is any instance beyond the idle cap.
+pub fn checkin(mut instance: Instance) {
+    instance.count_use();
+    if !instance.reusable() {
+        return;
+    }
+    if let Some(pool) = POOL.get() {
+        if let Ok(mut idle) = pool.idle.lock() {
+            if idle.len() < pool.max_idle {
+                idle.push(instance);
+            }
+        }
+    }
+}
+
+/// (workers, idle instances)
+pub fn stats() -> (usize, usize) {
+    POOL.get().map_or((0, 0), |pool| {
+        (pool.workers, pool.idle.lock().map_or(0, |idle| idle.len()))
+    })
+}
+
+/// Drops every idle instance (used by tests and to shed memory).
+pub fn drain() -> usize {
+    POOL.get().map_or(0, |pool| {
+        pool.idle.lock().map_or(0, |mut idle| {
+            let n = idle.len();
+            idle.clear();
+            n
+        })
+    })
+}

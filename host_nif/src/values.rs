@@ -1,0 +1,981 @@
+//! Python values <-> Elixir terms.
+//!
+//! Both directions go through `monty_types::MontyObject`'s flat post-order
+//! arena, so neither recurses: a list nested 100 000 deep costs heap, not
+//! native stack. Bytes from the guest are treated as untrusted: the arena is
+//! validated before any node is read.
+
+use monty_types::unstable::{graph_parts, object_from_graph, MontyGraph, MontyNode, NodeId};
+use monty_types::{
+    ExcType, MontyDate, MontyDateTime, MontyObject, MontyTime, MontyTimeDelta, MontyTimeZone,
+};
+use num_bigint::BigInt;
+use rustler::types::tuple::{get_tuple, make_tuple};
+use rustler::{Atom, Binary, Encoder, Env, MapIterator, NewBinary, Term, TermType};
+
+use crate::atoms;
+use crate::exceptions::exc_atom;
+
+// ---------------------------------------------------------------------------
+// Python -> Elixir
+// ---------------------------------------------------------------------------
+
+/// Decodes a postcard-encoded value coming from the guest into a term.
+pub fn decode<'a>(env: Env<'a>, bytes: &[u8]) -> Result<Term<'a>, String> {
+    let object: MontyObject = postcard::from_bytes(bytes)
+        .map_err(|e| format!("the sandbox returned an undecodable value: {e}"))?;
+    to_term(env, &object)
+}
+
+/// Builds the term of a value. Children always precede their parents in the
+/// arena, so one forward pass suffices.
+pub fn to_term<'a>(env: Env<'a>, object: &MontyObject) -> Result<Term<'a>, String> {
+    let (graph, root) = graph_parts(object);
+    let nodes = graph.nodes();
+    MontyGraph::validate(nodes)
+        .map_err(|e| format!("the sandbox returned a malformed value: {e}"))?;
+    let last = root.index();
+    if last >= nodes.len() {
+        return Err("the sandbox returned a malformed value: root out of range".to_owned());
+    }
+    let mut terms: Vec<Term<'a>> = Vec::with_capacity(last + 1);
+    for node in &nodes[..=last] {
+        let term = node_term(env, node, &terms, nodes)?;
+        terms.push(term);
+    }
+    Ok(terms[last])
+}
+
+fn child<'a>(terms: &[Term<'a>], id: NodeId) -> Result<Term<'a>, String> {
+    terms
+        .get(id.index())
+        .copied()
+        .ok_or_else(|| "the sandbox returned a malformed value: forward reference".to_owned())
+}
+
+fn children<'a>(terms: &[Term<'a>], ids: &[NodeId]) -> Result<Vec<Term<'a>>, String> {
+    ids.iter().map(|id| child(terms, *id)).collect()
+}
+
+fn string<'a>(env: Env<'a>, s: &str) -> Term<'a> {
+    s.encode(env)
+}
+
+fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
+    let mut bin = NewBinary::new(env, bytes.len());
+    bin.as_mut_slice().copy_from_slice(bytes);
+    Binary::from(bin).to_term(env)
+}
+
+pub fn float_term(env: Env<'_>, f: f64) -> Term<'_> {
+    if f.is_nan() {
+        atoms::nan().encode(env)
+    } else if f == f64::INFINITY {
+        atoms::infinity().encode(env)
+    } else if f == f64::NEG_INFINITY {
+        atoms::neg_infinity().encode(env)
+    } else {
+        f.encode(env)
+    }
+}
+
+/// `%Module{key: value, ...}` built directly as a map.
+pub fn make_struct<'a>(
+    env: Env<'a>,
+    module: Atom,
+    fields: &[(Atom, Term<'a>)],
+) -> Result<Term<'a>, String> {
+    let mut keys = Vec::with_capacity(fields.len() + 1);
+    let mut values = Vec::with_capacity(fields.len() + 1);
+    keys.push(atoms::__struct__().encode(env));
+    values.push(module.encode(env));
+    for (key, value) in fields {
+        keys.push(key.encode(env));
+        values.push(*value);
+    }
+    Term::map_from_term_arrays(env, &keys, &values).map_err(|_| "cannot build a struct".to_owned())
+}
+
+fn mapset<'a>(env: Env<'a>, items: &[Term<'a>]) -> Result<Term<'a>, String> {
+    let empty = Term::list_new_empty(env);
+    let values = vec![empty; items.len()];
+    let map = Term::map_from_term_arrays(env, items, &values).or_else(|_| {
+        // Duplicates cannot come from a Python set, but never trust the wire.
+        let mut map = Term::map_new(env);
+        for item in items {
+            map = map
+                .map_put(*item, empty)
+                .map_err(|_| "cannot build a MapSet".to_owned())?;
+        }
+        Ok::<Term<'a>, String>(map)
+    })?;
+    make_struct(
+        env,
+        atoms::elixir_mapset(),
+        &[(atoms::map(), map), (atoms::version(), 2.encode(env))],
+    )
+}
+
+fn calendar_iso<'a>(env: Env<'a>) -> Term<'a> {
+    atoms::elixir_calendar_iso().encode(env)
+}
+
+fn microsecond<'a>(env: Env<'a>, us: u32) -> Term<'a> {
+    (us, 6).encode(env)
+}
+
+fn date_term<'a>(env: Env<'a>, d: &MontyDate) -> Result<Term<'a>, String> {
+    make_struct(
+        env,
+        atoms::elixir_date(),
+        &[
+            (atoms::calendar(), calendar_iso(env)),
+            (atoms::year(), d.year.encode(env)),
+            (atoms::month(), d.month.encode(env)),
+            (atoms::day(), d.day.encode(env)),
+        ],
+    )
+}
+
+fn time_fields<'a>(
+    env: Env<'a>,
+    hour: u8,
+    minute: u8,
+    second: u8,
+    us: u32,
+) -> Vec<(Atom, Term<'a>)> {
+    vec![
+        (atoms::calendar(), calendar_iso(env)),
+        (atoms::hour(), hour.encode(env)),
+        (atoms::minute(), minute.encode(env)),
+        (atoms::second(), second.encode(env)),
+        (atoms::microsecond(), microsecond(env, us)),
+    ]
+}
+
+fn offset_name(offset: i32) -> String {
+    if offset == 0 {
+        return "UTC".to_owned();
+    }
+    let sign = if offset < 0 { '-' } else { '+' };
+    let abs = offset.unsigned_abs();
+    let (h, m, s) = (abs / 3600, (abs % 3600) / 60, abs % 60);
+    if s == 0 {
+        format!("UTC{sign}{h:02}:{m:02}")
+    } else {
+        format!("UTC{sign}{h:02}:{m:02}:{s:02}")
+    }
+}
+
+fn datetime_term<'a>(env: Env<'a>, dt: &MontyDateTime) -> Result<Term<'a>, String> {
+    let mut fields = time_fields(env, dt.hour, dt.minute, dt.second, dt.microsecond);
+    fields.push((atoms::year(), dt.year.encode(env)));
+    fields.push((atoms::month(), dt.month.encode(env)));
+    fields.push((atoms::day(), dt.day.encode(env)));
+    match dt.offset_seconds {
+        None => make_struct(env, atoms::elixir_naive_datetime(), &fields),
+        Some(offset) => {
+            let zone = match (&dt.timezone_name, offset) {
+                (_, 0) => "Etc/UTC".to_owned(),
+                (Some(name), _) => name.clone(),
+                (None, _) => offset_name(offset),
+            };
+            let abbr = match (&dt.timezone_name, offset) {
+                (_, 0) => "UTC".to_owned(),
+                (Some(name), _) => name.clone(),
+                (None, _) => offset_name(offset),
+            };
+            fields.push((atoms::time_zone(), string(env, &zone)));
+            fields.push((atoms::zone_abbr(), string(env, &abbr)));
+            fields.push((atoms::utc_offset(), offset.encode(env)));
+            fields.push((atoms::std_offset(), 0.encode(env)));
+            make_struct(env, atoms::elixir_datetime(), &fields)
+        }
+    }
+}
+
+fn time_term<'a>(env: Env<'a>, t: &MontyTime) -> Result<Term<'a>, String> {
+    let time = make_struct(
+        env,
+        atoms::elixir_time(),
+        &time_fields(env, t.hour, t.minute, t.second, t.microsecond),
+    )?;
+    match t.offset_seconds {
+        None => Ok(time),
+        Some(offset) => Ok(make_tuple(
+            env,
+            &[
+                atoms::time().encode(env),
+                time,
+                timezone_term(
+                    env,
+                    &MontyTimeZone {
+                        offset_seconds: offset,
+                        name: t.timezone_name.clone(),
+                    },
+                ),
+            ],
+        )),
+    }
+}
+
+fn timezone_term<'a>(env: Env<'a>, tz: &MontyTimeZone) -> Term<'a> {
+    (atoms::timezone(), tz.offset_seconds, tz.name.as_deref()).encode(env)
+}
+
+fn named_pairs<'a>(
+    env: Env<'a>,
+    terms: &[Term<'a>],
+    nodes: &[MontyNode],
+    pairs: &[(NodeId, NodeId)],
+) -> Result<Term<'a>, String> {
+    // Attribute names are strings in Python; keep them as binaries.
+    let mut keys = Vec::with_capacity(pairs.len());
+    let mut values = Vec::with_capacity(pairs.len());
+    for (key, value) in pairs {
+        let key_term = match nodes.get(key.index()) {
+            Some(MontyNode::String(s)) => string(env, s),
+            _ => child(terms, *key)?,
+        };
+        keys.push(key_term);
+        values.push(child(terms, *value)?);
+    }
+    Term::map_from_term_arrays(env, &keys, &values)
+        .map_err(|_| "duplicate attribute names".to_owned())
+}
+
+fn node_term<'a>(
+    env: Env<'a>,
+    node: &MontyNode,
+    terms: &[Term<'a>],
+    nodes: &[MontyNode],
+) -> Result<Term<'a>, String> {
+    Ok(match node {
+        MontyNode::None => atoms::nil().encode(env),
+        MontyNode::Ellipsis => atoms::ellipsis().encode(env),
+        MontyNode::NotImplemented => atoms::not_implemented().encode(env),
+        MontyNode::Bool(b) => b.encode(env),
+        MontyNode::Int(i) => i.encode(env),
+        MontyNode::BigInt(i) => i.encode(env),
+        MontyNode::Float(f) => float_term(env, *f),
+        MontyNode::Complex(c) => (
+            atoms::complex(),
+            float_term(env, c.real),
+            float_term(env, c.imag),
+        )
+            .encode(env),
+        MontyNode::String(s) => string(env, s),
+        MontyNode::Bytes(b) => (atoms::bytes(), binary(env, b)).encode(env),
+        MontyNode::Path(p) => (atoms::path(), string(env, p)).encode(env),
+        MontyNode::Date(d) => date_term(env, d)?,
+        MontyNode::DateTime(dt) => datetime_term(env, dt)?,
+        MontyNode::Time(t) => time_term(env, t)?,
+        MontyNode::TimeDelta(td) => {
+            (atoms::timedelta(), td.days, td.seconds, td.microseconds).encode(env)
+        }
+        MontyNode::TimeZone(tz) => timezone_term(env, tz),
+        MontyNode::Decimal(d) => (atoms::decimal(), string(env, d)).encode(env),
+        MontyNode::Exception { exc_type, arg } => make_struct(
+            env,
+            atoms::elixir_exmonty_exception(),
+            &[
+                (atoms::__exception__(), true.encode(env)),
+                (atoms::type_(), exc_atom(*exc_type).encode(env)),
+                (atoms::message(), arg.as_deref().unwrap_or("").encode(env)),
+                (atoms::traceback(), Term::list_new_empty(env)),
+                (atoms::python_type(), string(env, &exc_type.to_string())),
+                (atoms::rendered(), atoms::nil().encode(env)),
+            ],
+        )?,
+        MontyNode::Type(t) => (atoms::type_(), string(env, t.name())).encode(env),
+        MontyNode::BuiltinFunction(f) => {
+            let name: &'static str = f.into();
+            (atoms::builtin_function(), string(env, name)).encode(env)
+        }
+        MontyNode::FileHandle(fh) => (
+            atoms::file(),
+            string(env, &fh.path),
+            string(env, fh.mode.as_str()),
+            fh.position,
+        )
+            .encode(env),
+        MontyNode::Function { name, .. } => (atoms::function(), string(env, name)).encode(env),
+        MontyNode::Repr(r) => (atoms::repr(), string(env, r)).encode(env),
+        MontyNode::Cycle(c) => (atoms::cycle(), string(env, c)).encode(env),
+        MontyNode::List(ids) => children(terms, ids)?.encode(env),
+        MontyNode::Tuple(ids) => make_tuple(env, &children(terms, ids)?),
+        MontyNode::Set(ids) | MontyNode::FrozenSet(ids) => mapset(env, &children(terms, ids)?)?,
+        MontyNode::NamedTuple {
+            type_name,
+            field_names,
+            values,
+        } => {
+            let fields = field_names
+                .iter()
+                .zip(values)
+                .map(|(name, id)| Ok((string(env, name), child(terms, *id)?).encode(env)))
+                .collect::<Result<Vec<Term<'a>>, String>>()?;
+            (atoms::named_tuple(), string(env, type_name), fields).encode(env)
+        }
+        MontyNode::Dict(pairs) => {
+            let mut keys = Vec::with_capacity(pairs.len());
+            let mut values = Vec::with_capacity(pairs.len());
+            for (key, value) in pairs {
+                keys.push(child(terms, *key)?);
+                values.push(child(terms, *value)?);
+            }
+            Term::map_from_term_arrays(env, &keys, &values)
+                .map_err(|_| "a dict has two keys that are the same Elixir term".to_owned())?
+        }
+        MontyNode::ClassType(class) => (atoms::class(), string(env, &class.name)).encode(env),
+        MontyNode::ClassInstance {
+            class_type, attrs, ..
+        } => {
+            let (name, is_dataclass) = match nodes.get(class_type.index()) {
+                Some(MontyNode::ClassType(class)) => (class.name.as_str(), class.is_dataclass),
+                _ => ("object", false),
+            };
+            let fields = named_pairs(env, terms, nodes, attrs)?;
+            if is_dataclass {
+                make_struct(
+                    env,
+                    atoms::elixir_exmonty_dataclass(),
+                    &[
+                        (atoms::name(), string(env, name)),
+                        (atoms::fields(), fields),
+                    ],
+                )?
+            } else {
+                (atoms::instance(), string(env, name), fields).encode(env)
+            }
+        }
+        MontyNode::Module { name, attrs, .. } => (
+            atoms::module(),
+            string(env, name),
+            named_pairs(env, terms, nodes, attrs)?,
+        )
+            .encode(env),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Elixir -> Python
+// ---------------------------------------------------------------------------
+
+/// Why a term could not become a Python value.
+#[derive(Debug)]
+pub enum EncodeError {
+    /// The term has no Python meaning; the message names it and its path.
+    Invalid(String),
+    /// The term is larger than the caller's budget (run it on a dirty scheduler).
+    OverBudget,
+}
+
+/// Work allowed before `encode` gives up with `OverBudget`: about a
+/// millisecond of conversion on a normal scheduler.
+pub struct Budget {
+    left: Option<usize>,
+}
+
+impl Budget {
+    pub fn limited(units: usize) -> Self {
+        Self { left: Some(units) }
+    }
+
+    pub fn unlimited() -> Self {
+        Self { left: None }
+    }
+
+    fn spend(&mut self, units: usize) -> Result<(), EncodeError> {
+        if let Some(left) = &mut self.left {
+            if units > *left {
+                return Err(EncodeError::OverBudget);
+            }
+            *left -= units;
+        }
+        Ok(())
+    }
+}
+
+/// One step of the path to a term inside the input, for error messages.
+#[derive(Clone)]
+enum Segment<'a> {
+    Root(String),
+    Index(usize),
+    Key(Term<'a>),
+}
+
+fn render_path(segments: &[&Segment<'_>]) -> String {
+    let mut out = String::new();
+    for segment in segments {
+        match segment {
+            Segment::Root(name) => out.push_str(name),
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+            Segment::Key(term) => out.push_str(&format!("[{}]", short_inspect(*term))),
+        }
+    }
+    out
+}
+
+/// A bounded rendering of a term for error messages.
+pub fn short_inspect(term: Term<'_>) -> String {
+    let mut text = format!("{term:?}");
+    if text.len() > 80 {
+        let mut cut = 77;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+/// Where a value sits: a set element and a dict key must be hashable, so an
+/// Elixir `MapSet` there becomes a `frozenset`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Position {
+    Value,
+    Hashable,
+}
+
+enum Frame<'a> {
+    Visit {
+        term: Term<'a>,
+        segment: Segment<'a>,
+        position: Position,
+    },
+    Build {
+        kind: Container,
+        segment: Segment<'a>,
+    },
+}
+
+enum Container {
+    List(usize),
+    Tuple(usize),
+    Set(usize),
+    FrozenSet(usize),
+    Dict(usize),
+    NamedTuple {
+        type_name: String,
+        field_names: Vec<String>,
+    },
+}
+
+/// Converts one Elixir term into a Python value, iteratively.
+pub fn encode<'a>(
+    term: Term<'a>,
+    root: &str,
+    budget: &mut Budget,
+) -> Result<MontyObject, EncodeError> {
+    let mut nodes: Vec<MontyNode> = Vec::new();
+    let mut ids: Vec<NodeId> = Vec::new();
+    let mut stack: Vec<Frame<'a>> = vec![Frame::Visit {
+        term,
+        segment: Segment::Root(root.to_owned()),
+        position: Position::Value,
+    }];
+    while let Some(frame) = stack.pop() {
+        budget.spend(1)?;
+        match frame {
+            Frame::Visit {
+                term,
+                segment,
+                position,
+            } => {
+                let fail = |stack: &[Frame<'a>], message: String| {
+                    let mut path: Vec<&Segment<'a>> = stack
+                        .iter()
+                        .filter_map(|f| match f {
+                            Frame::Build { segment, .. } => Some(segment),
+                            Frame::Visit { .. } => None,
+                        })
+                        .collect();
+                    path.push(&segment);
+                    EncodeError::Invalid(format!("{} at {}", message, render_path(&path)))
+                };
+                match visit(term, position, budget, &mut stack, segment.clone()) {
+                    Ok(Some(node)) => {
+                        let id = NodeId(nodes.len() as u32);
+                        nodes.push(node);
+                        ids.push(id);
+                    }
+                    Ok(None) => {}
+                    Err(VisitError::Budget) => return Err(EncodeError::OverBudget),
+                    Err(VisitError::Invalid(message)) => {
+                        // The frames `visit` may have pushed are not ancestors.
+                        return Err(fail(&stack, message));
+                    }
+                }
+            }
+            Frame::Build { kind, .. } => {
+                let node = build(kind, &mut ids).map_err(EncodeError::Invalid)?;
+                let id = NodeId(nodes.len() as u32);
+                nodes.push(node);
+                ids.push(id);
+            }
+        }
+    }
+    let root_id = ids
+        .pop()
+        .ok_or_else(|| EncodeError::Invalid("empty value".to_owned()))?;
+    let graph = MontyGraph::from_nodes(nodes)
+        .map_err(|e| EncodeError::Invalid(format!("internal: {e}")))?;
+    object_from_graph(graph, root_id).map_err(|e| EncodeError::Invalid(format!("internal: {e}")))
+}
+
+fn take_ids(ids: &mut Vec<NodeId>, n: usize) -> Result<Vec<NodeId>, String> {
+    if ids.len() < n {
+        return Err("internal: conversion stack underflow".to_owned());
+    }
+    Ok(ids.split_off(ids.len() - n))
+}
+
+fn build(kind: Container, ids: &mut Vec<NodeId>) -> Result<MontyNode, String> {
+    Ok(match kind {
+        Container::List(n) => MontyNode::List(take_ids(ids, n)?),
+        Container::Tuple(n) => MontyNode::Tuple(take_ids(ids, n)?),
+        Container::Set(n) => MontyNode::Set(take_ids(ids, n)?),
+        Container::FrozenSet(n) => MontyNode::FrozenSet(take_ids(ids, n)?),
+        Container::Dict(n) => {
+            let flat = take_ids(ids, n * 2)?;
+            MontyNode::Dict(
+                flat.chunks_exact(2)
+                    .map(|pair| (pair[0], pair[1]))
+                    .collect(),
+            )
+        }
+        Container::NamedTuple {
+            type_name,
+            field_names,
+        } => {
+            let values = take_ids(ids, field_names.len())?;
+            MontyNode::NamedTuple {
+                type_name,
+                field_names,
+                values,
+            }
+        }
+    })
+}
+
+enum VisitError {
+    Invalid(String),
+    Budget,
+}
+
+impl From<String> for VisitError {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
+    }
+}
+
+fn push_children<'a>(
+    stack: &mut Vec<Frame<'a>>,
+    kind: Container,
+    segment: Segment<'a>,
+    children: Vec<(Term<'a>, Segment<'a>, Position)>,
+) {
+    stack.push(Frame::Build { kind, segment });
+    // Reversed, so the first child is converted (and numbered) first.
+    for (term, segment, position) in children.into_iter().rev() {
+        stack.push(Frame::Visit {
+            term,
+            segment,
+            position,
+        });
+    }
+}
+
+fn utf8(term: Term<'_>, what: &str) -> Result<String, String> {
+    let bin = term
+        .decode::<Binary>()
+        .map_err(|_| format!("{what} must be a binary, got {}", short_inspect(term)))?;
+    std::str::from_utf8(bin.as_slice())
+        .map(str::to_owned)
+        .map_err(|_| format!("{what} is not valid UTF-8 (tag raw bytes as {{:bytes, binary}})"))
+}
+
+/// Converts a leaf, or pushes a container's children. `Ok(None)` means
+/// frames were pushed and the node will be built later.
+fn visit<'a>(
+    term: Term<'a>,
+    position: Position,
+    budget: &mut Budget,
+    stack: &mut Vec<Frame<'a>>,
+    segment: Segment<'a>,
+) -> Result<Option<MontyNode>, VisitError> {
+    match term.get_type() {
+        TermType::Integer => {
+            if let Ok(i) = term.decode::<i64>() {
+                return Ok(Some(MontyNode::Int(i)));
+            }
+            let big = term
+                .decode::<BigInt>()
+                .map_err(|_| format!("cannot read integer {}", short_inspect(term)))?;
+            budget
+                .spend(usize::try_from(big.bits() / 64).unwrap_or(usize::MAX))
+                .map_err(|_| VisitError::Budget)?;
+            Ok(Some(MontyNode::BigInt(big)))
+        }
+        TermType::Float => Ok(Some(MontyNode::Float(
+            term.decode::<f64>()
+                .map_err(|_| "cannot read float".to_owned())?,
+        ))),
+        TermType::Binary => {
+            let bin = term
+                .decode::<Binary>()
+                .map_err(|_| "cannot read binary".to_owned())?;
+            budget
+                .spend(bin.len() / 1024)
+                .map_err(|_| VisitError::Budget)?;
+            match std::str::from_utf8(bin.as_slice()) {
+                Ok(s) => Ok(Some(MontyNode::String(s.to_owned()))),
+                Err(_) => Err(VisitError::Invalid(format!(
+                    "binary {} is not valid UTF-8 (tag raw bytes as {{:bytes, binary}})",
+                    short_inspect(term)
+                ))),
+            }
+        }
+        TermType::Atom => {
+            let atom = term
+                .decode::<Atom>()
+                .map_err(|_| "cannot read atom".to_owned())?;
+            if atom == atoms::nil() {
+                Ok(Some(MontyNode::None))
+            } else if atom == atoms::true_() {
+                Ok(Some(MontyNode::Bool(true)))
+            } else if atom == atoms::false_() {
+                Ok(Some(MontyNode::Bool(false)))
+            } else if atom == atoms::ellipsis() {
+                Ok(Some(MontyNode::Ellipsis))
+            } else if atom == atoms::infinity() {
+                Ok(Some(MontyNode::Float(f64::INFINITY)))
+            } else if atom == atoms::neg_infinity() {
+                Ok(Some(MontyNode::Float(f64::NEG_INFINITY)))
+            } else if atom == atoms::nan() {
+                Ok(Some(MontyNode::Float(f64::NAN)))
+            } else if atom == atoms::not_implemented() {
+                Ok(Some(MontyNode::NotImplemented))
+            } else {
+                Err(VisitError::Invalid(format!(
+                    "atom {} has no Python meaning (only nil, true, false, :ellipsis, :infinity, :neg_infinity, :nan)",
+                    short_inspect(term)
+                )))
+            }
+        }
+        TermType::List => {
+            let len = term.list_length().map_err(|_| {
+                format!(
+                    "improper list {} has no Python meaning",
+                    short_inspect(term)
+                )
+            })?;
+            budget.spend(len).map_err(|_| VisitError::Budget)?;
+            let items = term
+                .into_list_iterator()
+                .map_err(|_| "cannot read list".to_owned())?
+                .enumerate()
+                .map(|(i, item)| (item, Segment::Index(i), Position::Value))
+                .collect();
+            push_children(stack, Container::List(len), segment, items);
+            Ok(None)
+        }
+        TermType::Tuple => visit_tuple(term, stack, segment, budget),
+        TermType::Map => visit_map(term, position, stack, segment, budget),
+        _ => Err(VisitError::Invalid(format!(
+            "{} has no Python meaning",
+            short_inspect(term)
+        ))),
+    }
+}
+
+fn visit_tuple<'a>(
+    term: Term<'a>,
+    stack: &mut Vec<Frame<'a>>,
+    segment: Segment<'a>,
+    budget: &mut Budget,
+) -> Result<Option<MontyNode>, VisitError> {
+    let elements = get_tuple(term).map_err(|_| "cannot read tuple".to_owned())?;
+    budget
+        .spend(elements.len())
+        .map_err(|_| VisitError::Budget)?;
+    let tag = elements
+        .first()
+        .and_then(|first| first.decode::<Atom>().ok());
+    match (tag, elements.len()) {
+        (Some(tag), 2) if tag == atoms::bytes() => {
+            let bin = elements[1]
+                .decode::<Binary>()
+                .map_err(|_| "{:bytes, _} needs a binary".to_owned())?;
+            budget
+                .spend(bin.len() / 1024)
+                .map_err(|_| VisitError::Budget)?;
+            Ok(Some(MontyNode::Bytes(bin.as_slice().to_vec())))
+        }
+        (Some(tag), 2) if tag == atoms::path() => {
+            Ok(Some(MontyNode::Path(utf8(elements[1], "a path")?)))
+        }
+        (Some(tag), 2) if tag == atoms::decimal() => {
+            Ok(Some(MontyNode::Decimal(utf8(elements[1], "a decimal")?)))
+        }
+        (Some(tag), 2) if tag == atoms::function() => Ok(Some(MontyNode::Function {
+            name: utf8(elements[1], "a function name")?,
+            docstring: None,
+        })),
+        (Some(tag), 3) if tag == atoms::complex() => {
+            Ok(Some(MontyNode::Complex(monty_types::MontyComplex {
+                real: float_of(elements[1])?,
+                imag: float_of(elements[2])?,
+            })))
+        }
+        (Some(tag), 4) if tag == atoms::timedelta() => {
+            Ok(Some(MontyNode::TimeDelta(MontyTimeDelta {
+                days: elements[1]
+                    .decode()
+                    .map_err(|_| "timedelta days must be an integer".to_owned())?,
+                seconds: elements[2]
+                    .decode()
+                    .map_err(|_| "timedelta seconds must be an integer".to_owned())?,
+                microseconds: elements[3]
+                    .decode()
+                    .map_err(|_| "timedelta microseconds must be an integer".to_owned())?,
+            })))
+        }
+        (Some(tag), 3) if tag == atoms::timezone() => {
+            Ok(Some(MontyNode::TimeZone(MontyTimeZone {
+                offset_seconds: elements[1]
+                    .decode()
+                    .map_err(|_| "timezone offset must be an integer".to_owned())?,
+                name: optional_string(elements[2], "a timezone name")?,
+            })))
+        }
+        (Some(tag), 3) if tag == atoms::named_tuple() => {
+            let type_name = utf8(elements[1], "a named tuple's type name")?;
+            let len = elements[2]
+                .list_length()
+                .map_err(|_| "a named tuple's fields must be a list of {name, value}".to_owned())?;
+            let mut field_names = Vec::with_capacity(len);
+            let mut values = Vec::with_capacity(len);
+            for (i, field) in elements[2]
+                .into_list_iterator()
+                .map_err(|_| "cannot read named tuple fields".to_owned())?
+                .enumerate()
+            {
+                let pair = get_tuple(field)
+                    .ok()
+                    .filter(|pair| pair.len() == 2)
+                    .ok_or_else(|| {
+                        "a named tuple's fields must be a list of {name, value}".to_owned()
+                    })?;
+                field_names.push(utf8(pair[0], "a named tuple field name")?);
+                values.push((pair[1], Segment::Index(i), Position::Value));
+            }
+            push_children(
+                stack,
+                Container::NamedTuple {
+                    type_name,
+                    field_names,
+                },
+                segment,
+                values,
+            );
+            Ok(None)
+        }
+        _ => {
+            let items = elements
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| (item, Segment::Index(i), Position::Value))
+                .collect::<Vec<_>>();
+            push_children(stack, Container::Tuple(items.len()), segment, items);
+            Ok(None)
+        }
+    }
+}
+
+fn float_of(term: Term<'_>) -> Result<f64, VisitError> {
+    if let Ok(f) = term.decode::<f64>() {
+        return Ok(f);
+    }
+    if let Ok(i) = term.decode::<i64>() {
+        return Ok(i as f64);
+    }
+    match term.decode::<Atom>() {
+        Ok(a) if a == atoms::infinity() => Ok(f64::INFINITY),
+        Ok(a) if a == atoms::neg_infinity() => Ok(f64::NEG_INFINITY),
+        Ok(a) if a == atoms::nan() => Ok(f64::NAN),
+        _ => Err(VisitError::Invalid(format!(
+            "{} is not a float",
+            short_inspect(term)
+        ))),
+    }
+}
+
+fn optional_string(term: Term<'_>, what: &str) -> Result<Option<String>, String> {
+    if term.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+        Ok(None)
+    } else {
+        utf8(term, what).map(Some)
+    }
+}
+
+fn field<'a>(map: Term<'a>, key: Atom, what: &str) -> Result<Term<'a>, String> {
+    map.map_get(key.encode(map.get_env()))
+        .map_err(|_| format!("{what} lacks its {key:?} field"))
+}
+
+fn visit_map<'a>(
+    term: Term<'a>,
+    position: Position,
+    stack: &mut Vec<Frame<'a>>,
+    segment: Segment<'a>,
+    budget: &mut Budget,
+) -> Result<Option<MontyNode>, VisitError> {
+    let env = term.get_env();
+    if let Ok(module) = term.map_get(atoms::__struct__().encode(env)) {
+        return visit_struct(term, module, position, stack, segment, budget);
+    }
+    let size = term.map_size().map_err(|_| "cannot read map".to_owned())?;
+    budget.spend(size * 2).map_err(|_| VisitError::Budget)?;
+    let iter = MapIterator::new(term).ok_or_else(|| "cannot read map".to_owned())?;
+    let mut children = Vec::with_capacity(size * 2);
+    for (key, value) in iter {
+        children.push((key, Segment::Key(key), Position::Hashable));
+        children.push((value, Segment::Key(key), Position::Value));
+    }
+    push_children(stack, Container::Dict(size), segment, children);
+    Ok(None)
+}
+
+fn visit_struct<'a>(
+    term: Term<'a>,
+    module: Term<'a>,
+    position: Position,
+    stack: &mut Vec<Frame<'a>>,
+    segment: Segment<'a>,
+    budget: &mut Budget,
+) -> Result<Option<MontyNode>, VisitError> {
+    let module = module
+        .decode::<Atom>()
+        .map_err(|_| format!("{} is not a struct", short_inspect(term)))?;
+    // Safety of lifetimes: decoders below only read plain numbers.
+    let env = term.get_env();
+    let get_u8 = |key: Atom, what: &str| -> Result<u8, String> {
+        field(term, key, what)?
+            .decode::<u8>()
+            .map_err(|_| format!("{what} has an invalid {key:?} field"))
+    };
+    let get_i32 = |key: Atom, what: &str| -> Result<i32, String> {
+        field(term, key, what)?
+            .decode::<i32>()
+            .map_err(|_| format!("{what} has an invalid {key:?} field"))
+    };
+    let get_us = |what: &str| -> Result<u32, String> {
+        let us = field(term, atoms::microsecond(), what)?;
+        let (value, _precision): (u32, u32) = us
+            .decode()
+            .map_err(|_| format!("{what} has an invalid microsecond field"))?;
+        Ok(value)
+    };
+    if module == atoms::elixir_mapset() {
+        let map = field(term, atoms::map(), "a MapSet")?;
+        let size = map
+            .map_size()
+            .map_err(|_| "cannot read MapSet".to_owned())?;
+        budget.spend(size).map_err(|_| VisitError::Budget)?;
+        let iter = MapIterator::new(map).ok_or_else(|| "cannot read MapSet".to_owned())?;
+        let items = iter
+            .enumerate()
+            .map(|(i, (item, _))| (item, Segment::Index(i), Position::Hashable))
+            .collect::<Vec<_>>();
+        let kind = if position == Position::Hashable {
+            Container::FrozenSet(size)
+        } else {
+            Container::Set(size)
+        };
+        push_children(stack, kind, segment, items);
+        return Ok(None);
+    }
+    if module == atoms::elixir_date() {
+        return Ok(Some(MontyNode::Date(MontyDate {
+            year: get_i32(atoms::year(), "a Date")?,
+            month: get_u8(atoms::month(), "a Date")?,
+            day: get_u8(atoms::day(), "a Date")?,
+        })));
+    }
+    if module == atoms::elixir_time() {
+        return Ok(Some(MontyNode::Time(MontyTime {
+            hour: get_u8(atoms::hour(), "a Time")?,
+            minute: get_u8(atoms::minute(), "a Time")?,
+            second: get_u8(atoms::second(), "a Time")?,
+            microsecond: get_us("a Time")?,
+            offset_seconds: None,
+            timezone_name: None,
+            fold: 0,
+        })));
+    }
+    if module == atoms::elixir_naive_datetime() || module == atoms::elixir_datetime() {
+        let what = if module == atoms::elixir_datetime() {
+            "a DateTime"
+        } else {
+            "a NaiveDateTime"
+        };
+        let (offset_seconds, timezone_name) = if module == atoms::elixir_datetime() {
+            let utc: i32 = get_i32(atoms::utc_offset(), what)?;
+            let std: i32 = get_i32(atoms::std_offset(), what)?;
+            let zone = utf8(field(term, atoms::time_zone(), what)?, "a time zone")?;
+            let name = if zone == "Etc/UTC" || zone.starts_with("UTC") {
+                None
+            } else {
+                Some(zone)
+            };
+            (Some(utc + std), name)
+        } else {
+            (None, None)
+        };
+        return Ok(Some(MontyNode::DateTime(MontyDateTime {
+            year: get_i32(atoms::year(), what)?,
+            month: get_u8(atoms::month(), what)?,
+            day: get_u8(atoms::day(), what)?,
+            hour: get_u8(atoms::hour(), what)?,
+            minute: get_u8(atoms::minute(), what)?,
+            second: get_u8(atoms::second(), what)?,
+            microsecond: get_us(what)?,
+            offset_seconds,
+            timezone_name,
+        })));
+    }
+    if module == atoms::elixir_exmonty_exception() {
+        let exc_type = field(term, atoms::python_type(), "an ExMonty.Exception")
+            .ok()
+            .and_then(|t| utf8(t, "a Python type").ok())
+            .and_then(|name| name.parse::<ExcType>().ok())
+            .or_else(|| {
+                field(term, atoms::type_(), "an ExMonty.Exception")
+                    .ok()
+                    .and_then(|t| t.decode::<Atom>().ok())
+                    .and_then(|a| crate::exceptions::exc_type_of_atom(env, a))
+            })
+            .ok_or_else(|| "an ExMonty.Exception with an unknown type".to_owned())?;
+        let message = field(term, atoms::message(), "an ExMonty.Exception")
+            .ok()
+            .and_then(|m| utf8(m, "a message").ok())
+            .filter(|m| !m.is_empty());
+        return Ok(Some(MontyNode::Exception {
+            exc_type,
+            arg: message,
+        }));
+    }
+    if module == atoms::elixir_exmonty_dataclass() {
+        let _ = (stack, segment);
+        return Err(VisitError::Invalid(
+            "an ExMonty.Dataclass cannot be sent into Python (Monty cannot rebuild class instances)".to_owned(),
+        ));
+    }
+    Err(VisitError::Invalid(format!(
+        "struct {} has no Python meaning",
+        short_inspect(term)
+    )))
+}

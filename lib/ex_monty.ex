@@ -1,0 +1,653 @@
+defmodule ExMonty do
+  @moduledoc """
+  Run untrusted Python from Elixir, inside WebAssembly.
+
+  ExMonty runs [Monty](https://github.com/pydantic/monty), a sandboxed
+  interpreter for a subset of Python, compiled to a WebAssembly component and
+  hosted by wasmtime inside a NIF. Python code never runs on a BEAM scheduler
+  and never in the VM's own memory: every execution runs in a wasm instance on
+  one of ExMonty's worker threads, under Monty's limits *and* wasmtime's. A
+  crash of the interpreter (stack exhaustion, a failed allocation, a bug) is a
+  wasm trap that becomes `{:error, %ExMonty.Exception{}}`; the VM keeps running.
+
+  ## Results
+
+  Every execution returns `{:ok, value, output}` — the value of the last
+  expression and everything it printed — or `{:error, %ExMonty.Exception{}}`.
+
+      iex> ExMonty.eval("2 + 2")
+      {:ok, 4, ""}
+
+      iex> ExMonty.eval("print('hello')")
+      {:ok, nil, "hello\\n"}
+
+      iex> ExMonty.eval("x + y", inputs: %{"x" => 10, "y" => 20})
+      {:ok, 30, ""}
+
+  ## Compile once, run many
+
+      iex> {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
+      iex> ExMonty.run(runner, %{"x" => 5})
+      {:ok, 10, ""}
+      iex> ExMonty.run(runner, %{"x" => 100})
+      {:ok, 200, ""}
+
+  ## Interactive execution
+
+  `start/3` runs until the Python code calls a function the host must
+  provide, reads an undefined name, or asks the OS for something; it then
+  returns a paused `ExMonty.Snapshot` that `resume/2` continues:
+
+      iex> {:ok, runner} = ExMonty.compile("fetch('a') + 1")
+      iex> {:ok, {:function_call, call, snapshot, ""}} = ExMonty.start(runner)
+      iex> {call.name, call.args}
+      {"fetch", ["a"]}
+      iex> ExMonty.resume(snapshot, {:ok, 41})
+      {:ok, {:complete, 42, ""}}
+
+  See `ExMonty.Sandbox` for a loop that answers calls with Elixir functions,
+  and `ExMonty.Limits` for limits and defaults.
+
+  ## Type mapping
+
+  | Python | Elixir |
+  | --- | --- |
+  | `None` | `nil` |
+  | `True` / `False` | `true` / `false` |
+  | `int` | integer (arbitrary precision) |
+  | `float` | float; `inf`, `-inf`, `nan` as `:infinity`, `:neg_infinity`, `:nan` |
+  | `str` | UTF-8 binary |
+  | `bytes` | `{:bytes, binary}` |
+  | `list` | list |
+  | `tuple` | tuple |
+  | `dict` | map (any key type) |
+  | `set` / `frozenset` | `MapSet` (a `MapSet` sent as a dict key or set element becomes a `frozenset`) |
+  | `...` | `:ellipsis` |
+  | `NotImplemented` | `:not_implemented` |
+  | `pathlib.Path` | `{:path, string}` |
+  | named tuple | `{:named_tuple, type_name, [{field, value}, ...]}` |
+  | `@dataclass` instance | `%ExMonty.Dataclass{name, fields}` |
+  | other class instance | `{:instance, class_name, %{attr => value}}` |
+  | exception value | `%ExMonty.Exception{}` |
+  | `datetime.date` | `Date` |
+  | `datetime.datetime` (naive / aware) | `NaiveDateTime` / `DateTime` |
+  | `datetime.time` (naive / aware) | `Time` / `{:time, Time, {:timezone, offset_s, name}}` |
+  | `datetime.timedelta` | `{:timedelta, days, seconds, microseconds}` |
+  | `datetime.timezone` | `{:timezone, offset_seconds, name \\| nil}` |
+  | `decimal.Decimal` | `{:decimal, "1.20"}` |
+  | `complex` | `{:complex, real, imag}` |
+  | function | `{:function, name}` |
+  | builtin function | `{:builtin_function, name}` |
+  | type object | `{:type, name}` |
+  | class object | `{:class, name}` |
+  | module | `{:module, name, attrs}` |
+  | open file | `{:file, path, mode, position}` |
+  | anything else | `{:repr, string}` (what Python's `repr` shows) |
+  | reference cycle | `{:cycle, "[...]"}` |
+
+  Elixir terms go into Python the same way, plus: atoms other than `nil`,
+  `true`, `false` and the tags above, pids, references, functions, ports,
+  improper lists and non-UTF-8 binaries (unless tagged `{:bytes, b}`) are
+  rejected with an error naming the term and where it is in the input.
+  """
+
+  alias ExMonty.{Exception, FunctionCall, Job, Limits, Native, OsCall, Runner, Snapshot}
+
+  @typedoc "A Python value as Elixir data (see the type mapping above)."
+  @type value :: term()
+
+  @typedoc "Text printed by the Python code."
+  @type output :: String.t()
+
+  @type result :: {:ok, value(), output()} | {:error, Exception.t()}
+
+  @type progress ::
+          {:function_call, FunctionCall.t(), Snapshot.t(), output()}
+          | {:name_lookup, String.t(), Snapshot.t(), output()}
+          | {:os_call, OsCall.t(), Snapshot.t(), output()}
+          | {:resolve_futures, [non_neg_integer()], Snapshot.t(), output()}
+          | {:complete, value(), output()}
+
+  @typedoc """
+  The host's answer to a paused call:
+
+    * `{:ok, value}` — the call returns `value` (for a name lookup, the name's value;
+      `{:ok, {:function, name}}` makes the name a host function);
+    * `{:error, type, message}` — the call raises the Python exception `type`
+      (an atom such as `:value_error`, see `ExMonty.Exception.python_types/0`);
+    * `:pending` — (function calls) the call returns a future, resolved later with
+      `resume_futures/2`;
+    * `:undefined` — (function calls and name lookups) the name is not defined:
+      Python raises `NameError`.
+  """
+  @type answer :: {:ok, value()} | {:error, atom(), String.t()} | :pending | :undefined
+
+  @default_script "main.py"
+
+  # ---------------------------------------------------------------------------
+  # One-shot evaluation
+  # ---------------------------------------------------------------------------
+
+  @doc """
+  Compiles and runs `code`.
+
+  ## Options
+
+    * `:inputs` — a map of variable names (strings) to values.
+    * `:limits` — see `ExMonty.Limits` (a map, a keyword list or `:unlimited`).
+    * `:script_name` — the file name shown in tracebacks (`"main.py"`).
+
+  Calls to undefined functions raise `NameError` (use `start/3` or
+  `ExMonty.Sandbox` to provide them); file and environment access raise
+  `PermissionError`.
+
+  ## Examples
+
+      iex> ExMonty.eval("[x**2 for x in range(5)]")
+      {:ok, [0, 1, 4, 9, 16], ""}
+
+      iex> {:error, %ExMonty.Exception{type: :recursion_error}} =
+      ...>   ExMonty.eval("def f(): return f()\\nf()", limits: %{max_recursion_depth: 50})
+  """
+  @spec eval(String.t(), keyword()) :: result()
+  def eval(code, opts \\ []) do
+    with {:ok, code, opts} <- check_code(code, opts),
+         {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
+         {:ok, limits} <- limits(opts) do
+      names = Enum.map(inputs, &elem(&1, 0))
+      values = Enum.map(inputs, &elem(&1, 1))
+      script = script_name(opts)
+      native = Limits.to_native(limits)
+
+      Job.run(
+        fn -> Native.eval(code, script, names, values, native, false) end,
+        fn -> Native.eval_dirty(code, script, names, values, native, false) end
+      )
+      |> drive(limits, "")
+    end
+  end
+
+  @doc """
+  Like `eval/2`, but returns the value and raises `ExMonty.Exception` on error.
+
+  ## Examples
+
+      iex> ExMonty.eval!("'a' * 3")
+      "aaa"
+  """
+  @spec eval!(String.t(), keyword()) :: value()
+  def eval!(code, opts \\ []) do
+    case eval(code, opts) do
+      {:ok, value, _output} -> value
+      {:error, exception} -> raise exception
+    end
+  end
+
+  # ---------------------------------------------------------------------------
+  # Compile and run
+  # ---------------------------------------------------------------------------
+
+  @doc """
+  Compiles `code` into a reusable `ExMonty.Runner`.
+
+  ## Options
+
+    * `:inputs` — the names of the input variables (a list of strings).
+    * `:script_name` — the file name shown in tracebacks (`"main.py"`).
+
+  A syntax error is returned as `{:error, %ExMonty.Exception{type: :syntax_error}}`
+  with its location in the traceback.
+
+  ## Examples
+
+      iex> {:ok, runner} = ExMonty.compile("x + 1", inputs: ["x"])
+      iex> runner.input_names
+      ["x"]
+      iex> {:error, error} = ExMonty.compile("def (")
+      iex> error.type
+      :syntax_error
+  """
+  @spec compile(String.t(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
+  def compile(code, opts \\ []) do
+    with {:ok, code, opts} <- check_code(code, opts),
+         {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])) do
+      script = script_name(opts)
+
+      case Job.await(Native.compile(code, script, names)) do
+        {:ok, resource} ->
+          {:ok, %Runner{resource: resource, script_name: script, input_names: names}}
+
+        {:error, _} = error ->
+          error
+      end
+    end
+  end
+
+  @doc """
+  Runs a compiled runner with `inputs` (a map with one value per input name).
+
+  ## Options
+
+    * `:limits` — see `ExMonty.Limits`.
+
+  ## Examples
+
+      iex> {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
+      iex> ExMonty.run(runner, %{"x" => 21})
+      {:ok, 42, ""}
+  """
+  @spec run(Runner.t(), map(), keyword()) :: result()
+  def run(runner, inputs \\ %{}, opts \\ [])
+
+  def run(%Runner{} = runner, inputs, opts) do
+    with {:ok, values} <- runner_inputs(runner, inputs),
+         {:ok, limits} <- limits(opts) do
+      native = Limits.to_native(limits)
+
+      Job.run(
+        fn -> Native.start(runner.resource, values, native, false) end,
+        fn -> Native.start_dirty(runner.resource, values, native, false) end
+      )
+      |> drive(limits, "")
+    end
+  end
+
+  def run(other, _inputs, _opts), do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
+
+  @doc """
+  Like `run/3`, but returns the value and raises `ExMonty.Exception` on error.
+  """
+  @spec run!(Runner.t(), map(), keyword()) :: value()
+  def run!(runner, inputs \\ %{}, opts \\ []) do
+    case run(runner, inputs, opts) do
+      {:ok, value, _output} -> value
+      {:error, exception} -> raise exception
+    end
+  end
+
+  # In eval/run the guest answers every host call itself; only sleeps come
+  # back, so that the wait happens here (in the caller) and not on a thread.
+  defp drive({:ok, {:complete, value, output}}, _limits, acc), do: {:ok, value, acc <> output}
+
+  defp drive({:ok, {:os_call, {name, args, _kwargs, _id}, resource, output}}, limits, acc)
+       when name in ["system.sleep", "system.async_sleep"] do
+    seconds =
+      case args do
+        [s | _] when is_number(s) -> s
+        _ -> 0
+      end
+
+    {answer, limits} = sleep(seconds, limits)
+    drive(resume_native(resource, answer), limits, acc <> output)
+  end
+
+  defp drive({:ok, {_kind, _call, resource, _output}}, _limits, _acc) when is_reference(resource) do
+    invalid("unexpected pause in a non-interactive run")
+  end
+
+  defp drive({:error, _} = error, _limits, _acc), do: error
+
+  defp sleep(seconds, limits) do
+    case limits.max_total_sleep_secs do
+      left when is_number(left) and seconds > left ->
+        {{:raise, :timeout_error, "total sleep limit (max_total_sleep_secs) exceeded"}, limits}
+
+      left ->
+        Process.sleep(round(seconds * 1000))
+        left = if is_number(left), do: left - seconds, else: left
+        {{:value, nil}, %{limits | max_total_sleep_secs: left}}
+    end
+  end
+
+  # ---------------------------------------------------------------------------
+  # Interactive execution
+  # ---------------------------------------------------------------------------
+
+  @doc """
+  Starts a runner and returns at the first host call, name lookup or OS call.
+
+  Returns `{:ok, progress}`, where `progress` is one of
+
+    * `{:function_call, %ExMonty.FunctionCall{}, snapshot, output}`
+    * `{:name_lookup, name, snapshot, output}`
+    * `{:os_call, %ExMonty.OsCall{}, snapshot, output}`
+    * `{:resolve_futures, call_ids, snapshot, output}` — async code awaits
+      futures created by `:pending` answers
+    * `{:complete, value, output}`
+
+  `output` is what was printed since the previous step.
+
+  ## Options
+
+    * `:limits` — see `ExMonty.Limits`.
+  """
+  @spec start(Runner.t(), map(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
+  def start(runner, inputs \\ %{}, opts \\ [])
+
+  def start(%Runner{} = runner, inputs, opts) do
+    with {:ok, values} <- runner_inputs(runner, inputs),
+         {:ok, limits} <- limits(opts) do
+      native = Limits.to_native(limits)
+
+      Job.run(
+        fn -> Native.start(runner.resource, values, native, true) end,
+        fn -> Native.start_dirty(runner.resource, values, native, true) end
+      )
+      |> progress()
+    end
+  end
+
+  def start(other, _inputs, _opts),
+    do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
+
+  @doc """
+  Answers a paused call and runs to the next pause or the end.
+
+  See `t:answer/0` for the answers. A snapshot resumes once; an answer that
+  cannot be converted is reported without consuming the snapshot.
+
+  ## Examples
+
+      iex> {:ok, runner} = ExMonty.compile("try:\\n    f()\\nexcept ValueError as e:\\n    r = str(e)\\nr")
+      iex> {:ok, {:function_call, _call, snapshot, _}} = ExMonty.start(runner)
+      iex> ExMonty.resume(snapshot, {:error, :value_error, "bad"})
+      {:ok, {:complete, "bad", ""}}
+  """
+  @spec resume(Snapshot.t(), answer()) :: {:ok, progress()} | {:error, Exception.t()}
+  def resume(%Snapshot{resource: resource}, answer) do
+    case native_answer(answer) do
+      {:ok, native} -> resume_native(resource, native) |> progress()
+      {:error, _} = error -> error
+    end
+  end
+
+  def resume(other, _answer), do: invalid("expected an ExMonty.Snapshot, got: #{inspect(other)}")
+
+  @doc """
+  Resolves futures of a `:resolve_futures` pause: `results` is a list or map of
+  `call_id => answer` (some or all of the pending ids).
+  """
+  @spec resume_futures(Snapshot.t(), map() | [{non_neg_integer(), answer()}]) ::
+          {:ok, progress()} | {:error, Exception.t()}
+  def resume_futures(%Snapshot{resource: resource}, results)
+      when is_map(results) or is_list(results) do
+    results
+    |> Enum.reduce_while({:ok, []}, fn
+      {id, answer}, {:ok, acc} when is_integer(id) and id >= 0 ->
+        case native_answer(answer) do
+          {:ok, native} -> {:cont, {:ok, [{id, native} | acc]}}
+          error -> {:halt, error}
+        end
+
+      other, _ ->
+        {:halt,
+         invalid("futures are resolved with {call_id, answer} pairs, got: #{inspect(other)}")}
+    end)
+    |> case do
+      {:ok, natives} ->
+        natives = Enum.reverse(natives)
+
+        Job.run(
+          fn -> Native.resume_futures(resource, natives) end,
+          fn -> Native.resume_futures_dirty(resource, natives) end
+        )
+        |> progress()
+
+      error ->
+        error
+    end
+  end
+
+  def resume_futures(_snapshot, other),
+    do:
+      invalid(
+        "futures are resolved with a map or list of {call_id, answer}, got: #{inspect(other)}"
+      )
+
+  defp resume_native(resource, native) do
+    Job.run(fn -> Native.resume(resource, native) end, fn ->
+      Native.resume_dirty(resource, native)
+    end)
+  end
+
+  defp native_answer({:ok, value}), do: {:ok, {:value, value}}
+
+  defp native_answer({:error, type, message}) when is_atom(type) and is_binary(message),
+    do: {:ok, {:raise, type, message}}
+
+  defp native_answer(:pending), do: {:ok, :pending}
+  defp native_answer(:undefined), do: {:ok, :undefined}
+
+  defp native_answer(other) do
+    invalid(
+      "an answer is {:ok, value}, {:error, exception_type, message}, :pending or :undefined; got: " <>
+        inspect(other, limit: 10)
+    )
+  end
+
+  @doc false
+  # Raw NIF progress -> public progress.
+  def progress({:ok, {:complete, value, output}}), do: {:ok, {:complete, value, output}}
+
+  def progress({:ok, {:function_call, {name, args, kwargs, id, method}, resource, output}}) do
+    call = %FunctionCall{name: name, args: args, kwargs: kwargs, call_id: id, method_call: method}
+    {:ok, {:function_call, call, %Snapshot{resource: resource}, output}}
+  end
+
+  def progress({:ok, {:os_call, {name, args, kwargs, id}, resource, output}}) do
+    call = %OsCall{
+      function: OsCall.function_atom(name),
+      python_name: name,
+      args: args,
+      kwargs: kwargs,
+      call_id: id
+    }
+
+    {:ok, {:os_call, call, %Snapshot{resource: resource}, output}}
+  end
+
+  def progress({:ok, {:name_lookup, name, resource, output}}),
+    do: {:ok, {:name_lookup, name, %Snapshot{resource: resource}, output}}
+
+  def progress({:ok, {:resolve_futures, ids, resource, output}}),
+    do: {:ok, {:resolve_futures, ids, %Snapshot{resource: resource}, output}}
+
+  def progress({:error, _} = error), do: error
+
+  # ---------------------------------------------------------------------------
+  # Serialization
+  # ---------------------------------------------------------------------------
+
+  @doc """
+  Serializes a runner (see `ExMonty.Dump` for the format and signing).
+
+  ## Examples
+
+      iex> {:ok, runner} = ExMonty.compile("x + 1", inputs: ["x"])
+      iex> {:ok, binary} = ExMonty.dump(runner)
+      iex> {:ok, restored} = ExMonty.load_runner(binary)
+      iex> ExMonty.run(restored, %{"x" => 1})
+      {:ok, 2, ""}
+  """
+  @spec dump(Runner.t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
+  def dump(runner, opts \\ [])
+
+  def dump(%Runner{resource: resource}, opts) do
+    {program, _script, _names} = Native.runner_info(resource)
+    ExMonty.Dump.encode(:runner, program, opts)
+  end
+
+  def dump(other, _opts), do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
+
+  @doc """
+  Restores a runner from `dump/2`. Corrupt, foreign or tampered binaries
+  return `{:error, %ExMonty.Exception{type: :invalid_input}}`.
+  """
+  @spec load_runner(binary(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
+  def load_runner(binary, opts \\ []) do
+    with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts),
+         {:ok, resource} <- Job.await(Native.load_runner(program)) do
+      {_program, script, names} = Native.runner_info(resource)
+      {:ok, %Runner{resource: resource, script_name: script, input_names: names}}
+    end
+  end
+
+  @doc """
+  Serializes a paused execution. The snapshot itself stays usable.
+  """
+  @spec dump_snapshot(Snapshot.t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
+  def dump_snapshot(snapshot, opts \\ [])
+
+  def dump_snapshot(%Snapshot{resource: resource}, opts) do
+    case Job.await(Native.dump_snapshot(resource)) do
+      {:ok, {bytes, _kind}} -> ExMonty.Dump.encode(:snapshot, bytes, opts)
+      {:error, _} = error -> error
+    end
+  end
+
+  def dump_snapshot(other, _opts),
+    do: invalid("expected an ExMonty.Snapshot, got: #{inspect(other)}")
+
+  @doc """
+  Restores a paused execution from `dump_snapshot/2` into a fresh sandbox and
+  returns it with what it waits for, as `{:ok, snapshot}`.
+
+  ## Options
+
+    * `:limits` — tightens the limits the execution was started with.
+    * `:key` — the signing key (see `ExMonty.Dump`).
+  """
+  @spec load_snapshot(binary(), keyword()) :: {:ok, Snapshot.t()} | {:error, Exception.t()}
+  def load_snapshot(binary, opts \\ []) do
+    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
+         {:ok, limits} <- limits(opts),
+         {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <-
+           progress(Job.await(Native.load_snapshot(bytes, Limits.to_native(limits)))) do
+      {:ok, snapshot}
+    end
+  end
+
+  @doc """
+  Like `load_snapshot/2`, but returns the pause itself
+  (`{:ok, {:function_call, call, snapshot, ""}}` ...).
+  """
+  @spec load_progress(binary(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
+  def load_progress(binary, opts \\ []) do
+    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
+         {:ok, limits} <- limits(opts) do
+      progress(Job.await(Native.load_snapshot(bytes, Limits.to_native(limits))))
+    end
+  end
+
+  # ---------------------------------------------------------------------------
+  # Argument checks
+  # ---------------------------------------------------------------------------
+
+  defp check_code(code, opts) when is_binary(code) and is_list(opts) do
+    cond do
+      not String.valid?(code) -> invalid("Python source must be valid UTF-8")
+      not Keyword.keyword?(opts) -> invalid("options must be a keyword list")
+      true -> {:ok, code, opts}
+    end
+  end
+
+  defp check_code(code, _opts) when not is_binary(code),
+    do: invalid("Python source must be a string, got: #{inspect(code, limit: 5)}")
+
+  defp check_code(_code, opts), do: invalid("options must be a keyword list, got: #{inspect(opts)}")
+
+  defp check_inputs(inputs) when is_map(inputs) do
+    Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->
+      case input_name(name) do
+        {:ok, name} -> {:cont, {:ok, [{name, value} | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, pairs} ->
+        pairs = Enum.sort_by(pairs, &elem(&1, 0))
+
+        if length(Enum.uniq_by(pairs, &elem(&1, 0))) == length(pairs),
+          do: {:ok, pairs},
+          else: invalid("input names collide after conversion to strings")
+
+      error ->
+        error
+    end
+  end
+
+  defp check_inputs(other),
+    do: invalid("inputs must be a map of name => value, got: #{inspect(other)}")
+
+  defp check_names(names) when is_list(names) do
+    Enum.reduce_while(names, {:ok, []}, fn name, {:ok, acc} ->
+      case input_name(name) do
+        {:ok, name} -> {:cont, {:ok, [name | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, names} ->
+        names = Enum.reverse(names)
+
+        if length(Enum.uniq(names)) == length(names),
+          do: {:ok, names},
+          else: invalid("input names must be unique")
+
+      error ->
+        error
+    end
+  end
+
+  defp check_names(other), do: invalid("inputs must be a list of names, got: #{inspect(other)}")
+
+  defp input_name(name) when is_atom(name) and name not in [nil, true, false],
+    do: input_name(Atom.to_string(name))
+
+  defp input_name(name) when is_binary(name) do
+    if Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/u, name),
+      do: {:ok, name},
+      else: invalid("#{inspect(name)} is not a valid Python identifier")
+  end
+
+  defp input_name(other), do: invalid("input names must be strings, got: #{inspect(other)}")
+
+  defp runner_inputs(%Runner{input_names: names}, inputs) when is_map(inputs) do
+    with {:ok, pairs} <- check_inputs(inputs) do
+      given = Map.new(pairs)
+      missing = Enum.reject(names, &Map.has_key?(given, &1))
+      extra = Map.keys(given) -- names
+
+      cond do
+        missing != [] ->
+          invalid("missing input(s): #{Enum.join(missing, ", ")}")
+
+        extra != [] ->
+          invalid(
+            "unknown input(s): #{Enum.join(extra, ", ")} (the runner declares #{inspect(names)})"
+          )
+
+        true ->
+          {:ok, Enum.map(names, &Map.fetch!(given, &1))}
+      end
+    end
+  end
+
+  defp runner_inputs(_runner, other),
+    do: invalid("inputs must be a map of name => value, got: #{inspect(other)}")
+
+  # Invalid limits are a programming error: they raise ArgumentError.
+  defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
+
+  defp script_name(opts) do
+    case Keyword.get(opts, :script_name, @default_script) do
+      name when is_binary(name) and byte_size(name) in 1..256 -> name
+      _ -> @default_script
+    end
+  end
+
+  @doc false
+  def invalid(message) do
+    {:error, %Exception{type: :invalid_input, message: message, python_type: "ValueError"}}
+  end
+end

@@ -1,0 +1,23 @@
+defmodule ExMonty.Application do
+  @moduledoc false
+  use Application
+
+  require Logger
+
+  @impl true
+  def start(_type, _args) do
+    priv = :code.priv_dir(:ex_monty) |> to_string()
+    wasm = Path.join(priv, "ex_monty_guest.wasm")
+    cache_dir = Application.get_env(:ex_monty, :cache_dir, Path.join(priv, "cache"))
+    workers = Application.get_env(:ex_monty, :workers, System.schedulers_online())
+
+    case ExMonty.Native.init(wasm, cache_dir, workers) do
+      {:ok, {source, _workers}} ->
+        Logger.debug("ExMonty guest loaded (#{source})")
+        Supervisor.start_link([], strategy: :one_for_one, name: ExMonty.Supervisor)
+
+      {:error, reason} ->
+        {:error, {:ex_monty_init_failed, reason}}
+    end
+  end
+end

@@ -1,0 +1,24 @@
+defmodule ExMonty.Runner do
+  @moduledoc """
+  Python code compiled by `ExMonty.compile/2`.
+
+  A runner is immutable and can be run any number of times, from any number of
+  processes at once: each run gets its own interpreter heap inside its own
+  WebAssembly instance.
+  """
+
+  @enforce_keys [:resource, :script_name, :input_names]
+  defstruct [:resource, :script_name, :input_names]
+
+  @type t :: %__MODULE__{
+          resource: reference(),
+          script_name: String.t(),
+          input_names: [String.t()]
+        }
+
+  defimpl Inspect do
+    def inspect(runner, _opts) do
+      "#ExMonty.Runner<#{runner.script_name}, inputs: #{inspect(runner.input_names)}>"
+    end
+  end
+end
