@@ -21,8 +21,8 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// Native stack wasm code may use. Worker threads are created with
 /// `WORKER_STACK` bytes, far above this plus the host frames below the guest,
 /// so a deep guest stack traps inside wasm instead of overflowing a thread.
-pub const MAX_WASM_STACK: usize = 4 * 1024 * 1024;
-pub const WORKER_STACK: usize = 16 * 1024 * 1024;
+pub const MAX_WASM_STACK: usize = 8 * 1024 * 1024;
+pub const WORKER_STACK: usize = 32 * 1024 * 1024;
 
 /// Everything shared by all executions.
 pub struct Runtime {
@@ -48,6 +48,8 @@ fn engine_config() -> Config {
     // it to be larger than the wasm stack when its async support is compiled in.
     config.async_stack_size(MAX_WASM_STACK + 1024 * 1024);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
+    // Traps are reported by kind; symbolised wasm backtraces would only cost time.
+    config.wasm_backtrace_max_frames(None);
     config
 }
 

@@ -192,7 +192,7 @@ pub fn trap_error<'a>(env: Env<'a>, trapped: &Trapped) -> Term<'a> {
         None if trapped.stack_overflow => (
             atoms::sandbox_crashed(),
             "RecursionError",
-            "the interpreter exhausted its native stack (value or source nested too deeply)"
+            "the interpreter exhausted its stack inside the sandbox (a value or expression nested too deeply)"
                 .to_owned(),
         ),
         None => (

@@ -169,11 +169,16 @@ impl Instance {
             interruption: state.interrupted,
             memory_exhausted,
             allocation_limit: stderr.contains("allocation limit exceeded"),
-            stack_overflow: matches!(trap, Some(wasmtime::Trap::StackOverflow)),
-            detail: if stderr.trim().is_empty() {
-                format!("{error:#}")
-            } else {
-                format!("{error:#}: {}", stderr.trim())
+            // The guest's shadow stack sits at the bottom of its memory, so
+            // exhausting it is an out-of-bounds access.
+            stack_overflow: matches!(
+                trap,
+                Some(wasmtime::Trap::StackOverflow | wasmtime::Trap::MemoryOutOfBounds)
+            ),
+            detail: match (trap, stderr.trim()) {
+                (Some(trap), "") => trap.to_string(),
+                (Some(trap), stderr) => format!("{trap}: {}", truncate(stderr, 500)),
+                (None, stderr) => truncate(&format!("{error} {stderr}"), 500),
             },
         })
     }
@@ -360,4 +365,12 @@ impl ResourceLimiter for Limiter {
     fn memories(&self) -> usize {
         2
     }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
 }

@@ -1,0 +1,181 @@
+defmodule ExMontyTest do
+  use ExUnit.Case, async: true
+
+  doctest ExMonty
+  doctest ExMonty.Exception
+  doctest ExMonty.Limits
+  doctest ExMonty.Dataclass
+
+  alias ExMonty.TestHelpers
+
+  describe "spec: Simple Evaluation" do
+    test "2 + 2" do
+      assert {:ok, 4, ""} = ExMonty.eval("2 + 2")
+    end
+
+    test "list comprehension" do
+      {:ok, result, ""} = ExMonty.eval("[x**2 for x in range(10)]")
+      assert result == [0, 1, 4, 9, 16, 25, 36, 49, 64, 81]
+    end
+  end
+
+  describe "spec: With Inputs" do
+    test "inputs map" do
+      {:ok, result, ""} = ExMonty.eval("x + y", inputs: %{"x" => 10, "y" => 20})
+      assert result == 30
+    end
+
+    test "input direction examples" do
+      assert {:ok, 42, ""} = ExMonty.eval("x", inputs: %{"x" => 42})
+      assert {:ok, "hello", ""} = ExMonty.eval("x", inputs: %{"x" => "hello"})
+      assert {:ok, [1, 2, 3], ""} = ExMonty.eval("x", inputs: %{"x" => [1, 2, 3]})
+      assert {:ok, %{"a" => 1}, ""} = ExMonty.eval("x", inputs: %{"x" => %{"a" => 1}})
+
+      assert {:ok, {:bytes, <<1, 2, 3>>}, ""} =
+               ExMonty.eval("x", inputs: %{"x" => {:bytes, <<1, 2, 3>>}})
+
+      assert {:ok, {:path, "/tmp/file"}, ""} =
+               ExMonty.eval("x", inputs: %{"x" => {:path, "/tmp/file"}})
+    end
+  end
+
+  describe "spec: Print Capture" do
+    test "print output is the third element" do
+      assert {:ok, nil, "hello world\n"} = ExMonty.eval("print('hello world')")
+    end
+
+    test "many lines, in order" do
+      {:ok, nil, output} = ExMonty.eval("for i in range(2000):\n    print('line', i)")
+      lines = String.split(output, "\n", trim: true)
+      assert length(lines) == 2000
+      assert hd(lines) == "line 0"
+      assert List.last(lines) == "line 1999"
+    end
+
+    test "output printed before an error is not mixed into the error" do
+      assert {:error, %ExMonty.Exception{type: :value_error}} =
+               ExMonty.eval("print('x')\nraise ValueError('no')")
+    end
+  end
+
+  describe "spec: Compile Once, Run Many" do
+    test "reuses a runner" do
+      {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
+      assert {:ok, 10, ""} = ExMonty.run(runner, %{"x" => 5})
+      assert {:ok, 20, ""} = ExMonty.run(runner, %{"x" => 10})
+      assert {:ok, 200, ""} = ExMonty.run(runner, %{"x" => 100})
+    end
+
+    test "a runner is shared by 100 processes at once" do
+      {:ok, runner} = ExMonty.compile("sum(range(n)) + n", inputs: ["n"])
+
+      results =
+        1..100
+        |> Task.async_stream(fn n -> {n, ExMonty.run(runner, %{"n" => n})} end,
+          max_concurrency: 100,
+          timeout: 60_000
+        )
+        |> Enum.map(fn {:ok, result} -> result end)
+
+      for {n, result} <- results do
+        assert result == {:ok, div(n * (n - 1), 2) + n, ""}
+      end
+    end
+
+    test "missing and unknown inputs are errors" do
+      {:ok, runner} = ExMonty.compile("x", inputs: ["x"])
+
+      assert {:error, %ExMonty.Exception{type: :invalid_input, message: msg}} =
+               ExMonty.run(runner, %{})
+
+      assert msg =~ "missing input"
+      assert {:error, %ExMonty.Exception{message: msg}} = ExMonty.run(runner, %{"x" => 1, "y" => 2})
+      assert msg =~ "unknown input"
+    end
+  end
+
+  describe "errors" do
+    test "syntax errors from compile carry their location" do
+      assert {:error, %ExMonty.Exception{type: :syntax_error} = error} =
+               ExMonty.compile("x = 1\ny = (2 +\n", script_name: "broken.py")
+
+      assert [%ExMonty.StackFrame{filename: "broken.py", line: line} | _] = error.traceback
+      assert line in 2..3
+    end
+
+    test "runtime errors carry a traceback with function names and source lines" do
+      code = """
+      def inner(x):
+          return x / 0
+
+      def outer():
+          return inner(1)
+
+      outer()
+      """
+
+      assert {:error, %ExMonty.Exception{type: :zero_division_error} = error} = ExMonty.eval(code)
+      names = Enum.map(error.traceback, & &1.name)
+      assert "outer" in names and "inner" in names
+      frame = List.last(error.traceback)
+      assert frame.line == 2
+      assert frame.source_line =~ "return x / 0"
+      assert Exception.message(error) =~ "Traceback (most recent call last)"
+    end
+
+    test "eval! raises ExMonty.Exception" do
+      assert_raise ExMonty.Exception, ~r/KeyError/, fn -> ExMonty.eval!("{}['missing']") end
+    end
+
+    test "run! raises" do
+      {:ok, runner} = ExMonty.compile("[][1]")
+      assert_raise ExMonty.Exception, ~r/IndexError/, fn -> ExMonty.run!(runner) end
+    end
+
+    test "bad arguments are errors, not crashes" do
+      assert {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.eval(:not_code)
+      assert {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.eval(<<255, 0>>)
+      assert {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.eval("1", inputs: [1])
+
+      assert {:error, %ExMonty.Exception{type: :invalid_input}} =
+               ExMonty.eval("1", inputs: %{"not an identifier" => 1})
+
+      assert {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.run(:nope)
+
+      assert {:error, %ExMonty.Exception{type: :invalid_input}} =
+               ExMonty.compile("x", inputs: ["x", "x"])
+    end
+
+    test "invalid limits raise ArgumentError" do
+      assert_raise ArgumentError, ~r/unknown limit/, fn -> ExMonty.eval("1", limits: %{nope: 1}) end
+
+      assert_raise ArgumentError, ~r/max_memory/, fn ->
+        ExMonty.eval("1", limits: %{max_memory: -1})
+      end
+
+      assert_raise ArgumentError, ~r/max_duration_secs/, fn ->
+        ExMonty.eval("1", limits: %{max_duration_secs: "5"})
+      end
+    end
+  end
+
+  describe "scheduling" do
+    test "a runaway loop stops at its duration limit while other processes keep answering" do
+      {_pinger, ping} = TestHelpers.pinger()
+
+      task =
+        Task.async(fn ->
+          ExMonty.eval("while True:\n    pass", limits: %{max_duration_secs: 0.5})
+        end)
+
+      Process.sleep(50)
+      latencies = for _ <- 1..20, do: ping.() |> tap(fn _ -> Process.sleep(10) end)
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error}} = Task.await(task, 10_000)
+      # Generous bound: the loop runs on a worker thread, not on a scheduler.
+      assert Enum.max(latencies) < 100_000
+      # And the sandbox keeps working afterwards.
+      assert {:ok, 2, ""} = ExMonty.eval("1 + 1")
+    end
+  end
+end

@@ -1,0 +1,39 @@
+defmodule ExMonty.IsolationTest do
+  # Instances are reused across executions (a fresh instance costs ~100 us, a
+  # warm one ~4 us), so no execution may observe another's state.
+  use ExUnit.Case, async: false
+
+  test "globals, functions and classes do not survive an execution" do
+    assert {:ok, nil, ""} =
+             ExMonty.eval("secret = 'tenant-a'\ndef helper(): return 1\nclass Thing: pass")
+
+    for name <- ["secret", "helper", "Thing"] do
+      assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval(name)
+    end
+  end
+
+  test "mutating a module does not leak into the next execution" do
+    # Whatever Monty allows here, the next execution must see a pristine module.
+    _ = ExMonty.eval("import math\nmath.pi = 3")
+    assert {:ok, pi, ""} = ExMonty.eval("import math\nmath.pi")
+    assert_in_delta pi, 3.14159, 0.001
+  end
+
+  test "many sequential executions on reused instances stay independent" do
+    {:ok, runner} =
+      ExMonty.compile("total = 0\nfor i in range(n):\n    total += i\ntotal", inputs: ["n"])
+
+    for n <- 1..300 do
+      assert {:ok, total, ""} = ExMonty.run(runner, %{"n" => n})
+      assert total == div(n * (n - 1), 2)
+    end
+
+    {workers, idle} = ExMonty.Native.stats()
+    assert idle <= workers * 2 + 2
+  end
+
+  test "an execution that failed leaves nothing behind" do
+    assert {:error, _} = ExMonty.eval("leaked = [1] * 1000\nraise RuntimeError('boom')")
+    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("leaked")
+  end
+end
