@@ -5,7 +5,8 @@
 //! use) runs the jobs and answers the calling process by message. Runaway code
 //! can occupy at most `workers` threads; further jobs wait in the queue.
 
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
+use std::time::{Duration, Instant};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::engine::{Runtime, WORKER_STACK};
@@ -48,13 +49,29 @@ pub fn start(workers: usize) -> Result<usize, String> {
     Ok(POOL.get().map_or(workers, |pool| pool.workers))
 }
 
+/// How long an idle worker polls for the next job before sleeping. Waking a
+/// sleeping thread costs tens of microseconds, more than a short execution.
+const SPIN: Duration = Duration::from_micros(50);
+
+fn next_job(receiver: &Receiver<Job>) -> Option<Job> {
+    let started = Instant::now();
+    loop {
+        match receiver.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Disconnected) => return None,
+            Err(TryRecvError::Empty) if started.elapsed() < SPIN => std::hint::spin_loop(),
+            Err(TryRecvError::Empty) => return receiver.recv().ok(),
+        }
+    }
+}
+
 fn work(receiver: &Mutex<Receiver<Job>>) {
     loop {
         let job = {
             let Ok(guard) = receiver.lock() else { return };
-            match guard.recv() {
-                Ok(job) => job,
-                Err(_) => return,
+            match next_job(&guard) {
+                Some(job) => job,
+                None => return,
             }
         };
         // A bug in host code must not take the worker down with it; the job's

@@ -1,0 +1,94 @@
+# ExMonty benchmarks: `mix bench` (or `mix run bench/run.exs`).
+#
+# Every figure is reported next to a baseline measured in the same run:
+# native Monty linked directly into a Rust binary (bench/native), the physical
+# limit for an in-process interpreter. Nothing here is asserted: the numbers
+# go to the README.
+#
+# Options (environment): BENCH_N (iterations of the micro benchmarks, default
+# 20000), BENCH_FIB_N (fib(25) runs, default 21).
+
+defmodule Bench do
+  @fib "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\nfib(25)"
+
+  def fib_code, do: @fib
+
+  def measure(iterations, fun) do
+    warmup = min(iterations, 200)
+    for _ <- 1..warmup, do: fun.()
+
+    samples =
+      for _ <- 1..iterations do
+        started = System.monotonic_time(:nanosecond)
+        fun.()
+        (System.monotonic_time(:nanosecond) - started) / 1000
+      end
+      |> Enum.sort()
+
+    {Enum.at(samples, div(iterations, 2)),
+     Enum.at(samples, min(iterations - 1, div(iterations * 99, 100)))}
+  end
+
+  def native(n, fib_n) do
+    {_, 0} =
+      System.cmd("cargo", ["build", "--locked", "--release", "-q", "-p", "ex_monty_native_bench"],
+        stderr_to_stdout: true
+      )
+
+    target = System.get_env("CARGO_TARGET_DIR") || "target"
+
+    binary = Path.expand(Path.join([target, "release", "ex_monty_native_bench"]))
+    {out, 0} = System.cmd(binary, ["#{n}", "#{fib_n}"])
+
+    for line <- String.split(out, "\n", trim: true), into: %{} do
+      [name, median, p99, _n] = String.split(line)
+      {name, {String.to_float(median), String.to_float(p99)}}
+    end
+  end
+
+  def row(name, {median, p99}, {native_median, native_p99}) do
+    IO.puts(
+      String.pad_trailing(name, 28) <>
+        fmt(median) <>
+        fmt(p99) <>
+        fmt(native_median) <>
+        fmt(native_p99) <>
+        String.pad_leading(:erlang.float_to_binary(median / native_median, decimals: 2) <> "x", 10)
+    )
+  end
+
+  defp fmt(us) when us >= 10_000, do: String.pad_leading("#{Float.round(us / 1000, 1)} ms", 12)
+  defp fmt(us), do: String.pad_leading("#{Float.round(us * 1.0, 2)} us", 12)
+end
+
+n = String.to_integer(System.get_env("BENCH_N", "20000"))
+fib_n = String.to_integer(System.get_env("BENCH_FIB_N", "21"))
+
+IO.puts(
+  "ExMonty benchmark — #{System.schedulers_online()} schedulers, #{n} iterations (fib: #{fib_n})\n"
+)
+
+native = Bench.native(n, fib_n)
+
+{:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
+
+results = [
+  {"eval(\"2 + 2\")", "eval_2_plus_2",
+   Bench.measure(n, fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end)},
+  {"run(precompiled, x * 2)", "run_precompiled",
+   Bench.measure(n, fn -> {:ok, 10, ""} = ExMonty.run(runner, %{"x" => 5}) end)},
+  {"fib(25)", "fib_25",
+   Bench.measure(fib_n, fn -> {:ok, 75025, ""} = ExMonty.eval(Bench.fib_code()) end)}
+]
+
+IO.puts(
+  String.pad_trailing("workload", 28) <>
+    String.pad_leading("median", 12) <>
+    String.pad_leading("p99", 12) <>
+    String.pad_leading("native med", 12) <>
+    String.pad_leading("native p99", 12) <> String.pad_leading("ratio", 10)
+)
+
+for {label, key, measured} <- results do
+  Bench.row(label, measured, Map.fetch!(native, key))
+end
