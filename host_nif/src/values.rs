@@ -724,6 +724,18 @@ fn visit_tuple<'a>(
             name: utf8(elements[1], "a function name")?,
             docstring: None,
         })),
+        (Some(tag), 4) if tag == atoms::file() => {
+            let mode = utf8(elements[2], "a file mode")?;
+            Ok(Some(MontyNode::FileHandle(monty_types::MontyFileHandle {
+                path: utf8(elements[1], "a file path")?,
+                mode: mode
+                    .parse()
+                    .map_err(|_| format!("{mode:?} is not a valid open() mode"))?,
+                position: elements[3]
+                    .decode()
+                    .map_err(|_| "a file position must be a non-negative integer".to_owned())?,
+            })))
+        }
         (Some(tag), 3) if tag == atoms::complex() => {
             Ok(Some(MontyNode::Complex(monty_types::MontyComplex {
                 real: float_of(elements[1])?,
