@@ -136,6 +136,7 @@ defmodule ExMonty do
     * `:inputs` — a map of variable names (strings) to values.
     * `:limits` — see `ExMonty.Limits` (a map, a keyword list or `:unlimited`).
     * `:script_name` — the file name shown in tracebacks (`"main.py"`).
+    * `:cwd` — the working directory relative paths resolve against (`"/"`).
 
   Calls to undefined functions raise `NameError` (use `start/3` or
   `ExMonty.Sandbox` to provide them); file and environment access raise
@@ -159,9 +160,11 @@ defmodule ExMonty do
       script = script_name(opts)
       native = Limits.to_native(limits)
 
+      run_opts = run_options(opts, false)
+
       Job.run(
-        fn -> Native.eval(code, script, names, values, native, false) end,
-        fn -> Native.eval_dirty(code, script, names, values, native, false) end
+        fn -> Native.eval(code, script, names, values, native, run_opts) end,
+        fn -> Native.eval_dirty(code, script, names, values, native, run_opts) end
       )
       |> drive(limits, "")
     end
@@ -229,6 +232,7 @@ defmodule ExMonty do
   ## Options
 
     * `:limits` — see `ExMonty.Limits`.
+    * `:cwd` — the working directory relative paths resolve against (`"/"`).
 
   ## Examples
 
@@ -243,10 +247,11 @@ defmodule ExMonty do
     with {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       native = Limits.to_native(limits)
+      run_opts = run_options(opts, false)
 
       Job.run(
-        fn -> Native.start(runner.resource, values, native, false) end,
-        fn -> Native.start_dirty(runner.resource, values, native, false) end
+        fn -> Native.start(runner.resource, values, native, run_opts) end,
+        fn -> Native.start_dirty(runner.resource, values, native, run_opts) end
       )
       |> drive(limits, "")
     end
@@ -320,6 +325,7 @@ defmodule ExMonty do
   ## Options
 
     * `:limits` — see `ExMonty.Limits`.
+    * `:cwd` — the working directory relative paths resolve against (`"/"`).
   """
   @spec start(Runner.t(), map(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
   def start(runner, inputs \\ %{}, opts \\ [])
@@ -328,10 +334,11 @@ defmodule ExMonty do
     with {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       native = Limits.to_native(limits)
+      run_opts = run_options(opts, true)
 
       Job.run(
-        fn -> Native.start(runner.resource, values, native, true) end,
-        fn -> Native.start_dirty(runner.resource, values, native, true) end
+        fn -> Native.start(runner.resource, values, native, run_opts) end,
+        fn -> Native.start_dirty(runner.resource, values, native, run_opts) end
       )
       |> progress()
     end
@@ -638,6 +645,14 @@ defmodule ExMonty do
 
   # Invalid limits are a programming error: they raise ArgumentError.
   defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
+
+  defp run_options(opts, interactive) do
+    case Keyword.get(opts, :cwd) do
+      nil -> {interactive, nil}
+      "/" <> _ = cwd -> {interactive, cwd}
+      other -> raise ArgumentError, ":cwd must be an absolute path, got: #{inspect(other)}"
+    end
+  end
 
   defp script_name(opts) do
     case Keyword.get(opts, :script_name, @default_script) do

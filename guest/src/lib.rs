@@ -34,7 +34,7 @@ mod bindings {
 
     use super::session;
     use exports::ex_monty::sandbox::runtime::Guest;
-    use exports::ex_monty::sandbox::types::{Answer, Error, Limits, Progress, Step};
+    use exports::ex_monty::sandbox::types::{Answer, Error, Limits, Options, Progress, Step};
 
     struct Component;
 
@@ -55,9 +55,9 @@ mod bindings {
             program: Vec<u8>,
             inputs: Vec<Vec<u8>>,
             limits: Limits,
-            interactive: bool,
+            options: Options,
         ) -> Result<Step, Error> {
-            session::start(&program, inputs, &limits, interactive)
+            session::start(&program, inputs, &limits, &options)
         }
 
         fn eval(
@@ -66,7 +66,7 @@ mod bindings {
             input_names: Vec<String>,
             inputs: Vec<Vec<u8>>,
             limits: Limits,
-            interactive: bool,
+            options: Options,
         ) -> Result<Step, Error> {
             session::eval(
                 code,
@@ -74,7 +74,7 @@ mod bindings {
                 input_names,
                 inputs,
                 &limits,
-                interactive,
+                &options,
             )
         }
 

@@ -16,7 +16,7 @@ use monty_types::{
 use crate::codec::{self, Program, PROGRAM_FORMAT};
 use crate::errors::{host_exception, invalid, python};
 use crate::limits::{self, DEFAULT_OUTPUT_CAP};
-use crate::wit::{Answer, Error, FunctionCall, Limits, OsCall, Progress, Step};
+use crate::wit::{Answer, Error, FunctionCall, Limits, OsCall, Options, Progress, Step};
 
 /// A paused execution and the budgets that travel with it.
 struct Paused {
@@ -96,7 +96,7 @@ pub fn start(
     program: &[u8],
     inputs: Vec<Vec<u8>>,
     limits: &Limits,
-    interactive: bool,
+    options: &Options,
 ) -> Result<Step, Error> {
     let program = Program::decode(program)?;
     let count = program.input_names.len();
@@ -106,7 +106,7 @@ pub fn start(
         count,
         inputs,
         limits,
-        interactive,
+        options,
     )
 }
 
@@ -117,23 +117,27 @@ pub fn eval(
     input_names: Vec<String>,
     inputs: Vec<Vec<u8>>,
     limits: &Limits,
-    interactive: bool,
+    options: &Options,
 ) -> Result<Step, Error> {
     let count = input_names.len();
     let run = MontyRun::new(code, script_name, input_names, CompileOptions::default())
         .map_err(|exc| python(&exc))?;
-    begin(run, script_name, count, inputs, limits, interactive)
+    begin(run, script_name, count, inputs, limits, options)
 }
 
 fn begin(
-    run: MontyRun,
+    mut run: MontyRun,
     script_name: &str,
     expected_inputs: usize,
     inputs: Vec<Vec<u8>>,
     limits: &Limits,
-    interactive: bool,
+    options: &Options,
 ) -> Result<Step, Error> {
     abandon();
+    if let Some(cwd) = &options.cwd {
+        let cwd = monty_types::validate_cwd(cwd).map_err(invalid)?;
+        run.set_cwd(&cwd);
+    }
     if inputs.len() != expected_inputs {
         return Err(invalid(format!(
             "the program declares {expected_inputs} input(s) but {} value(s) were given",
@@ -144,7 +148,7 @@ fn begin(
         .iter()
         .map(|bytes| codec::decode(bytes))
         .collect::<Result<Vec<MontyObject>, Error>>()?;
-    let mut budget = Budget::new(limits, interactive);
+    let mut budget = Budget::new(limits, options.interactive);
     let tracker = limits::tracker(limits);
     let mut output = String::new();
     let result = run.start(values, tracker, writer(&mut output, budget.output_left));
@@ -520,6 +524,13 @@ mod tests {
         }
     }
 
+    fn interactive() -> Options {
+        Options {
+            interactive: true,
+            cwd: None,
+        }
+    }
+
     fn complete(step: Step) -> MontyObject {
         match step.progress {
             Progress::Complete(bytes) => codec::decode(&bytes).expect("value decodes"),
@@ -546,7 +557,7 @@ mod tests {
     fn compiled_program_runs_with_inputs() {
         let program = compile("x * 2".into(), "main.py", vec!["x".into()]).expect("compiles");
         let input = codec::encode(&MontyObject::int(21)).expect("encodes");
-        let step = start(&program, vec![input], &no_limits(), true).expect("runs");
+        let step = start(&program, vec![input], &no_limits(), &interactive()).expect("runs");
         assert_eq!(complete(step), MontyObject::int(42));
     }
 
@@ -554,7 +565,7 @@ mod tests {
     fn wrong_input_count_is_refused() {
         let program = compile("x".into(), "main.py", vec!["x".into()]).expect("compiles");
         assert!(matches!(
-            start(&program, vec![], &no_limits(), true),
+            start(&program, vec![], &no_limits(), &interactive()),
             Err(Error::Invalid(_))
         ));
     }
@@ -562,7 +573,7 @@ mod tests {
     #[test]
     fn corrupt_program_is_refused() {
         assert!(matches!(
-            start(&[1, 2, 3], vec![], &no_limits(), true),
+            start(&[1, 2, 3], vec![], &no_limits(), &interactive()),
             Err(Error::Invalid(_))
         ));
     }

@@ -18,8 +18,8 @@ use crate::atoms;
 use crate::engine::{self, Runtime};
 use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_exception, trap_error};
 use crate::instance::{
-    Answer, CallControl, CallError, GuestError, HostError, Instance, Limits, Progress, Step,
-    MEMORY_CEILING,
+    Answer, CallControl, CallError, GuestError, HostError, Instance, Limits, Options, Progress,
+    Step, MEMORY_CEILING,
 };
 use crate::pool;
 use crate::resources::{ExecLimits, JobRes, PauseKind, Paused, Reply, RunnerRes, SnapshotRes};
@@ -40,6 +40,22 @@ type LimitsTuple = (
     (Option<u64>, Option<u64>, Option<u32>, Option<u64>),
     (Option<u64>, Option<u64>, Option<u64>, Option<u64>),
 );
+
+/// `{interactive, cwd | nil}` from `ExMonty`.
+type RunOptions = (bool, Option<String>);
+
+trait IntoOptions {
+    fn into_options(self) -> Options;
+}
+
+impl IntoOptions for RunOptions {
+    fn into_options(self) -> Options {
+        Options {
+            interactive: self.0,
+            cwd: self.1,
+        }
+    }
+}
 
 fn exec_limits(tuple: LimitsTuple) -> ExecLimits {
     let (
@@ -330,7 +346,7 @@ fn start_impl<'a>(
     runner: ResourceArc<RunnerRes>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
-    interactive: bool,
+    run_options: RunOptions,
     mut budget: Budget,
 ) -> Term<'a> {
     if inputs.len() != runner.input_names.len() {
@@ -361,7 +377,8 @@ fn start_impl<'a>(
             }
         };
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
-        let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, interactive);
+        let options = run_options.into_options();
+        let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
         finish_step(reply, instance, result, limits);
     })
 }
@@ -372,14 +389,14 @@ fn start<'a>(
     runner: ResourceArc<RunnerRes>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
-    interactive: bool,
+    run_options: RunOptions,
 ) -> Term<'a> {
     start_impl(
         env,
         runner,
         inputs,
         limits,
-        interactive,
+        run_options,
         Budget::limited(NORMAL_BUDGET),
     )
 }
@@ -390,14 +407,14 @@ fn start_dirty<'a>(
     runner: ResourceArc<RunnerRes>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
-    interactive: bool,
+    run_options: RunOptions,
 ) -> Term<'a> {
     start_impl(
         env,
         runner,
         inputs,
         limits,
-        interactive,
+        run_options,
         Budget::unlimited(),
     )
 }
@@ -410,7 +427,7 @@ fn eval_impl<'a>(
     input_names: Vec<String>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
-    interactive: bool,
+    run_options: RunOptions,
     mut budget: Budget,
 ) -> Term<'a> {
     if inputs.len() != input_names.len() {
@@ -446,7 +463,7 @@ fn eval_impl<'a>(
             &input_names,
             &encoded,
             &limits.guest,
-            interactive,
+            &run_options.into_options(),
         );
         finish_step(reply, instance, result, limits);
     })
@@ -461,7 +478,7 @@ fn eval<'a>(
     input_names: Vec<String>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
-    interactive: bool,
+    run_options: RunOptions,
 ) -> Term<'a> {
     eval_impl(
         env,
@@ -470,7 +487,7 @@ fn eval<'a>(
         input_names,
         inputs,
         limits,
-        interactive,
+        run_options,
         Budget::limited(NORMAL_BUDGET),
     )
 }
@@ -484,7 +501,7 @@ fn eval_dirty<'a>(
     input_names: Vec<String>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
-    interactive: bool,
+    run_options: RunOptions,
 ) -> Term<'a> {
     eval_impl(
         env,
@@ -493,7 +510,7 @@ fn eval_dirty<'a>(
         input_names,
         inputs,
         limits,
-        interactive,
+        run_options,
         Budget::unlimited(),
     )
 }

@@ -22,7 +22,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::ex_monty::sandbox::types::{
-    Answer, Error as GuestError, HostError, Limits, Progress, Step,
+    Answer, Error as GuestError, HostError, Limits, Options, Progress, Step,
 };
 
 /// Executions an instance serves before it is replaced.
@@ -227,7 +227,7 @@ impl Instance {
         program: &[u8],
         inputs: &[Vec<u8>],
         limits: &Limits,
-        interactive: bool,
+        options: &Options,
     ) -> Result<Result<Step, GuestError>, CallError> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_start(
@@ -235,7 +235,7 @@ impl Instance {
                 program,
                 inputs,
                 *limits,
-                interactive,
+                options,
             )
         })
     }
@@ -249,7 +249,7 @@ impl Instance {
         input_names: &[String],
         inputs: &[Vec<u8>],
         limits: &Limits,
-        interactive: bool,
+        options: &Options,
     ) -> Result<Result<Step, GuestError>, CallError> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_eval(
@@ -259,7 +259,7 @@ impl Instance {
                 input_names,
                 inputs,
                 *limits,
-                interactive,
+                options,
             )
         })
     }

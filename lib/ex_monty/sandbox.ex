@@ -28,6 +28,7 @@ defmodule ExMonty.Sandbox do
       a fourth element: `{:ok, value, output, fs}` / `{:error, exception, fs}`,
       so files written by Python are not lost.
     * `:script_name` — the file name shown in tracebacks.
+    * `:cwd` — the working directory (defaults to the `PseudoFS`'s, or `/`).
 
   ## Callbacks never crash the caller
 
@@ -101,9 +102,17 @@ defmodule ExMonty.Sandbox do
     names = if is_map(inputs), do: Map.keys(inputs), else: inputs
     compile_opts = [inputs: names] ++ Keyword.take(opts, [:script_name])
 
+    start_opts = Keyword.take(opts, [:limits, :cwd])
+
+    start_opts =
+      case state.os do
+        %PseudoFS{cwd: cwd} -> Keyword.put_new(start_opts, :cwd, cwd)
+        _ -> start_opts
+      end
+
     {result, state} =
       with {:ok, runner} <- ExMonty.compile(code, compile_opts),
-           {:ok, progress} <- ExMonty.start(runner, inputs, Keyword.take(opts, [:limits])) do
+           {:ok, progress} <- ExMonty.start(runner, inputs, start_opts) do
         loop(progress, state)
       else
         error -> {error, state}
@@ -326,7 +335,7 @@ defmodule ExMonty.Sandbox do
   @doc false
   # What an unanswered OS call raises: CPython-like denials.
   def default_os(%OsCall{function: :import, args: [name | _]}),
-    do: {:error, :module_not_found_error, "No module named #{inspect(name)}"}
+    do: {:error, :module_not_found_error, "No module named #{quote_path(name)}"}
 
   def default_os(%OsCall{function: :urandom} = call) do
     case call.args do
