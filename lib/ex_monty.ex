@@ -137,6 +137,11 @@ defmodule ExMonty do
     * `:limits` — see `ExMonty.Limits` (a map, a keyword list or `:unlimited`).
     * `:script_name` — the file name shown in tracebacks (`"main.py"`).
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
+    * `:mounts` — an `ExMonty.Mount`: real host directories that serve the
+      code's file calls (others are denied).
+    * `:timeout` — milliseconds the caller waits; past it the execution is
+      cancelled and `{:error, %ExMonty.Exception{type: :timeout_error}}`
+      returned (default `:infinity`; `max_duration_secs` still applies).
 
   Calls to undefined functions raise `NameError` (use `start/3` or
   `ExMonty.Sandbox` to provide them); file and environment access raise
@@ -164,7 +169,8 @@ defmodule ExMonty do
 
       Job.run(
         fn -> Native.eval(code, script, names, values, native, run_opts) end,
-        fn -> Native.eval_dirty(code, script, names, values, native, run_opts) end
+        fn -> Native.eval_dirty(code, script, names, values, native, run_opts) end,
+        timeout(opts)
       )
       |> drive(limits, "")
     end
@@ -216,7 +222,10 @@ defmodule ExMonty do
          {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])) do
       script = script_name(opts)
 
-      case Job.await(Native.compile(code, script, names)) do
+      case Job.run(
+             fn -> Native.compile(code, script, names) end,
+             fn -> Native.compile_dirty(code, script, names) end
+           ) do
         {:ok, resource} ->
           {:ok, %Runner{resource: resource, script_name: script, input_names: names}}
 
@@ -233,6 +242,8 @@ defmodule ExMonty do
 
     * `:limits` — see `ExMonty.Limits`.
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
+    * `:mounts` — as for `eval/2`.
+    * `:timeout` — as for `eval/2`.
 
   ## Examples
 
@@ -251,7 +262,8 @@ defmodule ExMonty do
 
       Job.run(
         fn -> Native.start(runner.resource, values, native, run_opts) end,
-        fn -> Native.start_dirty(runner.resource, values, native, run_opts) end
+        fn -> Native.start_dirty(runner.resource, values, native, run_opts) end,
+        timeout(opts)
       )
       |> drive(limits, "")
     end
@@ -480,8 +492,7 @@ defmodule ExMonty do
   def dump(runner, opts \\ [])
 
   def dump(%Runner{resource: resource}, opts) do
-    {program, _script, _names} = Native.runner_info(resource)
-    ExMonty.Dump.encode(:runner, program, opts)
+    ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts)
   end
 
   def dump(other, _opts), do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
@@ -493,8 +504,11 @@ defmodule ExMonty do
   @spec load_runner(binary(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
   def load_runner(binary, opts \\ []) do
     with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts),
-         {:ok, resource} <- Job.await(Native.load_runner(program)) do
-      {_program, script, names} = Native.runner_info(resource)
+         {:ok, resource} <-
+           Job.run(fn -> Native.load_runner(program) end, fn ->
+             Native.load_runner_dirty(program)
+           end) do
+      {script, names} = Native.runner_meta(resource)
       {:ok, %Runner{resource: resource, script_name: script, input_names: names}}
     end
   end
@@ -529,7 +543,7 @@ defmodule ExMonty do
     with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts),
          {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <-
-           progress(Job.await(Native.load_snapshot(bytes, Limits.to_native(limits)))) do
+           progress(load_native(bytes, limits)) do
       {:ok, snapshot}
     end
   end
@@ -542,8 +556,17 @@ defmodule ExMonty do
   def load_progress(binary, opts \\ []) do
     with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts) do
-      progress(Job.await(Native.load_snapshot(bytes, Limits.to_native(limits))))
+      progress(load_native(bytes, limits))
     end
+  end
+
+  defp load_native(bytes, limits) do
+    native = Limits.to_native(limits)
+
+    Job.run(
+      fn -> Native.load_snapshot(bytes, native) end,
+      fn -> Native.load_snapshot_dirty(bytes, native) end
+    )
   end
 
   # ---------------------------------------------------------------------------
@@ -646,12 +669,36 @@ defmodule ExMonty do
   # Invalid limits are a programming error: they raise ArgumentError.
   defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
 
-  defp run_options(opts, interactive) do
-    case Keyword.get(opts, :cwd) do
-      nil -> {interactive, nil}
-      "/" <> _ = cwd -> {interactive, cwd}
-      other -> raise ArgumentError, ":cwd must be an absolute path, got: #{inspect(other)}"
+  defp timeout(opts) do
+    case Keyword.get(opts, :timeout, :infinity) do
+      :infinity ->
+        :infinity
+
+      ms when is_integer(ms) and ms >= 0 ->
+        ms
+
+      other ->
+        raise ArgumentError,
+              ":timeout must be a non-negative integer (ms) or :infinity, got: #{inspect(other)}"
     end
+  end
+
+  defp run_options(opts, interactive) do
+    cwd =
+      case Keyword.get(opts, :cwd) do
+        nil -> nil
+        "/" <> _ = cwd -> cwd
+        other -> raise ArgumentError, ":cwd must be an absolute path, got: #{inspect(other)}"
+      end
+
+    mounts =
+      case Keyword.get(opts, :mounts) do
+        nil -> nil
+        %ExMonty.Mount{resource: resource} -> resource
+        other -> raise ArgumentError, ":mounts must be an ExMonty.Mount, got: #{inspect(other)}"
+      end
+
+    {{interactive, cwd}, mounts}
   end
 
   defp script_name(opts) do

@@ -18,8 +18,11 @@ pub fn decode(bytes: &[u8]) -> Result<MontyObject, Error> {
     postcard::from_bytes(bytes).map_err(|e| invalid(format!("cannot decode value: {e}")))
 }
 
+/// Encoded positional values and `(name, value)` keyword pairs of a call.
+pub type EncodedArgs = (Vec<Vec<u8>>, Vec<(String, Vec<u8>)>);
+
 /// Splits call arguments into encoded positional values and keyword pairs.
-pub fn encode_args(args: &CallArgs) -> Result<(Vec<Vec<u8>>, Vec<(String, Vec<u8>)>), Error> {
+pub fn encode_args(args: &CallArgs) -> Result<EncodedArgs, Error> {
     let positional = args
         .args()
         .map(|arg| encode(&arg.to_owned()))

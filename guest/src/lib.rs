@@ -10,12 +10,15 @@
 //! allocator, a stack overflow — ends as a wasm trap that the host turns into
 //! an error; nothing here can reach the host's memory.
 
+#[cfg(target_arch = "wasm32")]
 mod cli;
 mod codec;
 mod errors;
 mod limits;
 mod session;
 
+// The allocator is installed only in the wasm module (see below).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod alloc;
 
 // Counting allocator: Monty reads its live-byte count to enforce
@@ -68,14 +71,7 @@ mod bindings {
             limits: Limits,
             options: Options,
         ) -> Result<Step, Error> {
-            session::eval(
-                code,
-                &script_name,
-                input_names,
-                inputs,
-                &limits,
-                &options,
-            )
+            session::eval(code, &script_name, input_names, inputs, &limits, &options)
         }
 
         fn resume(answer: Answer) -> Result<Step, Error> {
@@ -103,6 +99,9 @@ mod bindings {
         }
     }
 
+    // Exported only in the wasm component: the symbol names are not valid
+    // in a native linker version script (native builds are for unit tests).
+    #[cfg(target_arch = "wasm32")]
     export!(Component);
 }
 

@@ -16,7 +16,7 @@ use monty_types::{
 use crate::codec::{self, Program, PROGRAM_FORMAT};
 use crate::errors::{host_exception, invalid, python};
 use crate::limits::{self, DEFAULT_OUTPUT_CAP};
-use crate::wit::{Answer, Error, FunctionCall, Limits, OsCall, Options, Progress, Step};
+use crate::wit::{Answer, Error, FunctionCall, Limits, Options, OsCall, Progress, Step};
 
 /// A paused execution and the budgets that travel with it.
 struct Paused {
@@ -37,15 +37,18 @@ struct Budget {
     /// OS calls itself (as NameError / the OS call's default error), like
     /// `MontyRun::run`; only sleeps go to the host so it can wait without a thread.
     interactive: bool,
+    /// Whether os-call steps carry the typed call for the host.
+    typed_os_calls: bool,
 }
 
 impl Budget {
-    fn new(limits: &Limits, interactive: bool) -> Self {
+    fn new(limits: &Limits, options: &Options) -> Self {
         Self {
             output_left: limits.max_output_bytes.unwrap_or(DEFAULT_OUTPUT_CAP),
             answered: 0,
             max_suspensions: limits.max_suspensions,
-            interactive,
+            interactive: options.interactive,
+            typed_os_calls: options.typed_os_calls,
         }
     }
 }
@@ -148,7 +151,7 @@ fn begin(
         .iter()
         .map(|bytes| codec::decode(bytes))
         .collect::<Result<Vec<MontyObject>, Error>>()?;
-    let mut budget = Budget::new(limits, options.interactive);
+    let mut budget = Budget::new(limits, options);
     let tracker = limits::tracker(limits);
     let mut output = String::new();
     let result = run.start(values, tracker, writer(&mut output, budget.output_left));
@@ -178,8 +181,9 @@ fn advance(
             }
             Ok(progress) => progress,
         };
-        if budget.interactive || is_sleep(&progress) {
-            let described = describe(&progress)?;
+        let host_os_call = budget.typed_os_calls && matches!(progress, RunProgress::OsCall(_));
+        if budget.interactive || is_sleep(&progress) || host_os_call {
+            let described = describe(&progress, budget.typed_os_calls)?;
             store_paused(Paused {
                 progress,
                 script_name,
@@ -234,7 +238,7 @@ fn auto_answer(
 }
 
 /// What the host needs to know about a pause.
-fn describe(progress: &RunProgress) -> Result<Progress, Error> {
+fn describe(progress: &RunProgress, typed_os_calls: bool) -> Result<Progress, Error> {
     Ok(match progress {
         RunProgress::FunctionCall(call) => {
             let (args, kwargs) = codec::encode_args(&call.args)?;
@@ -250,11 +254,20 @@ fn describe(progress: &RunProgress) -> Result<Progress, Error> {
         RunProgress::OsCall(call) => {
             let function = call.function_call.name().to_owned();
             let (args, kwargs) = codec::encode_args(&call.function_call.clone().to_args())?;
+            let typed = if typed_os_calls {
+                Some(
+                    postcard::to_allocvec(&call.function_call)
+                        .map_err(|e| invalid(format!("cannot encode an OS call: {e}")))?,
+                )
+            } else {
+                None
+            };
             Progress::OsCall(OsCall {
                 function,
                 args,
                 kwargs,
                 call_id: call.call_id,
+                typed,
             })
         }
         RunProgress::ResolveFutures(futures) => {
@@ -292,8 +305,12 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
         (RunProgress::FunctionCall(call), answer) => {
             ext_result(answer, &call.function_name).map(Decoded::Ext)
         }
-        (RunProgress::OsCall(_), Answer::Pending | Answer::Undefined) => Err(invalid(
-            "an OS call must be answered with a value or an exception",
+        (RunProgress::OsCall(_), Answer::Pending) => Err(invalid(
+            "an OS call must be answered with a value, an exception or `undefined`",
+        )),
+        // `undefined`: no handler; raise what Python raises without one.
+        (RunProgress::OsCall(call), Answer::Undefined) => Ok(Decoded::Ext(
+            ExtFunctionResult::Error(call.function_call.on_no_handler()),
         )),
         (RunProgress::OsCall(call), answer) => {
             ext_result(answer, call.function_call.name()).map(Decoded::Ext)
@@ -470,7 +487,7 @@ pub fn load_snapshot(snapshot: &[u8], limits: &Limits) -> Result<Progress, Error
     if let Some(tracker) = tracker_mut(&mut progress) {
         tracker.tighten_limits(&limits::resource_limits(limits));
     }
-    let described = describe(&progress)?;
+    let described = describe(&progress, options_typed(limits))?;
     let max_suspensions = match (max_suspensions, limits.max_suspensions) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -485,9 +502,15 @@ pub fn load_snapshot(snapshot: &[u8], limits: &Limits) -> Result<Progress, Error
             answered,
             max_suspensions,
             interactive,
+            typed_os_calls: options_typed(limits),
         },
     });
     Ok(described)
+}
+
+/// A loaded snapshot serves its OS calls through the host's handlers only.
+fn options_typed(_limits: &Limits) -> bool {
+    false
 }
 
 fn tracker_mut(progress: &mut RunProgress) -> Option<&mut monty_types::ResourceTracker> {
@@ -528,6 +551,7 @@ mod tests {
         Options {
             interactive: true,
             cwd: None,
+            typed_os_calls: false,
         }
     }
 
@@ -546,7 +570,7 @@ mod tests {
             vec![],
             vec![],
             &no_limits(),
-            true,
+            &interactive(),
         )
         .expect("runs");
         assert_eq!(step.output, "hi\n");
@@ -586,7 +610,7 @@ mod tests {
             vec![],
             vec![],
             &no_limits(),
-            true,
+            &interactive(),
         )
         .expect("runs");
         assert!(matches!(step.progress, Progress::FunctionCall(ref c) if c.name == "f"));
@@ -605,7 +629,11 @@ mod tests {
             vec![],
             vec![],
             &no_limits(),
-            false,
+            &Options {
+                interactive: false,
+                cwd: None,
+                typed_os_calls: false,
+            },
         ) {
             Err(Error::Python(exc)) => assert_eq!(exc.type_name, "NameError"),
             _ => panic!("expected NameError"),
@@ -620,7 +648,7 @@ mod tests {
             vec![],
             vec![],
             &no_limits(),
-            true,
+            &interactive(),
         )
         .expect("pauses");
         let bytes = dump_snapshot().expect("dumps");

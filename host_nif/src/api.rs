@@ -21,12 +21,17 @@ use crate::instance::{
     Answer, CallControl, CallError, GuestError, HostError, Instance, Limits, Options, Progress,
     Step, MEMORY_CEILING,
 };
+use crate::mounts::{self, MountsRes};
 use crate::pool;
-use crate::resources::{ExecLimits, JobRes, PauseKind, Paused, Reply, RunnerRes, SnapshotRes};
-use crate::values::{self, Budget, EncodeError};
+use crate::resources::{
+    ExecLimits, JobRes, PauseKind, Paused, Pending, PendingRes, Reply, RunnerRes, SnapshotRes,
+};
+use crate::values::{self, Budget, DecodeError, EncodeError, Site};
 
 /// Conversion work allowed on a normal scheduler (roughly one millisecond).
 const NORMAL_BUDGET: usize = 20_000;
+/// Binaries larger than this are copied on a dirty scheduler, not a normal one.
+const BIG_BINARY: usize = 256 * 1024;
 /// Backstop for compiling and other calls that run no Python.
 const SERVICE_DEADLINE: Duration = Duration::from_secs(60);
 /// Linear memory the guest may use beyond `max_memory` (its own baseline,
@@ -41,18 +46,19 @@ type LimitsTuple = (
     (Option<u64>, Option<u64>, Option<u64>, Option<u64>),
 );
 
-/// `{interactive, cwd | nil}` from `ExMonty`.
-type RunOptions = (bool, Option<String>);
+/// `{{interactive, cwd | nil}, mounts | nil}` from `ExMonty`.
+type RunOptions = ((bool, Option<String>), Option<ResourceArc<MountsRes>>);
 
 trait IntoOptions {
-    fn into_options(self) -> Options;
+    fn into_options(self, typed_os_calls: bool) -> Options;
 }
 
-impl IntoOptions for RunOptions {
-    fn into_options(self) -> Options {
+impl IntoOptions for (bool, Option<String>) {
+    fn into_options(self, typed_os_calls: bool) -> Options {
         Options {
             interactive: self.0,
             cwd: self.1,
+            typed_os_calls,
         }
     }
 }
@@ -92,6 +98,8 @@ fn exec_limits(tuple: LimitsTuple) -> ExecLimits {
         guest,
         backstop,
         memory_cap,
+        mounts: None,
+        interactive: true,
     }
 }
 
@@ -128,7 +136,18 @@ where
     let pid = env.pid();
     let _ = job.monitor(Some(env), &pid);
     let reply = Reply::new(pid, job.clone());
-    match pool::submit(Box::new(move || work(reply))) {
+    let job_fn = move || {
+        // Cancelled (or its caller died) while queued: do not start it at all.
+        if reply
+            .cancel_flag()
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            reply.send(|env| error_term(env, atoms::cancelled(), "execution was cancelled"));
+        } else {
+            work(reply);
+        }
+    };
+    match pool::submit(Box::new(job_fn)) {
         Ok(()) => (atoms::ok(), job).encode(env),
         Err(message) => error_term(env, atoms::not_initialized(), &message),
     }
@@ -192,8 +211,61 @@ fn cancel(job: ResourceArc<JobRes>) -> Atom {
 // Compile and run
 // ---------------------------------------------------------------------------
 
+/// The source as a string, or `:dirty` when it is too large to copy here.
+fn source<'a>(env: Env<'a>, code: Binary<'a>, dirty: bool) -> Result<String, Term<'a>> {
+    if !dirty && code.len() > BIG_BINARY {
+        return Err(atoms::dirty().encode(env));
+    }
+    std::str::from_utf8(code.as_slice())
+        .map(str::to_owned)
+        .map_err(|_| {
+            error_term(
+                env,
+                atoms::invalid_input(),
+                "Python source must be valid UTF-8",
+            )
+        })
+}
+
+/// A binary argument copied out, or `:dirty` when it is too large to copy here.
+fn owned_bytes<'a>(env: Env<'a>, bytes: Binary<'a>, dirty: bool) -> Result<Vec<u8>, Term<'a>> {
+    if !dirty && bytes.len() > BIG_BINARY {
+        return Err(atoms::dirty().encode(env));
+    }
+    Ok(bytes.as_slice().to_vec())
+}
+
 #[rustler::nif]
-fn compile(env: Env<'_>, code: String, script_name: String, input_names: Vec<String>) -> Term<'_> {
+fn compile<'a>(
+    env: Env<'a>,
+    code: Binary<'a>,
+    script_name: String,
+    input_names: Vec<String>,
+) -> Term<'a> {
+    compile_impl(env, code, script_name, input_names, false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn compile_dirty<'a>(
+    env: Env<'a>,
+    code: Binary<'a>,
+    script_name: String,
+    input_names: Vec<String>,
+) -> Term<'a> {
+    compile_impl(env, code, script_name, input_names, true)
+}
+
+fn compile_impl<'a>(
+    env: Env<'a>,
+    code: Binary<'a>,
+    script_name: String,
+    input_names: Vec<String>,
+    dirty: bool,
+) -> Term<'a> {
+    let code = match source(env, code, dirty) {
+        Ok(code) => code,
+        Err(term) => return term,
+    };
     spawn(env, move |reply| {
         let runtime = match runtime() {
             Ok(runtime) => runtime,
@@ -227,13 +299,54 @@ fn compile(env: Env<'_>, code: String, script_name: String, input_names: Vec<Str
     })
 }
 
+/// Answers file calls on mounted directories right here on the worker, until
+/// the execution needs something else.
+fn serve_mounts(
+    reply: &Reply,
+    instance: &mut Instance,
+    mut result: Result<Result<Step, GuestError>, CallError>,
+    limits: &ExecLimits,
+) -> Result<Result<Step, GuestError>, CallError> {
+    let Some(mounts) = limits.mounts.as_ref() else {
+        return result;
+    };
+    let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+    let mut carried = String::new();
+    while let Ok(Ok(Step {
+        progress: Progress::OsCall(call),
+        ..
+    })) = &result
+    {
+        let function = call.function.clone();
+        let Some(typed) = call.typed.clone() else {
+            break;
+        };
+        let answer = match mounts::serve(mounts, &typed) {
+            Some(answer) => answer,
+            // Not under a mount: in eval/run, answer as Python would without a
+            // handler (sleeps still go to the caller, who waits for them).
+            None if !limits.interactive && !function.starts_with("system.") => Answer::Undefined,
+            None => break,
+        };
+        if let Ok(Ok(step)) = &result {
+            carried.push_str(&step.output);
+        }
+        result = instance.resume(&ctl, &answer);
+    }
+    if let Ok(Ok(step)) = &mut result {
+        step.output.insert_str(0, &carried);
+    }
+    result
+}
+
 /// Turns the outcome of a call that may pause into the reply.
 fn finish_step(
     reply: Reply,
-    instance: Instance,
+    mut instance: Instance,
     result: Result<Result<Step, GuestError>, CallError>,
     limits: ExecLimits,
 ) {
+    let result = serve_mounts(&reply, &mut instance, result, &limits);
     match result {
         Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
         Ok(Err(error)) => {
@@ -246,9 +359,14 @@ fn finish_step(
             match progress {
                 Progress::Complete(value) => {
                     pool::checkin(instance);
-                    reply.send(move |env| match values::decode(env, &value) {
-                        Ok(term) => (atoms::ok(), (atoms::complete(), term, output)).encode(env),
-                        Err(message) => error_term(env, atoms::invalid_input(), &message),
+                    reply.send(move |env| match values::decode(env, &value, Site::Worker) {
+                        Ok(term) => (atoms::ok(), (atoms::complete(), term, &output)).encode(env),
+                        Err(DecodeError::Invalid(message)) => {
+                            error_term(env, atoms::invalid_input(), &message)
+                        }
+                        Err(DecodeError::NeedsScheduler) => {
+                            deferred(env, Pending::Complete { value, output })
+                        }
                     });
                 }
                 paused => {
@@ -266,15 +384,93 @@ fn finish_step(
                             limits,
                         })),
                     });
-                    reply.send(
-                        move |env| match progress_term(env, &paused, snapshot, &output) {
+                    reply.send(move |env| {
+                        match progress_term(env, &paused, snapshot.clone(), &output, Site::Worker) {
                             Ok(term) => (atoms::ok(), term).encode(env),
-                            Err(message) => error_term(env, atoms::invalid_input(), &message),
-                        },
-                    );
+                            Err(DecodeError::Invalid(message)) => {
+                                error_term(env, atoms::invalid_input(), &message)
+                            }
+                            Err(DecodeError::NeedsScheduler) => deferred(
+                                env,
+                                Pending::Paused {
+                                    progress: paused,
+                                    snapshot,
+                                    output,
+                                },
+                            ),
+                        }
+                    });
                 }
             }
         }
+    }
+}
+
+/// A value larger than the execution's `max_memory` cannot enter the guest:
+/// the call raises MemoryError in Python instead.
+fn fit_answer(answer: Answer, max_memory: Option<u64>) -> Answer {
+    match (&answer, max_memory) {
+        (Answer::Value(bytes), Some(max)) if bytes.len() as u64 > max => Answer::Raise(HostError {
+            type_name: "MemoryError".to_owned(),
+            message: format!(
+                "the host's answer ({} bytes encoded) exceeds max_memory ({max} bytes)",
+                bytes.len()
+            ),
+        }),
+        _ => answer,
+    }
+}
+
+/// Inputs larger than `max_memory` are refused before they reach the guest.
+fn inputs_fit<'a>(env: Env<'a>, encoded: &[Vec<u8>], max_memory: Option<u64>) -> Option<Term<'a>> {
+    let total: u64 = encoded.iter().map(|bytes| bytes.len() as u64).sum();
+    match max_memory {
+        Some(max) if total > max => Some(
+            (
+                atoms::error(),
+                crate::exceptions::exception_of(
+                    env,
+                    monty_types::ExcType::MemoryError,
+                    &format!("the inputs ({total} bytes encoded) exceed max_memory ({max} bytes)"),
+                ),
+            )
+                .encode(env),
+        ),
+        _ => None,
+    }
+}
+
+/// `{:deferred, pending}`: the caller builds the result on a dirty scheduler.
+fn deferred(env: Env<'_>, pending: Pending) -> Term<'_> {
+    let resource = ResourceArc::new(PendingRes {
+        pending: Mutex::new(Some(pending)),
+    });
+    (atoms::deferred(), resource).encode(env)
+}
+
+/// Builds a deferred result in the caller's environment.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn materialize(env: Env<'_>, pending: ResourceArc<PendingRes>) -> Term<'_> {
+    let taken = pending.pending.lock().ok().and_then(|mut slot| slot.take());
+    let built = match taken {
+        None => return error_term(env, atoms::invalid_input(), "this result was already taken"),
+        Some(Pending::Complete { value, output }) => values::decode(env, &value, Site::Scheduler)
+            .map(|term| (atoms::ok(), (atoms::complete(), term, output)).encode(env)),
+        Some(Pending::Paused {
+            progress,
+            snapshot,
+            output,
+        }) => progress_term(env, &progress, snapshot, &output, Site::Scheduler)
+            .map(|term| (atoms::ok(), term).encode(env)),
+    };
+    match built {
+        Ok(term) => term,
+        Err(DecodeError::Invalid(message)) => error_term(env, atoms::invalid_input(), &message),
+        Err(DecodeError::NeedsScheduler) => error_term(
+            env,
+            atoms::invalid_input(),
+            "internal: value could not be built",
+        ),
     }
 }
 
@@ -282,16 +478,20 @@ fn args_terms<'a>(
     env: Env<'a>,
     args: &[Vec<u8>],
     kwargs: &[(String, Vec<u8>)],
-) -> Result<(Term<'a>, Term<'a>), String> {
+    site: Site,
+) -> Result<(Term<'a>, Term<'a>), DecodeError> {
+    if site == Site::Worker && kwargs.len() > values::SMALL_MAP {
+        return Err(DecodeError::NeedsScheduler);
+    }
     let args = args
         .iter()
-        .map(|bytes| values::decode(env, bytes))
+        .map(|bytes| values::decode(env, bytes, site))
         .collect::<Result<Vec<_>, _>>()?;
     let mut map = Term::map_new(env);
     for (name, bytes) in kwargs {
         map = map
-            .map_put(name.encode(env), values::decode(env, bytes)?)
-            .map_err(|_| "duplicate keyword argument".to_owned())?;
+            .map_put(name.encode(env), values::decode(env, bytes, site)?)
+            .map_err(|_| DecodeError::Invalid("duplicate keyword argument".to_owned()))?;
     }
     Ok((args.encode(env), map))
 }
@@ -301,10 +501,11 @@ fn progress_term<'a>(
     progress: &Progress,
     snapshot: ResourceArc<SnapshotRes>,
     output: &str,
-) -> Result<Term<'a>, String> {
+    site: Site,
+) -> Result<Term<'a>, DecodeError> {
     Ok(match progress {
         Progress::FunctionCall(call) => {
-            let (args, kwargs) = args_terms(env, &call.args, &call.kwargs)?;
+            let (args, kwargs) = args_terms(env, &call.args, &call.kwargs, site)?;
             (
                 atoms::function_call(),
                 (
@@ -320,7 +521,7 @@ fn progress_term<'a>(
                 .encode(env)
         }
         Progress::OsCall(call) => {
-            let (args, kwargs) = args_terms(env, &call.args, &call.kwargs)?;
+            let (args, kwargs) = args_terms(env, &call.args, &call.kwargs, site)?;
             (
                 atoms::os_call(),
                 (call.function.as_str(), args, kwargs, call.call_id),
@@ -336,7 +537,7 @@ fn progress_term<'a>(
             (atoms::resolve_futures(), ids.clone(), snapshot, output).encode(env)
         }
         Progress::Complete(value) => {
-            (atoms::complete(), values::decode(env, value)?, output).encode(env)
+            (atoms::complete(), values::decode(env, value, site)?, output).encode(env)
         }
     })
 }
@@ -349,6 +550,7 @@ fn start_impl<'a>(
     run_options: RunOptions,
     mut budget: Budget,
 ) -> Term<'a> {
+    let (run_options, mounts) = run_options;
     if inputs.len() != runner.input_names.len() {
         let message = format!(
             "the runner declares {} input(s) ({}) but {} value(s) were given",
@@ -362,7 +564,13 @@ fn start_impl<'a>(
         Ok(encoded) => encoded,
         Err(error) => return encode_error(env, error),
     };
-    let limits = exec_limits(limits);
+    let mut limits = exec_limits(limits);
+    if let Some(error) = inputs_fit(env, &encoded, limits.guest.max_memory) {
+        return error;
+    }
+    limits.interactive = run_options.0;
+    limits.mounts = mounts;
+    let options = run_options.into_options(limits.mounts.is_some());
     spawn(env, move |reply| {
         let runtime = match runtime() {
             Ok(runtime) => runtime,
@@ -377,7 +585,6 @@ fn start_impl<'a>(
             }
         };
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
-        let options = run_options.into_options();
         let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
         finish_step(reply, instance, result, limits);
     })
@@ -422,13 +629,14 @@ fn start_dirty<'a>(
 #[allow(clippy::too_many_arguments)]
 fn eval_impl<'a>(
     env: Env<'a>,
-    code: String,
+    code: Binary<'a>,
     script_name: String,
     input_names: Vec<String>,
     inputs: Vec<Term<'a>>,
     limits: LimitsTuple,
     run_options: RunOptions,
     mut budget: Budget,
+    dirty: bool,
 ) -> Term<'a> {
     if inputs.len() != input_names.len() {
         return error_term(
@@ -437,11 +645,22 @@ fn eval_impl<'a>(
             "one value is needed per input name",
         );
     }
+    let code = match source(env, code, dirty) {
+        Ok(code) => code,
+        Err(term) => return term,
+    };
     let encoded = match encode_inputs(&input_names, &inputs, &mut budget) {
         Ok(encoded) => encoded,
         Err(error) => return encode_error(env, error),
     };
-    let limits = exec_limits(limits);
+    let (run_options, mounts) = run_options;
+    let mut limits = exec_limits(limits);
+    if let Some(error) = inputs_fit(env, &encoded, limits.guest.max_memory) {
+        return error;
+    }
+    limits.interactive = run_options.0;
+    limits.mounts = mounts;
+    let options = run_options.into_options(limits.mounts.is_some());
     spawn(env, move |reply| {
         let runtime = match runtime() {
             Ok(runtime) => runtime,
@@ -463,7 +682,7 @@ fn eval_impl<'a>(
             &input_names,
             &encoded,
             &limits.guest,
-            &run_options.into_options(),
+            &options,
         );
         finish_step(reply, instance, result, limits);
     })
@@ -473,7 +692,7 @@ fn eval_impl<'a>(
 #[allow(clippy::too_many_arguments)]
 fn eval<'a>(
     env: Env<'a>,
-    code: String,
+    code: Binary<'a>,
     script_name: String,
     input_names: Vec<String>,
     inputs: Vec<Term<'a>>,
@@ -489,6 +708,7 @@ fn eval<'a>(
         limits,
         run_options,
         Budget::limited(NORMAL_BUDGET),
+        false,
     )
 }
 
@@ -496,7 +716,7 @@ fn eval<'a>(
 #[allow(clippy::too_many_arguments)]
 fn eval_dirty<'a>(
     env: Env<'a>,
-    code: String,
+    code: Binary<'a>,
     script_name: String,
     input_names: Vec<String>,
     inputs: Vec<Term<'a>>,
@@ -512,6 +732,7 @@ fn eval_dirty<'a>(
         limits,
         run_options,
         Budget::unlimited(),
+        true,
     )
 }
 
@@ -604,11 +825,11 @@ fn resume_impl<'a>(
             "a name lookup cannot be answered with :pending",
         );
     }
-    if kind == PauseKind::OsCall && matches!(answer, Answer::Pending | Answer::Undefined) {
+    if kind == PauseKind::OsCall && matches!(answer, Answer::Pending) {
         return error_term(
             env,
             atoms::invalid_input(),
-            "an OS call needs a value or an error",
+            "an OS call needs a value, an error or :undefined",
         );
     }
     let Some(paused) = snapshot.take() else {
@@ -621,6 +842,7 @@ fn resume_impl<'a>(
             ..
         } = paused;
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+        let answer = fit_answer(answer, limits.guest.max_memory);
         let result = instance.resume(&ctl, &answer);
         finish_step(reply, instance, result, limits);
     })
@@ -681,6 +903,10 @@ fn resolve_impl<'a>(
             ..
         } = paused;
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+        let answers: Vec<(u32, Answer)> = answers
+            .into_iter()
+            .map(|(id, answer)| (id, fit_answer(answer, limits.guest.max_memory)))
+            .collect();
         let result = instance.resolve_futures(&ctl, &answers);
         finish_step(reply, instance, result, limits);
     })
@@ -714,21 +940,34 @@ fn binary_term<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
     Binary::from(bin).to_term(env)
 }
 
-/// `{program_bytes, script_name, input_names}` of a runner.
+/// `{script_name, input_names}` of a runner.
 #[rustler::nif]
-fn runner_info(env: Env<'_>, runner: ResourceArc<RunnerRes>) -> Term<'_> {
-    (
-        binary_term(env, &runner.program),
-        runner.script_name.as_str(),
-        runner.input_names.clone(),
-    )
-        .encode(env)
+fn runner_meta(env: Env<'_>, runner: ResourceArc<RunnerRes>) -> Term<'_> {
+    (runner.script_name.as_str(), runner.input_names.clone()).encode(env)
+}
+
+/// The compiled program bytes of a runner (copied on a dirty scheduler).
+#[rustler::nif(schedule = "DirtyCpu")]
+fn runner_program(env: Env<'_>, runner: ResourceArc<RunnerRes>) -> Term<'_> {
+    binary_term(env, &runner.program)
 }
 
 /// Rebuilds a runner from program bytes, checked by the guest.
 #[rustler::nif]
 fn load_runner<'a>(env: Env<'a>, program: Binary<'a>) -> Term<'a> {
-    let program = program.as_slice().to_vec();
+    load_runner_impl(env, program, false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn load_runner_dirty<'a>(env: Env<'a>, program: Binary<'a>) -> Term<'a> {
+    load_runner_impl(env, program, true)
+}
+
+fn load_runner_impl<'a>(env: Env<'a>, program: Binary<'a>, dirty: bool) -> Term<'a> {
+    let program = match owned_bytes(env, program, dirty) {
+        Ok(program) => program,
+        Err(term) => return term,
+    };
     spawn(env, move |reply| {
         let runtime = match runtime() {
             Ok(runtime) => runtime,
@@ -803,7 +1042,24 @@ fn kind_tag(kind: PauseKind) -> u8 {
 /// Restores a dumped execution into a fresh instance and reports what it waits for.
 #[rustler::nif]
 fn load_snapshot<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsTuple) -> Term<'a> {
-    let bytes = bytes.as_slice().to_vec();
+    load_snapshot_impl(env, bytes, limits, false)
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn load_snapshot_dirty<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsTuple) -> Term<'a> {
+    load_snapshot_impl(env, bytes, limits, true)
+}
+
+fn load_snapshot_impl<'a>(
+    env: Env<'a>,
+    bytes: Binary<'a>,
+    limits: LimitsTuple,
+    dirty: bool,
+) -> Term<'a> {
+    let bytes = match owned_bytes(env, bytes, dirty) {
+        Ok(bytes) => bytes,
+        Err(term) => return term,
+    };
     let limits = exec_limits(limits);
     spawn(env, move |reply| {
         let runtime = match runtime() {

@@ -89,4 +89,5 @@ rustler::atoms! {
     undefined,
     raise,
     value,
+    deferred,
 }

@@ -137,6 +137,18 @@ fn exception_struct<'a>(
     .unwrap_or_else(|_| atoms::error().encode(env))
 }
 
+/// `%ExMonty.Exception{}` of a Python class, raised by the host (no traceback).
+pub fn exception_of<'a>(env: Env<'a>, exc_type: ExcType, message: &str) -> Term<'a> {
+    exception_struct(
+        env,
+        exc_atom(exc_type).encode(env),
+        message,
+        Term::list_new_empty(env),
+        &exc_type.to_string(),
+        None,
+    )
+}
+
 /// An ExMonty-level failure (not raised by Python code) as an exception struct.
 pub fn sandbox_exception<'a>(
     env: Env<'a>,

@@ -230,13 +230,9 @@ impl Instance {
         options: &Options,
     ) -> Result<Result<Step, GuestError>, CallError> {
         self.call(control, |guest, store| {
-            guest.ex_monty_sandbox_runtime().call_start(
-                store,
-                program,
-                inputs,
-                *limits,
-                options,
-            )
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_start(store, program, inputs, *limits, options)
         })
     }
 

@@ -11,6 +11,7 @@ mod atoms;
 mod engine;
 mod exceptions;
 mod instance;
+mod mounts;
 mod pool;
 mod resources;
 mod values;

@@ -6,8 +6,8 @@
 //! can occupy at most `workers` threads; further jobs wait in the queue.
 
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
-use std::time::{Duration, Instant};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use crate::engine::{Runtime, WORKER_STACK};
 use crate::instance::Instance;

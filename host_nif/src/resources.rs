@@ -8,6 +8,7 @@ use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, 
 use crate::atoms;
 use crate::exceptions::sandbox_exception;
 use crate::instance::{Instance, Limits};
+use crate::mounts::MountsRes;
 
 /// A submitted job. Its caller is monitored: if the caller dies, the job is
 /// cancelled and the guest interrupted at the next epoch tick.
@@ -42,13 +43,18 @@ pub enum PauseKind {
     Futures,
 }
 
-/// Per-execution limits, kept for every step of the execution.
-#[derive(Clone, Copy)]
+/// Per-execution settings, kept for every step of the execution.
+#[derive(Clone)]
 pub struct ExecLimits {
     pub guest: Limits,
     /// Wasmtime's backstop deadline per call, above Monty's own.
     pub backstop: Option<std::time::Duration>,
     pub memory_cap: usize,
+    /// Host directories that serve this execution's file calls.
+    pub mounts: Option<ResourceArc<MountsRes>>,
+    /// Whether host calls come back to Elixir (`start`) or are answered
+    /// by default (`eval`/`run`).
+    pub interactive: bool,
 }
 
 pub struct Paused {
@@ -84,6 +90,27 @@ impl SnapshotRes {
         }
     }
 }
+
+/// A result holding values too large to build off a scheduler thread: the
+/// caller materialises it with `materialize/1` on a dirty scheduler.
+pub struct PendingRes {
+    pub pending: Mutex<Option<Pending>>,
+}
+
+pub enum Pending {
+    Complete {
+        value: Vec<u8>,
+        output: String,
+    },
+    Paused {
+        progress: crate::instance::Progress,
+        snapshot: ResourceArc<SnapshotRes>,
+        output: String,
+    },
+}
+
+#[rustler::resource_impl]
+impl Resource for PendingRes {}
 
 /// The answer to one job, sent to the caller as `{:ex_monty, job, result}`.
 /// If the job ends without answering (a host bug), dropping the reply still

@@ -20,23 +20,66 @@ use crate::exceptions::exc_atom;
 // Python -> Elixir
 // ---------------------------------------------------------------------------
 
+/// Maps with more entries than this are hash-array mapped tries in the BEAM,
+/// and the VM builds those only on its own scheduler threads: on ExMonty's
+/// workers `enif_make_map_from_arrays` must not be given one. Such values are
+/// built later, on a dirty scheduler (`materialize`).
+pub const SMALL_MAP: usize = 32;
+
+/// Why a value could not be built here.
+#[derive(Debug)]
+pub enum DecodeError {
+    Invalid(String),
+    /// It holds a large map: build it on a scheduler thread instead.
+    NeedsScheduler,
+}
+
+impl From<String> for DecodeError {
+    fn from(message: String) -> Self {
+        Self::Invalid(message)
+    }
+}
+
+/// Where terms are being built.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Site {
+    /// A BEAM scheduler thread (normal or dirty): anything can be built.
+    Scheduler,
+    /// One of ExMonty's worker threads: large maps cannot be built.
+    Worker,
+}
+
 /// Decodes a postcard-encoded value coming from the guest into a term.
-pub fn decode<'a>(env: Env<'a>, bytes: &[u8]) -> Result<Term<'a>, String> {
+pub fn decode<'a>(env: Env<'a>, bytes: &[u8], site: Site) -> Result<Term<'a>, DecodeError> {
     let object: MontyObject = postcard::from_bytes(bytes)
         .map_err(|e| format!("the sandbox returned an undecodable value: {e}"))?;
-    to_term(env, &object)
+    to_term_at(env, &object, site)
+}
+
+/// Builds the term of a value on a scheduler thread.
+pub fn to_term<'a>(env: Env<'a>, object: &MontyObject) -> Result<Term<'a>, String> {
+    match to_term_at(env, object, Site::Scheduler) {
+        Ok(term) => Ok(term),
+        Err(DecodeError::Invalid(message)) => Err(message),
+        Err(DecodeError::NeedsScheduler) => Err("internal: value needs a scheduler".to_owned()),
+    }
 }
 
 /// Builds the term of a value. Children always precede their parents in the
 /// arena, so one forward pass suffices.
-pub fn to_term<'a>(env: Env<'a>, object: &MontyObject) -> Result<Term<'a>, String> {
+fn to_term_at<'a>(env: Env<'a>, object: &MontyObject, site: Site) -> Result<Term<'a>, DecodeError> {
     let (graph, root) = graph_parts(object);
     let nodes = graph.nodes();
     MontyGraph::validate(nodes)
         .map_err(|e| format!("the sandbox returned a malformed value: {e}"))?;
     let last = root.index();
     if last >= nodes.len() {
-        return Err("the sandbox returned a malformed value: root out of range".to_owned());
+        return Err(DecodeError::Invalid(
+            "the sandbox returned a malformed value: root out of range".to_owned(),
+        ));
+    }
+    if site == Site::Worker && nodes[..=last].iter().any(has_large_map) {
+        return Err(DecodeError::NeedsScheduler);
     }
     let mut terms: Vec<Term<'a>> = Vec::with_capacity(last + 1);
     for node in &nodes[..=last] {
@@ -44,6 +87,17 @@ pub fn to_term<'a>(env: Env<'a>, object: &MontyObject) -> Result<Term<'a>, Strin
         terms.push(term);
     }
     Ok(terms[last])
+}
+
+fn has_large_map(node: &MontyNode) -> bool {
+    match node {
+        MontyNode::Dict(pairs) => pairs.len() > SMALL_MAP,
+        MontyNode::Set(items) | MontyNode::FrozenSet(items) => items.len() > SMALL_MAP,
+        MontyNode::ClassInstance { attrs, .. } | MontyNode::Module { attrs, .. } => {
+            attrs.len() > SMALL_MAP
+        }
+        _ => false,
+    }
 }
 
 fn child<'a>(terms: &[Term<'a>], id: NodeId) -> Result<Term<'a>, String> {
@@ -417,9 +471,37 @@ fn render_path(segments: &[&Segment<'_>]) -> String {
     out
 }
 
-/// A bounded rendering of a term for error messages.
+/// A bounded rendering of a term for error messages, close to Elixir's `inspect`.
 pub fn short_inspect(term: Term<'_>) -> String {
-    let mut text = format!("{term:?}");
+    let mut text = match term.get_type() {
+        TermType::Binary => match term.decode::<Binary>() {
+            Ok(bin) => match std::str::from_utf8(bin.as_slice()) {
+                Ok(s) => format!("{s:?}"),
+                Err(_) => format!("{term:?}"),
+            },
+            Err(_) => format!("{term:?}"),
+        },
+        TermType::Atom => match term.atom_to_string() {
+            Ok(name) if name == "nil" || name == "true" || name == "false" => name,
+            Ok(name) => format!(":{name}"),
+            Err(_) => format!("{term:?}"),
+        },
+        TermType::Pid => format!("#PID{term:?}"),
+        TermType::Ref => format!(
+            "#Reference<{}>",
+            format!("{term:?}")
+                .trim_start_matches("#Ref<")
+                .trim_end_matches('>')
+        ),
+        TermType::Fun => format!(
+            "#Function<{}>",
+            format!("{term:?}")
+                .trim_start_matches("#Fun<")
+                .trim_end_matches('>')
+        ),
+        TermType::Port => format!("#Port{}", format!("{term:?}").trim_start_matches("#Port")),
+        _ => format!("{term:?}"),
+    };
     if text.len() > 80 {
         let mut cut = 77;
         while !text.is_char_boundary(cut) {
@@ -509,8 +591,18 @@ pub fn encode<'a>(
                     }
                 }
             }
-            Frame::Build { kind, .. } => {
-                let node = build(kind, &mut ids).map_err(EncodeError::Invalid)?;
+            Frame::Build { kind, segment } => {
+                let node = build(kind, &mut ids, &nodes).map_err(|message| {
+                    let mut path: Vec<&Segment<'a>> = stack
+                        .iter()
+                        .filter_map(|f| match f {
+                            Frame::Build { segment, .. } => Some(segment),
+                            Frame::Visit { .. } => None,
+                        })
+                        .collect();
+                    path.push(&segment);
+                    EncodeError::Invalid(format!("{message} at {}", render_path(&path)))
+                })?;
                 let id = NodeId(nodes.len() as u32);
                 nodes.push(node);
                 ids.push(id);
@@ -525,6 +617,101 @@ pub fn encode<'a>(
     object_from_graph(graph, root_id).map_err(|e| EncodeError::Invalid(format!("internal: {e}")))
 }
 
+/// Distinct Elixir terms can be equal in Python (`1`, `1.0` and `true`;
+/// `{1}` and `{1.0}`), which would silently merge dict keys or set elements.
+/// Refuse that instead.
+fn check_collisions(nodes: &[MontyNode], ids: &[NodeId], what: &str) -> Result<(), String> {
+    // Only numbers (and containers of them) can collide: distinct strings,
+    // bytes, paths ... are distinct in Python too.
+    let may_collide = |id: &NodeId| {
+        matches!(
+            nodes.get(id.index()),
+            Some(
+                MontyNode::Bool(_)
+                    | MontyNode::Int(_)
+                    | MontyNode::BigInt(_)
+                    | MontyNode::Float(_)
+                    | MontyNode::Tuple(_)
+                    | MontyNode::FrozenSet(_)
+            )
+        )
+    };
+    if ids.iter().filter(|id| may_collide(id)).count() < 2 {
+        return Ok(());
+    }
+    let mut seen = std::collections::HashMap::with_capacity(ids.len());
+    for id in ids.iter().filter(|id| may_collide(id)) {
+        let key = canonical(nodes, *id);
+        if let Some(previous) = seen.insert(key, *id) {
+            return Err(format!(
+                "{what} {} and {} are equal in Python and would collide",
+                python_literal(nodes, previous),
+                python_literal(nodes, *id)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A string equal for values Python considers equal (numbers by value,
+/// tuples and frozensets by content). Iterative, children first: keys can be
+/// nested deeply, and this runs on a BEAM thread.
+fn canonical(nodes: &[MontyNode], root: NodeId) -> String {
+    let mut memo: std::collections::HashMap<NodeId, String> = std::collections::HashMap::new();
+    let mut stack = vec![(root, false)];
+    while let Some((id, expanded)) = stack.pop() {
+        if memo.contains_key(&id) {
+            continue;
+        }
+        let node = nodes.get(id.index());
+        let children: &[NodeId] = match node {
+            Some(MontyNode::Tuple(items) | MontyNode::FrozenSet(items)) => items,
+            _ => &[],
+        };
+        if !expanded && !children.is_empty() {
+            stack.push((id, true));
+            stack.extend(children.iter().map(|child| (*child, false)));
+            continue;
+        }
+        let child = |c: &NodeId| memo.get(c).cloned().unwrap_or_default();
+        let text = match node {
+            Some(MontyNode::Bool(b)) => format!("n{};", u8::from(*b)),
+            Some(MontyNode::Int(i)) => format!("n{i};"),
+            Some(MontyNode::BigInt(i)) => format!("n{i};"),
+            Some(MontyNode::Float(f)) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1.0e38 => {
+                format!("n{};", *f as i128)
+            }
+            Some(MontyNode::Float(f)) => format!("f{};", f.to_bits()),
+            Some(MontyNode::String(s)) => format!("s{}:{s};", s.len()),
+            Some(MontyNode::Tuple(items)) => {
+                format!("({});", items.iter().map(child).collect::<String>())
+            }
+            Some(MontyNode::FrozenSet(items)) => {
+                let mut parts: Vec<String> = items.iter().map(child).collect();
+                parts.sort();
+                format!("{{{}}};", parts.concat())
+            }
+            // Anything else is only equal to itself here: distinct terms stay distinct.
+            _ => format!("o{};", id.index()),
+        };
+        memo.insert(id, text);
+    }
+    memo.remove(&root).unwrap_or_default()
+}
+
+fn python_literal(nodes: &[MontyNode], id: NodeId) -> String {
+    match nodes.get(id.index()) {
+        Some(MontyNode::Bool(true)) => "True".to_owned(),
+        Some(MontyNode::Bool(false)) => "False".to_owned(),
+        Some(MontyNode::Int(i)) => i.to_string(),
+        Some(MontyNode::BigInt(i)) => i.to_string(),
+        Some(MontyNode::Float(f)) => format!("{f:?}"),
+        Some(MontyNode::Tuple(_)) => "a tuple".to_owned(),
+        Some(MontyNode::FrozenSet(_)) => "a frozenset".to_owned(),
+        _ => "a value".to_owned(),
+    }
+}
+
 fn take_ids(ids: &mut Vec<NodeId>, n: usize) -> Result<Vec<NodeId>, String> {
     if ids.len() < n {
         return Err("internal: conversion stack underflow".to_owned());
@@ -532,19 +719,31 @@ fn take_ids(ids: &mut Vec<NodeId>, n: usize) -> Result<Vec<NodeId>, String> {
     Ok(ids.split_off(ids.len() - n))
 }
 
-fn build(kind: Container, ids: &mut Vec<NodeId>) -> Result<MontyNode, String> {
+fn build(kind: Container, ids: &mut Vec<NodeId>, nodes: &[MontyNode]) -> Result<MontyNode, String> {
     Ok(match kind {
         Container::List(n) => MontyNode::List(take_ids(ids, n)?),
         Container::Tuple(n) => MontyNode::Tuple(take_ids(ids, n)?),
-        Container::Set(n) => MontyNode::Set(take_ids(ids, n)?),
-        Container::FrozenSet(n) => MontyNode::FrozenSet(take_ids(ids, n)?),
+        Container::Set(n) => {
+            let items = take_ids(ids, n)?;
+            check_collisions(nodes, &items, "set elements")?;
+            MontyNode::Set(items)
+        }
+        Container::FrozenSet(n) => {
+            let items = take_ids(ids, n)?;
+            check_collisions(nodes, &items, "frozenset elements")?;
+            MontyNode::FrozenSet(items)
+        }
         Container::Dict(n) => {
             let flat = take_ids(ids, n * 2)?;
-            MontyNode::Dict(
-                flat.chunks_exact(2)
-                    .map(|pair| (pair[0], pair[1]))
-                    .collect(),
-            )
+            let pairs: Vec<(NodeId, NodeId)> = flat
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|[key, value]| (*key, *value))
+                .collect();
+            let keys: Vec<NodeId> = pairs.iter().map(|(key, _)| *key).collect();
+            check_collisions(nodes, &keys, "dict keys")?;
+            MontyNode::Dict(pairs)
         }
         Container::NamedTuple {
             type_name,
@@ -660,7 +859,7 @@ fn visit<'a>(
                 Ok(Some(MontyNode::NotImplemented))
             } else {
                 Err(VisitError::Invalid(format!(
-                    "atom {} has no Python meaning (only nil, true, false, :ellipsis, :infinity, :neg_infinity, :nan)",
+                    "{} has no Python meaning (the atoms that do: nil, true, false, :ellipsis, :infinity, :neg_infinity, :nan)",
                     short_inspect(term)
                 )))
             }

@@ -8,35 +8,50 @@ defmodule ExMonty.Job do
 
   @doc false
   # `call` and `dirty_call` take no arguments and return {:ok, job} | {:error, _} | :dirty.
-  def run(call, dirty_call) do
+  # With a `timeout` (ms), an execution still running then is cancelled and
+  # reported as a :timeout_error.
+  def run(call, dirty_call, timeout \\ :infinity) do
     case call.() do
-      :dirty -> await(dirty_call.())
-      other -> await(other)
+      :dirty -> await(dirty_call.(), timeout)
+      other -> await(other, timeout)
     end
   end
 
   @doc false
-  def await({:ok, job}) do
+  def await(submitted, timeout \\ :infinity)
+
+  def await({:ok, job}, :infinity) do
     receive do
-      {:ex_monty, ^job, result} -> result
+      {:ex_monty, ^job, result} -> finish(result)
     end
   end
 
-  def await({:error, _} = error), do: error
-
-  @doc false
-  def await_with_timeout({:ok, job}, timeout) do
+  def await({:ok, job}, timeout) when is_integer(timeout) and timeout >= 0 do
     receive do
-      {:ex_monty, ^job, result} -> result
+      {:ex_monty, ^job, result} -> finish(result)
     after
       timeout ->
         Native.cancel(job)
 
         receive do
-          {:ex_monty, ^job, result} -> result
+          {:ex_monty, ^job, {:error, %ExMonty.Exception{type: :cancelled}}} ->
+            {:error,
+             %ExMonty.Exception{
+               type: :timeout_error,
+               python_type: "TimeoutError",
+               message: "execution exceeded the caller's timeout of #{timeout} ms"
+             }}
+
+          {:ex_monty, ^job, result} ->
+            finish(result)
         end
     end
   end
 
-  def await_with_timeout({:error, _} = error, _timeout), do: error
+  def await({:error, _} = error, _timeout), do: error
+
+  # Values holding large maps are built here, on a dirty scheduler: the VM
+  # builds large maps only on its own threads.
+  defp finish({:deferred, pending}), do: Native.materialize(pending)
+  defp finish(result), do: result
 end

@@ -29,6 +29,8 @@ defmodule ExMonty.Sandbox do
       so files written by Python are not lost.
     * `:script_name` — the file name shown in tracebacks.
     * `:cwd` — the working directory (defaults to the `PseudoFS`'s, or `/`).
+    * `:mounts` — an `ExMonty.Mount`: real directories that answer file
+      calls under their virtual paths; everything else goes to `:os`.
 
   ## Callbacks never crash the caller
 
@@ -102,7 +104,7 @@ defmodule ExMonty.Sandbox do
     names = if is_map(inputs), do: Map.keys(inputs), else: inputs
     compile_opts = [inputs: names] ++ Keyword.take(opts, [:script_name])
 
-    start_opts = Keyword.take(opts, [:limits, :cwd])
+    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts])
 
     start_opts =
       case state.os do

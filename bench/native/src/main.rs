@@ -29,10 +29,20 @@ fn measure(name: &str, iterations: usize, mut f: impl FnMut()) {
 }
 
 fn eval(code: &str) -> MontyObject {
-    let mut run = MontyRun::new(code.to_owned(), "main.py", vec![], CompileOptions::default()).expect("compiles");
+    let mut run = MontyRun::new(
+        code.to_owned(),
+        "main.py",
+        vec![],
+        CompileOptions::default(),
+    )
+    .expect("compiles");
     let mut output = String::new();
-    run.run(vec![], ResourceTracker::default(), PrintWriter::collect_string(&mut output))
-        .expect("runs")
+    run.run(
+        vec![],
+        ResourceTracker::default(),
+        PrintWriter::collect_string(&mut output),
+    )
+    .expect("runs")
 }
 
 fn main() {
@@ -49,8 +59,13 @@ fn main() {
         black_box(eval("2 + 2"));
     });
 
-    let runner = MontyRun::new("x * 2".to_owned(), "main.py", vec!["x".to_owned()], CompileOptions::default())
-        .expect("compiles");
+    let runner = MontyRun::new(
+        "x * 2".to_owned(),
+        "main.py",
+        vec!["x".to_owned()],
+        CompileOptions::default(),
+    )
+    .expect("compiles");
     measure("run_precompiled", iterations, || {
         let mut run = runner.clone();
         let mut output = String::new();
