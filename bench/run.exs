@@ -92,3 +92,73 @@ IO.puts(
 for {label, key, measured} <- results do
   Bench.row(label, measured, Map.fetch!(native, key))
 end
+
+# --- Conversion costs ---------------------------------------------------------
+IO.puts("\nconversion (round trip through the sandbox, minus a tiny value's cost):")
+iters = max(div(n, 100), 20)
+
+tiny =
+  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => "a"}) end)
+  |> elem(0)
+
+mb = String.duplicate("x", 1_048_576)
+
+str_in =
+  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => mb}) end)
+  |> elem(0)
+
+str_out = Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("'x' * 1048576") end) |> elem(0)
+ints = Enum.to_list(1..100_000)
+
+list_in =
+  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => ints}) end)
+  |> elem(0)
+
+list_out =
+  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("list(range(100000))") end) |> elem(0)
+
+map_in = Map.new(1..100_000, &{Integer.to_string(&1), &1})
+
+dict_in =
+  Bench.measure(div(iters, 2) + 1, fn ->
+    {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => map_in})
+  end)
+  |> elem(0)
+
+dict_out =
+  Bench.measure(div(iters, 2) + 1, fn ->
+    {:ok, _, _} = ExMonty.eval("{str(i): i for i in range(100000)}")
+  end)
+  |> elem(0)
+
+for {label, us} <- [
+      {"1 MB string in (per MB)", str_in - tiny},
+      {"1 MB string out (per MB, incl. building it)", str_out - tiny},
+      {"100k-int list in (per 100k items)", list_in - tiny},
+      {"100k-int list out (per 100k items, incl. building it)", list_out - tiny},
+      {"100k-entry dict in (per 100k entries)", dict_in - tiny},
+      {"100k-entry dict out (per 100k entries, incl. building it)", dict_out - tiny}
+    ] do
+  IO.puts(
+    "  " <>
+      String.pad_trailing(label, 58) <> String.pad_leading("#{Float.round(us / 1000, 2)} ms", 12)
+  )
+end
+
+# --- Cost of epoch interruption (deadlines + cancellation) --------------------
+IO.puts("\nepoch interruption cost (fib(25), same machine, separate VM with it off):")
+
+{out, 0} =
+  System.cmd("mix", ["run", "bench/fib.exs", "#{fib_n}"],
+    env: [{"EX_MONTY_BENCH_NO_EPOCH", "1"}, {"MIX_ENV", "dev"}],
+    stderr_to_stdout: true
+  )
+
+[no_epoch] = Regex.run(~r/fib_median_us (\S+)/, out, capture: :all_but_first)
+{with_epoch, _} = Enum.at(results, 2) |> elem(2)
+no_epoch = String.to_float(no_epoch)
+
+IO.puts(
+  "  with epochs #{Float.round(with_epoch / 1000, 1)} ms, without #{Float.round(no_epoch / 1000, 1)} ms: " <>
+    "+#{Float.round((with_epoch / no_epoch - 1) * 100, 1)}%"
+)

@@ -42,7 +42,10 @@ pub fn runtime() -> Option<Arc<Runtime>> {
 
 fn engine_config() -> Config {
     let mut config = Config::new();
-    config.epoch_interruption(true);
+    // Epoch interruption is what makes deadlines and cancellation work. The
+    // benchmark turns it off (EX_MONTY_BENCH_NO_EPOCH=1) only to report its cost.
+    let no_epoch = std::env::var("EX_MONTY_BENCH_NO_EPOCH").is_ok_and(|v| v == "1");
+    config.epoch_interruption(!no_epoch);
     config.max_wasm_stack(MAX_WASM_STACK);
     // Unused (calls are synchronous, on worker threads), but wasmtime requires
     // it to be larger than the wasm stack when its async support is compiled in.
