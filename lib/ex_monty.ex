@@ -642,7 +642,31 @@ defmodule ExMonty do
 
   defp input_name(other), do: invalid("input names must be strings, got: #{inspect(other)}")
 
-  defp runner_inputs(%Runner{input_names: names}, inputs) when is_map(inputs) do
+  # The fast path: exactly the declared names, as strings.
+  defp runner_inputs(%Runner{input_names: names}, inputs)
+       when is_map(inputs) and map_size(inputs) == length(names) do
+    case fetch_all(names, inputs, []) do
+      {:ok, values} -> {:ok, values}
+      :error -> runner_inputs_checked(names, inputs)
+    end
+  end
+
+  defp runner_inputs(%Runner{input_names: names}, inputs) when is_map(inputs),
+    do: runner_inputs_checked(names, inputs)
+
+  defp runner_inputs(_runner, other),
+    do: invalid("inputs must be a map of name => value, got: #{inspect(other)}")
+
+  defp fetch_all([], _inputs, acc), do: {:ok, Enum.reverse(acc)}
+
+  defp fetch_all([name | rest], inputs, acc) do
+    case inputs do
+      %{^name => value} -> fetch_all(rest, inputs, [value | acc])
+      _ -> :error
+    end
+  end
+
+  defp runner_inputs_checked(names, inputs) do
     with {:ok, pairs} <- check_inputs(inputs) do
       given = Map.new(pairs)
       missing = Enum.reject(names, &Map.has_key?(given, &1))
@@ -662,9 +686,6 @@ defmodule ExMonty do
       end
     end
   end
-
-  defp runner_inputs(_runner, other),
-    do: invalid("inputs must be a map of name => value, got: #{inspect(other)}")
 
   # Invalid limits are a programming error: they raise ArgumentError.
   defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}

@@ -146,6 +146,11 @@ defmodule ExMontyTest do
                ExMonty.compile("x", inputs: ["x", "x"])
     end
 
+    test "the precomputed default limits match the defaults" do
+      defaults = ExMonty.Limits.defaults()
+      assert ExMonty.Limits.to_native(defaults) == ExMonty.Limits.compute_native(defaults)
+    end
+
     test "invalid limits raise ArgumentError" do
       assert_raise ArgumentError, ~r/unknown limit/, fn -> ExMonty.eval("1", limits: %{nope: 1}) end
 

@@ -153,6 +153,28 @@ where
     }
 }
 
+/// Queues `work` with an instance: a warm one from the pool, or a `fresh` one.
+fn spawn_with_instance<'a, F>(env: Env<'a>, fresh: bool, work: F) -> Term<'a>
+where
+    F: FnOnce(Reply, Instance) + Send + 'static,
+{
+    spawn(env, move |reply| {
+        let instance = runtime().and_then(|runtime| {
+            if fresh {
+                Instance::new(&runtime)
+            } else {
+                pool::checkout(&runtime)
+            }
+        });
+        match instance {
+            Ok(instance) => work(reply, instance),
+            Err(message) => {
+                reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
+            }
+        }
+    })
+}
+
 /// Converts input terms into encoded values.
 fn encode_inputs(
     names: &[String],
@@ -266,19 +288,7 @@ fn compile_impl<'a>(
         Ok(code) => code,
         Err(term) => return term,
     };
-    spawn(env, move |reply| {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
-            }
-        };
-        let mut instance = match pool::checkout(&runtime) {
-            Ok(instance) => instance,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
-            }
-        };
+    spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = control(reply.cancel_flag(), Some(SERVICE_DEADLINE), MEMORY_CEILING);
         match instance.compile(&ctl, &code, &script_name, &input_names) {
             Ok(Ok(program)) => {
@@ -571,19 +581,7 @@ fn start_impl<'a>(
     limits.interactive = run_options.0;
     limits.mounts = mounts;
     let options = run_options.into_options(limits.mounts.is_some());
-    spawn(env, move |reply| {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
-            }
-        };
-        let mut instance = match pool::checkout(&runtime) {
-            Ok(instance) => instance,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
-            }
-        };
+    spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
         let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
         finish_step(reply, instance, result, limits);
@@ -661,19 +659,7 @@ fn eval_impl<'a>(
     limits.interactive = run_options.0;
     limits.mounts = mounts;
     let options = run_options.into_options(limits.mounts.is_some());
-    spawn(env, move |reply| {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
-            }
-        };
-        let mut instance = match pool::checkout(&runtime) {
-            Ok(instance) => instance,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
-            }
-        };
+    spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
         let result = instance.eval(
             &ctl,
@@ -968,19 +954,7 @@ fn load_runner_impl<'a>(env: Env<'a>, program: Binary<'a>, dirty: bool) -> Term<
         Ok(program) => program,
         Err(term) => return term,
     };
-    spawn(env, move |reply| {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
-            }
-        };
-        let mut instance = match pool::checkout(&runtime) {
-            Ok(instance) => instance,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
-            }
-        };
+    spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = control(reply.cancel_flag(), Some(SERVICE_DEADLINE), MEMORY_CEILING);
         match instance.inspect_program(&ctl, &program) {
             Ok(Ok((script_name, input_names))) => {
@@ -1061,20 +1035,8 @@ fn load_snapshot_impl<'a>(
         Err(term) => return term,
     };
     let limits = exec_limits(limits);
-    spawn(env, move |reply| {
-        let runtime = match runtime() {
-            Ok(runtime) => runtime,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::not_initialized(), &message))
-            }
-        };
-        // A fresh instance: a loaded snapshot never shares one with anything.
-        let mut instance = match Instance::new(&runtime) {
-            Ok(instance) => instance,
-            Err(message) => {
-                return reply.send(move |env| error_term(env, atoms::sandbox_crashed(), &message))
-            }
-        };
+    // A fresh instance: a loaded snapshot never shares one with anything.
+    spawn_with_instance(env, true, move |reply, mut instance| {
         let ctl = control(
             reply.cancel_flag(),
             Some(SERVICE_DEADLINE),
