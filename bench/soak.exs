@@ -23,29 +23,30 @@ for _ <- 1..500, do: {:ok, {:function_call, _, _, _}} = ExMonty.start(paused)
 :erlang.garbage_collect()
 before = rss_mb.()
 
-{micros, _} =
-  :timer.tc(fn ->
-    for n <- 1..runs, do: {:ok, _, _} = ExMonty.run(runner, %{"n" => rem(n, 50)})
-  end)
+# Two rounds of each: a leak grows every round; allocator retention (freed
+# memory the process keeps for reuse) shows up once and then plateaus.
+report = fn label, count, fun ->
+  for round <- 1..2 do
+    before = rss_mb.()
+    # Enum.each, not `for`: each result is dropped before the next call.
+    {micros, _} = :timer.tc(fn -> Enum.each(1..count, fun) end)
+    :erlang.garbage_collect()
+    Process.sleep(200)
+    after_mb = rss_mb.()
 
-:erlang.garbage_collect()
-after_runs = rss_mb.()
+    {_workers, idle, live} = ExMonty.Native.stats()
 
-{snap_micros, _} =
-  :timer.tc(fn ->
-    for _ <- 1..snapshots do
-      {:ok, {:function_call, _, _snapshot, _}} = ExMonty.start(paused)
-    end
-  end)
+    IO.puts(
+      "soak: #{label}, round #{round}: #{count} in #{Float.round(micros / 1_000_000, 1)} s; " <>
+        "RSS #{Float.round(before, 1)} -> #{Float.round(after_mb, 1)} MB (#{Float.round(after_mb - before, 1)} MB); " <>
+        "instances alive #{live} (#{idle} idle)"
+    )
+  end
+end
 
-:erlang.garbage_collect()
-Process.sleep(200)
-after_snapshots = rss_mb.()
+IO.puts("soak: baseline RSS #{Float.round(before, 1)} MB")
+report.("runs", runs, fn n -> {:ok, _, _} = ExMonty.run(runner, %{"n" => rem(n, 50)}) end)
 
-IO.puts(
-  "soak: #{runs} runs in #{Float.round(micros / 1_000_000, 1)} s; RSS #{Float.round(before, 1)} MB -> #{Float.round(after_runs, 1)} MB (#{Float.round(after_runs - before, 1)} MB)"
-)
-
-IO.puts(
-  "soak: #{snapshots} paused-then-dropped snapshots in #{Float.round(snap_micros / 1_000_000, 1)} s; RSS -> #{Float.round(after_snapshots, 1)} MB (#{Float.round(after_snapshots - after_runs, 1)} MB)"
-)
+report.("paused-then-dropped snapshots", snapshots, fn _ ->
+  {:ok, {:function_call, _, _snapshot, _}} = ExMonty.start(paused)
+end)

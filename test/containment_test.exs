@@ -8,7 +8,7 @@ defmodule ExMonty.ContainmentTest do
   @spin "while True:\n    pass"
 
   defp workers do
-    {workers, _idle} = ExMonty.Native.stats()
+    {workers, _idle, _live} = ExMonty.Native.stats()
     workers
   end
 

@@ -28,7 +28,7 @@ defmodule ExMonty.IsolationTest do
       assert total == div(n * (n - 1), 2)
     end
 
-    {workers, idle} = ExMonty.Native.stats()
+    {workers, idle, _live} = ExMonty.Native.stats()
     assert idle <= workers * 2 + 2
   end
 

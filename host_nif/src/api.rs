@@ -213,9 +213,11 @@ fn init(wasm_path: String, cache_dir: String, workers: usize) -> Result<(String,
     Ok((runtime.load_source.clone(), workers))
 }
 
+/// `{workers, idle_instances, live_instances}`
 #[rustler::nif]
-fn stats() -> (usize, usize) {
-    pool::stats()
+fn stats() -> (usize, usize, usize) {
+    let (workers, idle) = pool::stats();
+    (workers, idle, crate::instance::live_instances())
 }
 
 #[rustler::nif]

@@ -83,6 +83,19 @@ pub struct Instance {
     uses: u32,
 }
 
+/// Instances alive right now (pooled, running or held by snapshots).
+static LIVE: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+pub fn live_instances() -> usize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// Per-call controls.
 pub struct CallControl {
     pub cancel: Arc<AtomicBool>,
@@ -128,6 +141,7 @@ impl Instance {
             .pre
             .instantiate(&mut store)
             .map_err(|e| format!("cannot instantiate the guest: {e}"))?;
+        LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             store,
             bindings,
