@@ -113,6 +113,14 @@ defmodule ExMonty.SandboxTest do
       assert {:ok, [50, 60], ""} = Sandbox.run(code, handler: Handler)
     end
 
+    test "awaiting a plain host function gets its value" do
+      code =
+        "import asyncio\nasync def main():\n    return await fetch(20) + 1\nasyncio.run(main())"
+
+      assert {:ok, 41, ""} =
+               Sandbox.run(code, functions: %{"fetch" => fn [x], _ -> {:ok, x * 2} end})
+    end
+
     test "a failing async call raises in Python" do
       code = """
       import asyncio

@@ -344,7 +344,21 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
     } else {
         match (paused.progress, decoded) {
             (RunProgress::FunctionCall(call), Decoded::Pending) => call.resume_pending(print),
+            // `await f()` on a host function: Monty awaits the call at once, so a
+            // settled result is handed over as an already-finished coroutine.
+            (RunProgress::FunctionCall(call), Decoded::Ext(result)) if call.allow_eager_await => {
+                match eager(result) {
+                    Ok(settled) => call.resume_eager(settled, print),
+                    Err(result) => call.resume(result, print),
+                }
+            }
             (RunProgress::FunctionCall(call), Decoded::Ext(result)) => call.resume(result, print),
+            (RunProgress::OsCall(call), Decoded::Ext(result)) if call.allow_eager_await => {
+                match eager(result) {
+                    Ok(settled) => call.resume_eager(settled, print),
+                    Err(result) => call.resume(result, print),
+                }
+            }
             (RunProgress::OsCall(call), Decoded::Ext(result)) => call.resume(result, print),
             (RunProgress::NameLookup(lookup), Decoded::Lookup(result)) => {
                 lookup.resume(result, print)
@@ -406,6 +420,17 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
         .output_left
         .saturating_sub(output.len() as u64);
     advance(result, paused.script_name, paused.budget, output)
+}
+
+/// A settled result for `resume_eager`, or the result back when it is not one.
+fn eager(
+    result: ExtFunctionResult,
+) -> Result<Result<MontyObject, MontyException>, ExtFunctionResult> {
+    match result {
+        ExtFunctionResult::Return(value) => Ok(Ok(value)),
+        ExtFunctionResult::Error(exc) => Ok(Err(exc)),
+        other => Err(other),
+    }
 }
 
 fn suspension_limit(budget: &Budget) -> Option<MontyException> {
@@ -619,6 +644,26 @@ mod tests {
         let step = resume(Answer::Value(answer)).expect("resumes");
         assert_eq!(complete(step), MontyObject::int(42));
         assert!(matches!(resume(Answer::Undefined), Err(Error::Invalid(_))));
+    }
+
+    #[test]
+    fn awaiting_a_host_function_gets_its_value() {
+        let code = "import asyncio\nasync def main():\n    return await f(1)\nasyncio.run(main())";
+        let step = eval(
+            code.into(),
+            "main.py",
+            vec![],
+            vec![],
+            &no_limits(),
+            &interactive(),
+        )
+        .expect("runs");
+        assert!(matches!(step.progress, Progress::FunctionCall(_)));
+        let answer = codec::encode(&MontyObject::int(7)).expect("encodes");
+        assert_eq!(
+            complete(resume(Answer::Value(answer)).expect("resumes")),
+            MontyObject::int(7)
+        );
     }
 
     #[test]
