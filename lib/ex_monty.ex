@@ -446,6 +446,8 @@ defmodule ExMonty do
 
   @doc false
   # Raw NIF progress -> public progress.
+  @spec progress({:ok, tuple()} | {:error, Exception.t()}) ::
+          {:ok, progress()} | {:error, Exception.t()}
   def progress({:ok, {:complete, value, output}}), do: {:ok, {:complete, value, output}}
 
   def progress({:ok, {:function_call, {name, args, kwargs, id, method}, resource, output}}) do
@@ -730,6 +732,7 @@ defmodule ExMonty do
   end
 
   @doc false
+  @spec invalid(String.t()) :: {:error, Exception.t()}
   def invalid(message) do
     {:error, %Exception{type: :invalid_input, message: message, python_type: "ValueError"}}
   end

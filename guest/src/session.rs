@@ -371,11 +371,7 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
             ),
         }
     };
-    paused.budget.output_left = paused
-        .budget
-        .output_left
-        .saturating_sub(output.len() as u64);
-    advance(result, paused.script_name, paused.budget, output)
+    continue_after_answer(result, paused.script_name, paused.budget, output)
 }
 
 /// Answers pending futures (all or some of them).
@@ -415,11 +411,18 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
             print,
         ),
     };
-    paused.budget.output_left = paused
-        .budget
-        .output_left
-        .saturating_sub(output.len() as u64);
-    advance(result, paused.script_name, paused.budget, output)
+    continue_after_answer(result, paused.script_name, paused.budget, output)
+}
+
+/// Charges what the answered step printed, then drives on.
+fn continue_after_answer(
+    result: Result<RunProgress, MontyException>,
+    script_name: String,
+    mut budget: Budget,
+    output: String,
+) -> Result<Step, Error> {
+    budget.output_left = budget.output_left.saturating_sub(output.len() as u64);
+    advance(result, script_name, budget, output)
 }
 
 /// A settled result for `resume_eager`, or the result back when it is not one.
