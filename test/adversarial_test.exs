@@ -36,18 +36,18 @@ defmodule ExMonty.AdversarialTest do
        :memory_error},
       {"string doubling", fn -> eval("s = 'x'\nwhile True:\n    s = s + s") end, :memory_error},
       {"bytes repeat", fn -> eval("b'x' * 10**9") end, :memory_error},
-      {"huge bigint 10**10**8", fn -> eval("10**10**8") end, [:memory_error, :timeout_error]},
+      {"huge bigint 10**10**8", fn -> eval("10**10**8") end, :memory_error},
       {"sorted huge range", fn -> eval("sorted(range(10**9))") end, :memory_error},
 
       # --- CPU bombs ---------------------------------------------------------
       {"infinite loop", fn -> eval("while True:\n    pass") end, :timeout_error},
+      {"KeyboardInterrupt", fn -> eval("raise KeyboardInterrupt()") end, :keyboard_interrupt},
       {"nested infinite loop", fn -> eval("while True:\n    for i in range(10):\n        pass") end,
        :timeout_error},
-      {"catastrophic regex", fn -> eval("import re\nre.match('(a+)+$', 'a' * 40 + 'b')") end,
-       [:ok, :timeout_error]},
-      {"pow with a huge exponent", fn -> eval("pow(7, 10**9)") end,
-       [:memory_error, :timeout_error]},
-      {"sum of a huge range", fn -> eval("sum(range(10**13))") end, [:ok, :timeout_error]},
+      # Monty's regex engine does not backtrack catastrophically.
+      {"catastrophic regex", fn -> eval("import re\nre.match('(a+)+$', 'a' * 40 + 'b')") end, :ok},
+      {"pow with a huge exponent", fn -> eval("pow(7, 10**9)") end, :memory_error},
+      {"sum of a huge range", fn -> eval("sum(range(10**13))") end, :timeout_error},
 
       # --- recursion ---------------------------------------------------------
       {"plain recursion", fn -> eval("def f(n):\n    return f(n + 1)\nf(0)") end, :recursion_error},
@@ -71,9 +71,9 @@ defmodule ExMonty.AdversarialTest do
        :syntax_error},
       {"100k nested parentheses",
        fn -> eval(String.duplicate("(", 100_000) <> "1" <> String.duplicate(")", 100_000)) end,
-       [:ok, :syntax_error]},
+       :syntax_error},
       {"50 MB source", fn -> eval(big_source, %{max_memory: 512 * 1024 * 1024}) end, :ok},
-      {"1 MB integer literal", fn -> eval(big_literal) end, [:ok, :value_error, :syntax_error]},
+      {"1 MB integer literal", fn -> eval(big_literal) end, :syntax_error},
       {"invalid UTF-8 source", fn -> eval(<<"x = '", 0xFF, "'">>) end, :invalid_input},
 
       # --- output bombs --------------------------------------------------------
@@ -102,8 +102,12 @@ defmodule ExMonty.AdversarialTest do
            limits: @small
          )
        end, :memory_error},
-      {"os.urandom(10**12)", fn -> Sandbox.run("import os\nos.urandom(10**12)") end,
-       [:value_error, :overflow_error, :memory_error]},
+      {
+        "os.urandom(10**12)",
+        fn -> Sandbox.run("import os\nos.urandom(10**12)") end,
+        # The size does not fit wasm32's index type; an OverflowError, as in CPython.
+        :overflow_error
+      },
 
       # --- hostile Elixir input ------------------------------------------------
       {"pid input", fn -> ExMonty.eval("x", inputs: %{"x" => self()}) end, :invalid_input},

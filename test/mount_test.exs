@@ -212,6 +212,18 @@ defmodule ExMonty.MountTest do
                File.read!(Path.join(ctx.root, "stolen.txt")) =~ "SECRET"
     end
 
+    test "host file names that are not UTF-8 do not break listings", ctx do
+      File.write!(Path.join(ctx.root, <<"bad-", 0xFF, ".txt">>), "x")
+      {:ok, mount} = Mount.new([{"/data", ctx.root, :read_only}])
+
+      case py("sorted(str(p) for p in Path('/data').iterdir())", mount) do
+        {:ok, names, ""} -> assert "/data/allowed.txt" in names
+        {:error, %ExMonty.Exception{}} -> :ok
+      end
+
+      assert {:ok, "allowed content", ""} = py("Path('/data/allowed.txt').read_text()", mount)
+    end
+
     test "a symlink swapped during the calls never leads outside (TOCTOU)", ctx do
       {:ok, mount} = Mount.new([{"/data", ctx.root, :read_only}])
       flip = Path.join(ctx.root, "flip")

@@ -145,6 +145,16 @@ defmodule ExMonty.ValuesTest do
       end
     end
 
+    test "builtin types and functions go back in" do
+      assert {:ok, 3, ""} =
+               ExMonty.eval("f([1, 2, 3])", inputs: %{"f" => {:builtin_function, "len"}})
+
+      assert {:ok, "5", ""} = ExMonty.eval("t(5)", inputs: %{"t" => {:type, "str"}})
+
+      assert {:error, %{type: :invalid_input}} =
+               ExMonty.eval("1", inputs: %{"t" => {:type, "nope"}})
+    end
+
     test "nan goes in as a float nan" do
       assert {:ok, true, ""} = ExMonty.eval("x != x", inputs: %{"x" => :nan})
     end

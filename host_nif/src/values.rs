@@ -919,6 +919,18 @@ fn visit_tuple<'a>(
         (Some(tag), 2) if tag == atoms::decimal() => {
             Ok(Some(MontyNode::Decimal(utf8(elements[1], "a decimal")?)))
         }
+        (Some(tag), 2) if tag == atoms::type_() => {
+            let name = utf8(elements[1], "a type name")?;
+            monty_types::MontyType::from_type_name(&name)
+                .map(|t| Some(MontyNode::Type(t)))
+                .ok_or_else(|| VisitError::Invalid(format!("{name:?} is not a builtin type")))
+        }
+        (Some(tag), 2) if tag == atoms::builtin_function() => {
+            let name = utf8(elements[1], "a builtin function name")?;
+            MontyObject::builtin_function_from_name(&name)
+                .map(|f| Some(monty_types::unstable::root_node(&f).clone()))
+                .ok_or_else(|| VisitError::Invalid(format!("{name:?} is not a builtin function")))
+        }
         (Some(tag), 2) if tag == atoms::function() => Ok(Some(MontyNode::Function {
             name: utf8(elements[1], "a function name")?,
             docstring: None,
