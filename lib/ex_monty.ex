@@ -85,12 +85,12 @@ defmodule ExMonty do
   | anything else | `{:repr, string}` (what Python's `repr` shows) |
   | reference cycle | `{:cycle, "[...]"}` |
 
-  Elixir terms go into Python the same way (including `{:type, "int"}` and
-  `{:builtin_function, "len"}`; class instances, dataclasses, `{:repr, _}` and
-  cycles cannot go back in), plus: atoms other than `nil`,
-  `true`, `false` and the tags above, pids, references, functions, ports,
-  improper lists and non-UTF-8 binaries (unless tagged `{:bytes, b}`) are
-  rejected with an error naming the term and where it is in the input.
+  Elixir terms go into Python the same way, including `{:type, "int"}` and
+  `{:builtin_function, "len"}` (class instances, dataclasses, `{:repr, _}` and
+  cycles cannot go back in). Atoms other than `nil`, `true`, `false` and the
+  tags above, pids, references, functions, ports, improper lists and non-UTF-8
+  binaries (unless tagged `{:bytes, b}`) are rejected with an error naming the
+  term and where it is in the input.
   """
 
   alias ExMonty.{Exception, FunctionCall, Job, Limits, Native, OsCall, Runner, Snapshot}
