@@ -176,3 +176,54 @@ IO.puts(
   "  with epochs #{Float.round(with_epoch / 1000, 1)} ms (#{Float.round(with_epoch / native_fib, 2)}x native), " <>
     "without #{Float.round(no_epoch / 1000, 1)} ms: epochs cost +#{Float.round((with_epoch / no_epoch - 1) * 100, 1)}%"
 )
+
+# --- Scheduler responsiveness under runaway code ------------------------------
+{workers, _idle, _live} = ExMonty.Native.stats()
+
+IO.puts(
+  "\nping latency while #{workers * 2} runaway loops run (#{workers} workers busy, the rest queued):"
+)
+
+pinger =
+  spawn(fn ->
+    loop = fn loop ->
+      receive do
+        {:ping, from} ->
+          send(from, :pong)
+          loop.(loop)
+      end
+    end
+
+    loop.(loop)
+  end)
+
+ping = fn ->
+  t = System.monotonic_time(:nanosecond)
+  send(pinger, {:ping, self()})
+
+  receive do
+    :pong -> (System.monotonic_time(:nanosecond) - t) / 1000
+  end
+end
+
+idle_pings = Enum.sort(for _ <- 1..200, do: ping.() |> tap(fn _ -> Process.sleep(1) end))
+
+loops =
+  for _ <- 1..(workers * 2),
+      do:
+        Task.async(fn ->
+          ExMonty.eval("while True:\n    pass", limits: %{max_duration_secs: 1.0})
+        end)
+
+Process.sleep(50)
+busy_pings = Enum.sort(for _ <- 1..200, do: ping.() |> tap(fn _ -> Process.sleep(1) end))
+Task.await_many(loops, 30_000)
+
+pct = fn sorted, p -> Enum.at(sorted, min(length(sorted) - 1, div(length(sorted) * p, 100))) end
+
+for {label, sorted} <- [{"idle", idle_pings}, {"under load", busy_pings}] do
+  IO.puts(
+    "  #{String.pad_trailing(label, 12)} median #{Float.round(pct.(sorted, 50), 1)} us, " <>
+      "p99 #{Float.round(pct.(sorted, 99), 1)} us, max #{Float.round(List.last(sorted), 1)} us"
+  )
+end
