@@ -153,6 +153,24 @@ where
     }
 }
 
+/// The settings of a new execution, or an error term when its inputs cannot fit.
+fn prepare<'a>(
+    env: Env<'a>,
+    encoded: &[Vec<u8>],
+    limits: LimitsTuple,
+    run_options: (bool, Option<String>),
+    mounts: Option<ResourceArc<MountsRes>>,
+) -> Result<(ExecLimits, Options), Term<'a>> {
+    let mut limits = exec_limits(limits);
+    if let Some(error) = inputs_fit(env, encoded, limits.guest.max_memory) {
+        return Err(error);
+    }
+    limits.interactive = run_options.0;
+    limits.mounts = mounts;
+    let options = run_options.into_options(limits.mounts.is_some());
+    Ok((limits, options))
+}
+
 /// Queues `work` with an instance: a warm one from the pool, or a `fresh` one.
 fn spawn_with_instance<'a, F>(env: Env<'a>, fresh: bool, work: F) -> Term<'a>
 where
@@ -576,13 +594,10 @@ fn start_impl<'a>(
         Ok(encoded) => encoded,
         Err(error) => return encode_error(env, error),
     };
-    let mut limits = exec_limits(limits);
-    if let Some(error) = inputs_fit(env, &encoded, limits.guest.max_memory) {
-        return error;
-    }
-    limits.interactive = run_options.0;
-    limits.mounts = mounts;
-    let options = run_options.into_options(limits.mounts.is_some());
+    let (limits, options) = match prepare(env, &encoded, limits, run_options, mounts) {
+        Ok(prepared) => prepared,
+        Err(error) => return error,
+    };
     spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
         let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
@@ -654,13 +669,10 @@ fn eval_impl<'a>(
         Err(error) => return encode_error(env, error),
     };
     let (run_options, mounts) = run_options;
-    let mut limits = exec_limits(limits);
-    if let Some(error) = inputs_fit(env, &encoded, limits.guest.max_memory) {
-        return error;
-    }
-    limits.interactive = run_options.0;
-    limits.mounts = mounts;
-    let options = run_options.into_options(limits.mounts.is_some());
+    let (limits, options) = match prepare(env, &encoded, limits, run_options, mounts) {
+        Ok(prepared) => prepared,
+        Err(error) => return error,
+    };
     spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
         let result = instance.eval(

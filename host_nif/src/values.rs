@@ -566,17 +566,6 @@ pub fn encode<'a>(
                 segment,
                 position,
             } => {
-                let fail = |stack: &[Frame<'a>], message: String| {
-                    let mut path: Vec<&Segment<'a>> = stack
-                        .iter()
-                        .filter_map(|f| match f {
-                            Frame::Build { segment, .. } => Some(segment),
-                            Frame::Visit { .. } => None,
-                        })
-                        .collect();
-                    path.push(&segment);
-                    EncodeError::Invalid(format!("{} at {}", message, render_path(&path)))
-                };
                 match visit(term, position, budget, &mut stack, segment.clone()) {
                     Ok(Some(node)) => {
                         let id = NodeId(nodes.len() as u32);
@@ -585,24 +574,15 @@ pub fn encode<'a>(
                     }
                     Ok(None) => {}
                     Err(VisitError::Budget) => return Err(EncodeError::OverBudget),
+                    // `visit` pushes nothing when it fails: `stack` holds the ancestors.
                     Err(VisitError::Invalid(message)) => {
-                        // The frames `visit` may have pushed are not ancestors.
-                        return Err(fail(&stack, message));
+                        return Err(path_error(&stack, &segment, &message));
                     }
                 }
             }
             Frame::Build { kind, segment } => {
-                let node = build(kind, &mut ids, &nodes).map_err(|message| {
-                    let mut path: Vec<&Segment<'a>> = stack
-                        .iter()
-                        .filter_map(|f| match f {
-                            Frame::Build { segment, .. } => Some(segment),
-                            Frame::Visit { .. } => None,
-                        })
-                        .collect();
-                    path.push(&segment);
-                    EncodeError::Invalid(format!("{message} at {}", render_path(&path)))
-                })?;
+                let node = build(kind, &mut ids, &nodes)
+                    .map_err(|message| path_error(&stack, &segment, &message))?;
                 let id = NodeId(nodes.len() as u32);
                 nodes.push(node);
                 ids.push(id);
@@ -710,6 +690,20 @@ fn python_literal(nodes: &[MontyNode], id: NodeId) -> String {
         Some(MontyNode::FrozenSet(_)) => "a frozenset".to_owned(),
         _ => "a value".to_owned(),
     }
+}
+
+/// An error naming where in the input it happened: the pending `Build`
+/// frames on the stack are the ancestors of the failing term.
+fn path_error<'a>(stack: &[Frame<'a>], segment: &Segment<'a>, message: &str) -> EncodeError {
+    let mut path: Vec<&Segment<'a>> = stack
+        .iter()
+        .filter_map(|frame| match frame {
+            Frame::Build { segment, .. } => Some(segment),
+            Frame::Visit { .. } => None,
+        })
+        .collect();
+    path.push(segment);
+    EncodeError::Invalid(format!("{message} at {}", render_path(&path)))
 }
 
 fn take_ids(ids: &mut Vec<NodeId>, n: usize) -> Result<Vec<NodeId>, String> {
