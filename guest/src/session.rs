@@ -583,6 +583,19 @@ mod tests {
         }
     }
 
+    /// Evaluates `code` with no inputs, interactively; it must not fail.
+    fn eval_interactive(code: &str) -> Step {
+        eval(
+            code.into(),
+            "main.py",
+            vec![],
+            vec![],
+            &no_limits(),
+            &interactive(),
+        )
+        .expect("evaluates")
+    }
+
     fn complete(step: Step) -> MontyObject {
         match step.progress {
             Progress::Complete(bytes) => codec::decode(&bytes).expect("value decodes"),
@@ -592,15 +605,7 @@ mod tests {
 
     #[test]
     fn eval_returns_value_and_output() {
-        let step = eval(
-            "print('hi')\n1 + 2".into(),
-            "main.py",
-            vec![],
-            vec![],
-            &no_limits(),
-            &interactive(),
-        )
-        .expect("runs");
+        let step = eval_interactive("print('hi')\n1 + 2");
         assert_eq!(step.output, "hi\n");
         assert_eq!(complete(step), MontyObject::int(3));
     }
@@ -632,15 +637,7 @@ mod tests {
 
     #[test]
     fn pause_resume_and_bad_answer_keeps_pause() {
-        let step = eval(
-            "f(1) + 1".into(),
-            "main.py",
-            vec![],
-            vec![],
-            &no_limits(),
-            &interactive(),
-        )
-        .expect("runs");
+        let step = eval_interactive("f(1) + 1");
         assert!(matches!(step.progress, Progress::FunctionCall(ref c) if c.name == "f"));
         assert!(resume(Answer::Value(vec![0xff, 0xff])).is_err());
         let answer = codec::encode(&MontyObject::int(41)).expect("encodes");
@@ -652,15 +649,7 @@ mod tests {
     #[test]
     fn awaiting_a_host_function_gets_its_value() {
         let code = "import asyncio\nasync def main():\n    return await f(1)\nasyncio.run(main())";
-        let step = eval(
-            code.into(),
-            "main.py",
-            vec![],
-            vec![],
-            &no_limits(),
-            &interactive(),
-        )
-        .expect("runs");
+        let step = eval_interactive(code);
         assert!(matches!(step.progress, Progress::FunctionCall(_)));
         let answer = codec::encode(&MontyObject::int(7)).expect("encodes");
         assert_eq!(
@@ -690,15 +679,7 @@ mod tests {
 
     #[test]
     fn snapshot_round_trip() {
-        eval(
-            "x = g()\nx * 3".into(),
-            "main.py",
-            vec![],
-            vec![],
-            &no_limits(),
-            &interactive(),
-        )
-        .expect("pauses");
+        eval_interactive("x = g()\nx * 3");
         let bytes = dump_snapshot().expect("dumps");
         abandon();
         let progress = load_snapshot(&bytes, &no_limits()).expect("loads");
