@@ -178,7 +178,7 @@ IO.puts(
 )
 
 # --- Scheduler responsiveness under runaway code ------------------------------
-{workers, _idle, _live} = ExMonty.Native.stats()
+%{workers: workers} = ExMonty.stats()
 
 IO.puts(
   "\nping latency while #{workers * 2} runaway loops run (#{workers} workers busy, the rest queued):"

@@ -34,7 +34,7 @@ report = fn label, count, fun ->
     Process.sleep(200)
     after_mb = rss_mb.()
 
-    {_workers, idle, live} = ExMonty.Native.stats()
+    %{idle_instances: idle, live_instances: live} = ExMonty.stats()
 
     IO.puts(
       "soak: #{label}, round #{round}: #{count} in #{Float.round(micros / 1_000_000, 1)} s; " <>

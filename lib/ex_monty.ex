@@ -733,6 +733,34 @@ defmodule ExMonty do
     end
   end
 
+  @doc """
+  Counters of the sandbox runtime:
+
+    * `:workers` — threads that run Python;
+    * `:idle_instances` — warm wasm instances waiting for an execution;
+    * `:live_instances` — instances alive (idle, running or holding a pause);
+    * `:live_paused` — paused executions that hold an instance. At most
+      `config :ex_monty, max_live_paused:` (256) do; beyond it a paused
+      execution is kept as its dump bytes (a few KB) and woken into any
+      instance when it is resumed.
+
+  ## Examples
+
+      iex> %{workers: workers} = ExMonty.stats()
+      iex> workers > 0
+      true
+  """
+  @spec stats() :: %{
+          workers: pos_integer(),
+          idle_instances: non_neg_integer(),
+          live_instances: non_neg_integer(),
+          live_paused: non_neg_integer()
+        }
+  def stats do
+    {workers, idle, live, paused} = Native.stats()
+    %{workers: workers, idle_instances: idle, live_instances: live, live_paused: paused}
+  end
+
   @doc false
   @spec invalid(String.t()) :: {:error, Exception.t()}
   def invalid(message) do

@@ -8,7 +8,7 @@ defmodule ExMonty.ContainmentTest do
   @spin "while True:\n    pass"
 
   defp workers do
-    {workers, _idle, _live} = ExMonty.Native.stats()
+    %{workers: workers} = ExMonty.stats()
     workers
   end
 

@@ -28,7 +28,7 @@ defmodule ExMonty.IsolationTest do
       assert total == div(n * (n - 1), 2)
     end
 
-    {workers, idle, _live} = ExMonty.Native.stats()
+    %{workers: workers, idle_instances: idle} = ExMonty.stats()
     assert idle <= workers * 2 + 2
   end
 

@@ -47,7 +47,8 @@ defmodule ExMonty.MountTest do
     end
 
     test "read-write: writes reach the host directory, within the byte limit", %{root: root} do
-      {:ok, mount} = Mount.new([{"/data", root, :read_write, write_bytes_limit: 100}])
+      # A file costs its contents, its name and a fixed 128 bytes for its entry.
+      {:ok, mount} = Mount.new([{"/data", root, :read_write, write_bytes_limit: 300}])
       assert {:ok, 5, ""} = py("Path('/data/out.txt').write_text('hello')", mount)
       assert File.read!(Path.join(root, "out.txt")) == "hello"
       assert {:error, %{type: type}} = py("Path('/data/big.txt').write_text('x' * 1000)", mount)
@@ -55,6 +56,33 @@ defmodule ExMonty.MountTest do
 
       refute File.exists?(Path.join(root, "big.txt")) and
                File.read!(Path.join(root, "big.txt")) != ""
+    end
+
+    test "read-write: empty files, directories and names count against the limit",
+         %{root: root} do
+      {:ok, mount} = Mount.new([{"/data", root, :read_write, write_bytes_limit: 1_000}])
+      before = length(File.ls!(root))
+
+      code = """
+      made = 0
+      try:
+          for i in range(3000):
+              Path(f'/data/f{i}').write_text('')
+              Path(f'/data/d{i}').mkdir()
+              made += 2
+      except OSError as e:
+          error = str(e)
+      (made, error)
+      """
+
+      assert {:ok, {made, error}, ""} = py(code, mount)
+      assert made < 10
+      assert error =~ "No space left on device"
+      assert length(File.ls!(root)) - before < 10
+
+      # Deep `mkdir(parents=True)` pays for every directory it creates.
+      assert {:error, %{type: :os_error}} =
+               py("Path('/data/' + 'a/' * 200).mkdir(parents=True)", mount)
     end
 
     test "overlay: writes stay in memory and can be inspected", %{root: root} do

@@ -22,13 +22,15 @@ defmodule ExMonty.StackSafetyTest do
     assert {:error, %ExMonty.Exception{type: :recursion_error}} = ExMonty.eval(code)
   end
 
-  test "nested values come back whole up to the recursion limit, then marked" do
+  test "nested values come back whole up to the recursion limit, then are refused, never cut" do
     assert {:ok, value, ""} = ExMonty.eval(nested(990) <> "x")
     assert depth_of(value) == {990, :whole}
 
     for depth <- [5_000, 100_000] do
-      assert {:ok, value, ""} = ExMonty.eval(nested(depth) <> "x")
-      assert depth_of(value) == {1000, :cut}
+      assert {:error, %ExMonty.Exception{type: :recursion_error, message: message}} =
+               ExMonty.eval(nested(depth) <> "x")
+
+      assert message =~ "max_recursion_depth"
     end
 
     assert {:ok, value, ""} =
@@ -60,11 +62,18 @@ defmodule ExMonty.StackSafetyTest do
     end
   end
 
-  test "deeply nested Elixir input goes in and comes back" do
+  test "deeply nested Elixir input goes in, and comes back whole or not at all" do
     deep = Enum.reduce(1..100_000, [], fn _, acc -> [acc] end)
     assert {:ok, 1, ""} = ExMonty.eval("len(x)", inputs: %{"x" => deep})
-    assert {:ok, back, ""} = ExMonty.eval("x", inputs: %{"x" => deep})
-    assert depth_of(back) == {1000, :cut}
+
+    assert {:error, %ExMonty.Exception{type: :recursion_error}} =
+             ExMonty.eval("x", inputs: %{"x" => deep})
+
+    # As an argument of a host call: the call raises where it is made.
+    {:ok, runner} =
+      ExMonty.compile("try:\n    f(x)\nexcept RecursionError:\n    r = 'refused'\nr", inputs: ["x"])
+
+    assert {:ok, {:complete, "refused", ""}} = ExMonty.start(runner, %{"x" => deep})
 
     deep = Enum.reduce(1..9_990, [], fn _, acc -> [acc] end)
 

@@ -6,8 +6,9 @@ use monty_types::{ExcType, MontyException};
 
 use crate::wit::{Error, Exception, Frame, HostError};
 
-/// A Python exception as the WIT record, keeping every traceback detail Monty has.
-pub fn python(exc: &MontyException) -> Error {
+/// A Python exception as the WIT record, keeping every traceback detail Monty
+/// has, with what the failing step printed before it.
+pub fn python(exc: &MontyException, output: String) -> Error {
     let traceback = exc
         .traceback()
         .iter()
@@ -26,6 +27,7 @@ pub fn python(exc: &MontyException) -> Error {
         message: exc.message().map(str::to_owned),
         traceback,
         rendered: exc.to_string(),
+        output,
     })
 }
 
@@ -44,4 +46,25 @@ pub fn host_exception(error: HostError) -> MontyException {
             Some(format!("{}: {}", error.type_name, error.message)),
         ),
     }
+}
+
+/// Reports panics without their source location: a location names the build
+/// machine's paths (the cargo registry, the compiler's sources), which an
+/// error shown to a user must not leak. The message alone says what broke.
+pub fn install_panic_hook() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        std::panic::set_hook(Box::new(|info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(no message)");
+            let _ = std::io::Write::write_fmt(
+                &mut std::io::stderr(),
+                format_args!("ex_monty guest panicked: {message}\n"),
+            );
+        }));
+    });
 }

@@ -15,6 +15,7 @@ mod cli;
 mod codec;
 mod errors;
 mod limits;
+mod output;
 mod session;
 
 // The allocator is installed only in the wasm module (see below).
@@ -47,10 +48,12 @@ mod bindings {
             script_name: String,
             input_names: Vec<String>,
         ) -> Result<Vec<u8>, Error> {
+            crate::errors::install_panic_hook();
             session::compile(code, &script_name, input_names)
         }
 
         fn inspect_program(program: Vec<u8>) -> Result<(String, Vec<String>), Error> {
+            crate::errors::install_panic_hook();
             session::inspect_program(&program)
         }
 
@@ -60,6 +63,7 @@ mod bindings {
             limits: Limits,
             options: Options,
         ) -> Result<Step, Error> {
+            crate::errors::install_panic_hook();
             session::start(&program, inputs, &limits, &options)
         }
 
@@ -71,6 +75,7 @@ mod bindings {
             limits: Limits,
             options: Options,
         ) -> Result<Step, Error> {
+            crate::errors::install_panic_hook();
             session::eval(code, &script_name, input_names, inputs, &limits, &options)
         }
 
@@ -86,8 +91,13 @@ mod bindings {
             session::dump_snapshot()
         }
 
-        fn load_snapshot(snapshot: Vec<u8>, limits: Limits) -> Result<Progress, Error> {
-            session::load_snapshot(&snapshot, &limits)
+        fn load_snapshot(
+            snapshot: Vec<u8>,
+            limits: Limits,
+            typed_os_calls: bool,
+        ) -> Result<Progress, Error> {
+            crate::errors::install_panic_hook();
+            session::load_snapshot(&snapshot, &limits, typed_os_calls)
         }
 
         fn abandon() {

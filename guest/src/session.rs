@@ -8,6 +8,7 @@
 use std::cell::RefCell;
 
 use monty::{dump, Dump, MontyRun, RunProgress, Session, SessionRef};
+use monty_types::unstable::{graph_parts, MontyNode};
 use monty_types::{
     CompileOptions, ExcType, ExtFunctionResult, MontyException, MontyObject, NameLookupResult,
     OsFunctionCall, PrintWriter,
@@ -16,7 +17,16 @@ use monty_types::{
 use crate::codec::{self, Program, PROGRAM_FORMAT};
 use crate::errors::{host_exception, invalid, python};
 use crate::limits::{self, DEFAULT_OUTPUT_CAP};
+use crate::output::collect;
 use crate::wit::{Answer, Error, FunctionCall, Limits, Options, OsCall, Progress, Step};
+
+/// What Monty exports in place of a value nested deeper than the recursion
+/// limit allows.
+const CUT_MARKER: &str = "<deeply nested>";
+
+/// How many bytes of heap a value is assumed to take per encoded byte when
+/// deciding whether a host answer fits the execution's memory.
+const DECODED_PER_ENCODED: u64 = 3;
 
 /// A paused execution and the budgets that travel with it.
 struct Paused {
@@ -39,6 +49,8 @@ struct Budget {
     interactive: bool,
     /// Whether os-call steps carry the typed call for the host.
     typed_os_calls: bool,
+    /// The execution's heap budget (`max_memory`), for answers and dumps.
+    max_memory: Option<u64>,
 }
 
 impl Budget {
@@ -49,6 +61,7 @@ impl Budget {
             max_suspensions: limits.max_suspensions,
             interactive: options.interactive,
             typed_os_calls: options.typed_os_calls,
+            max_memory: limits.max_memory,
         }
     }
 }
@@ -77,7 +90,7 @@ pub fn compile(
         input_names.clone(),
         CompileOptions::default(),
     )
-    .map_err(|exc| python(&exc))?;
+    .map_err(|exc| python(&exc, String::new()))?;
     Program {
         format: PROGRAM_FORMAT,
         monty_version: monty_types::MONTY_VERSION.to_owned(),
@@ -124,7 +137,7 @@ pub fn eval(
 ) -> Result<Step, Error> {
     let count = input_names.len();
     let run = MontyRun::new(code, script_name, input_names, CompileOptions::default())
-        .map_err(|exc| python(&exc))?;
+        .map_err(|exc| python(&exc, String::new()))?;
     begin(run, script_name, count, inputs, limits, options)
 }
 
@@ -153,14 +166,53 @@ fn begin(
         .collect::<Result<Vec<MontyObject>, Error>>()?;
     let mut budget = Budget::new(limits, options);
     let tracker = limits::tracker(limits);
-    let mut output = String::new();
-    let result = run.start(values, tracker, writer(&mut output, budget.output_left));
+    let (result, output) = collect(budget.output_left, |print| {
+        run.start(values, tracker, print)
+    });
     budget.output_left = budget.output_left.saturating_sub(output.len() as u64);
     advance(result, script_name.to_owned(), budget, output)
 }
 
-fn writer(output: &mut String, left: u64) -> PrintWriter<'_> {
-    PrintWriter::CollectString(output, Some(usize::try_from(left).unwrap_or(usize::MAX)))
+/// Whether Monty cut `value` short because it is nested deeper than the
+/// recursion limit: such a value is refused rather than returned altered.
+fn is_cut(value: &MontyObject) -> bool {
+    let (graph, _) = graph_parts(value);
+    graph
+        .nodes()
+        .iter()
+        .any(|node| matches!(node, MontyNode::Repr(text) if text == CUT_MARKER))
+}
+
+fn too_deep(what: &str) -> MontyException {
+    MontyException::new(
+        ExcType::RecursionError,
+        Some(format!(
+            "{what} is nested deeper than max_recursion_depth allows; \
+             raise the limit (at most 10000) to pass it"
+        )),
+    )
+}
+
+/// Whether the arguments of a pause hold a value Monty cut short.
+fn cut_arguments(progress: &RunProgress) -> bool {
+    let args = match progress {
+        RunProgress::FunctionCall(call) => &call.args,
+        _ => return false,
+    };
+    args.args().any(|arg| is_cut(&arg.to_owned()))
+        || args.kwargs().any(|(_, v)| is_cut(&v.to_owned()))
+}
+
+/// An encoding failure after the execution moved on cannot leave it paused:
+/// it is reported as the Python error that ends it.
+fn ended(error: Error, output: String) -> Error {
+    match error {
+        Error::Invalid(message) => python(
+            &MontyException::new(ExcType::RuntimeError, Some(message)),
+            output,
+        ),
+        python_error => python_error,
+    }
 }
 
 /// Drives an execution from a Monty result to the next step the host must see.
@@ -172,18 +224,41 @@ fn advance(
 ) -> Result<Step, Error> {
     loop {
         let progress = match result {
-            Err(exc) => return Err(python(&exc)),
+            Err(exc) => return Err(python(&exc, output)),
+            Ok(RunProgress::Complete(value)) if is_cut(&value) => {
+                return Err(python(&too_deep("the result"), output))
+            }
             Ok(RunProgress::Complete(value)) => {
-                return Ok(Step {
-                    progress: Progress::Complete(codec::encode(&value)?),
-                    output,
-                })
+                return match codec::encode(&value) {
+                    Ok(bytes) => Ok(Step {
+                        progress: Progress::Complete(bytes),
+                        output,
+                    }),
+                    Err(error) => Err(ended(error, output)),
+                };
             }
             Ok(progress) => progress,
         };
+        if cut_arguments(&progress) {
+            // The host cannot be shown the call: it raises where it was made.
+            let (next, more) = collect(budget.output_left, |print| match progress {
+                RunProgress::FunctionCall(call) => call.resume(
+                    ExtFunctionResult::Error(too_deep("an argument of this call")),
+                    print,
+                ),
+                other => abort(other, too_deep("an argument of this call"), print),
+            });
+            budget.output_left = budget.output_left.saturating_sub(more.len() as u64);
+            output.push_str(&more);
+            result = next;
+            continue;
+        }
         let host_os_call = budget.typed_os_calls && matches!(progress, RunProgress::OsCall(_));
         if budget.interactive || is_sleep(&progress) || host_os_call {
-            let described = describe(&progress, budget.typed_os_calls)?;
+            let described = match describe(&progress, budget.typed_os_calls) {
+                Ok(described) => described,
+                Err(error) => return Err(ended(error, output)),
+            };
             store_paused(Paused {
                 progress,
                 script_name,
@@ -195,8 +270,8 @@ fn advance(
             });
         }
         // Non-interactive: answer as `MontyRun::run` would, without the host.
-        let mut more = String::new();
-        result = auto_answer(progress, writer(&mut more, budget.output_left));
+        let (next, more) = collect(budget.output_left, |print| auto_answer(progress, print));
+        result = next;
         budget.output_left = budget.output_left.saturating_sub(more.len() as u64);
         output.push_str(&more);
     }
@@ -277,9 +352,37 @@ fn describe(progress: &RunProgress, typed_os_calls: bool) -> Result<Progress, Er
     })
 }
 
-fn ext_result(answer: Answer, name: &str) -> Result<ExtFunctionResult, Error> {
+/// A host value too large for what is left of the execution's heap raises
+/// `MemoryError` where the call was made, instead of exhausting the instance
+/// while it is decoded.
+fn memory_left_for(bytes: &[u8], max_memory: Option<u64>) -> Result<(), MontyException> {
+    let Some(max) = max_memory else {
+        return Ok(());
+    };
+    let needed = (bytes.len() as u64).saturating_mul(DECODED_PER_ENCODED);
+    let live = live_memory().saturating_sub(baseline_memory());
+    if live.saturating_add(needed) > max {
+        return Err(MontyException::new(
+            ExcType::MemoryError,
+            Some(format!(
+                "the host's answer ({} bytes encoded) does not fit in max_memory ({max} bytes)",
+                bytes.len()
+            )),
+        ));
+    }
+    Ok(())
+}
+
+fn ext_result(
+    answer: Answer,
+    name: &str,
+    max_memory: Option<u64>,
+) -> Result<ExtFunctionResult, Error> {
     Ok(match answer {
-        Answer::Value(bytes) => ExtFunctionResult::Return(codec::decode(&bytes)?),
+        Answer::Value(bytes) => match memory_left_for(&bytes, max_memory) {
+            Ok(()) => ExtFunctionResult::Return(codec::decode(&bytes)?),
+            Err(exc) => ExtFunctionResult::Error(exc),
+        },
         Answer::Raise(error) => ExtFunctionResult::Error(host_exception(error)),
         Answer::Pending => return Err(invalid("`pending` only answers a function call")),
         Answer::Undefined => ExtFunctionResult::NotFound(name.to_owned()),
@@ -297,13 +400,14 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
         Pending,
         Lookup(NameLookupResult),
     }
+    let max_memory = paused.budget.max_memory;
     let decoded = match (&paused.progress, answer) {
         (RunProgress::ResolveFutures(_), _) => Err(invalid(
             "the execution waits for futures: use resolve-futures",
         )),
         (RunProgress::FunctionCall(_), Answer::Pending) => Ok(Decoded::Pending),
         (RunProgress::FunctionCall(call), answer) => {
-            ext_result(answer, &call.function_name).map(Decoded::Ext)
+            ext_result(answer, &call.function_name, max_memory).map(Decoded::Ext)
         }
         (RunProgress::OsCall(_), Answer::Pending) => Err(invalid(
             "an OS call must be answered with a value, an exception or `undefined`",
@@ -313,10 +417,14 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
             ExtFunctionResult::Error(call.function_call.on_no_handler()),
         )),
         (RunProgress::OsCall(call), answer) => {
-            ext_result(answer, call.function_call.name()).map(Decoded::Ext)
+            ext_result(answer, call.function_call.name(), max_memory).map(Decoded::Ext)
         }
         (RunProgress::NameLookup(_), Answer::Value(bytes)) => {
-            codec::decode(&bytes).map(|value| Decoded::Lookup(NameLookupResult::Value(value)))
+            match memory_left_for(&bytes, max_memory) {
+                Ok(()) => codec::decode(&bytes)
+                    .map(|value| Decoded::Lookup(NameLookupResult::Value(value))),
+                Err(exc) => Ok(Decoded::Lookup(NameLookupResult::Error(exc))),
+            }
         }
         (RunProgress::NameLookup(_), Answer::Raise(error)) => Ok(Decoded::Lookup(
             NameLookupResult::Error(host_exception(error)),
@@ -336,13 +444,12 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
             return Err(error);
         }
     };
-    let mut output = String::new();
     paused.budget.answered += 1;
-    let print = writer(&mut output, paused.budget.output_left);
-    let result = if let Some(exceeded) = suspension_limit(&paused.budget) {
-        abort(paused.progress, exceeded, print)
-    } else {
-        match (paused.progress, decoded) {
+    let exceeded = suspension_limit(&paused.budget);
+    let progress = paused.progress;
+    let (result, output) = collect(paused.budget.output_left, |print| match exceeded {
+        Some(exceeded) => abort(progress, exceeded, print),
+        None => match (progress, decoded) {
             (RunProgress::FunctionCall(call), Decoded::Pending) => call.resume_pending(print),
             // `await f()` on a host function: Monty awaits the call at once, so a
             // settled result is handed over as an already-finished coroutine.
@@ -369,8 +476,8 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
                 MontyException::runtime_error("mismatched answer"),
                 print,
             ),
-        }
-    };
+        },
+    });
     continue_after_answer(result, paused.script_name, paused.budget, output)
 }
 
@@ -385,11 +492,28 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
             "the execution is not waiting for futures: use resume",
         ));
     }
+    let max_memory = paused.budget.max_memory;
+    let waiting: Vec<u32> = match &paused.progress {
+        RunProgress::ResolveFutures(futures) => futures.pending_call_ids().to_vec(),
+        _ => Vec::new(),
+    };
+    let mut seen = Vec::with_capacity(results.len());
     let decoded = results
         .into_iter()
-        .map(|(id, answer)| match answer {
-            Answer::Pending => Err(invalid("a future cannot be resolved with `pending`")),
-            answer => ext_result(answer, "future").map(|result| (id, result)),
+        .map(|(id, answer)| {
+            if !waiting.contains(&id) {
+                return Err(invalid(format!(
+                    "no pending call has id {id} (pending: {waiting:?})"
+                )));
+            }
+            if seen.contains(&id) {
+                return Err(invalid(format!("call id {id} is answered twice")));
+            }
+            seen.push(id);
+            match answer {
+                Answer::Pending => Err(invalid("a future cannot be resolved with `pending`")),
+                answer => ext_result(answer, "future", max_memory).map(|result| (id, result)),
+            }
         })
         .collect::<Result<Vec<_>, Error>>();
     let decoded = match decoded {
@@ -399,18 +523,20 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
             return Err(error);
         }
     };
-    let mut output = String::new();
     paused.budget.answered += 1;
-    let print = writer(&mut output, paused.budget.output_left);
-    let result = match (paused.progress, suspension_limit(&paused.budget)) {
-        (progress, Some(exceeded)) => abort(progress, exceeded, print),
-        (RunProgress::ResolveFutures(futures), None) => futures.resume(decoded, print),
-        (progress, None) => abort(
-            progress,
-            MontyException::runtime_error("mismatched answer"),
-            print,
-        ),
-    };
+    let exceeded = suspension_limit(&paused.budget);
+    let progress = paused.progress;
+    let (result, output) = collect(paused.budget.output_left, |print| {
+        match (progress, exceeded) {
+            (progress, Some(exceeded)) => abort(progress, exceeded, print),
+            (RunProgress::ResolveFutures(futures), None) => futures.resume(decoded, print),
+            (progress, None) => abort(
+                progress,
+                MontyException::runtime_error("mismatched answer"),
+                print,
+            ),
+        }
+    });
     continue_after_answer(result, paused.script_name, paused.budget, output)
 }
 
@@ -470,13 +596,19 @@ pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
         let Some(paused) = slot.as_ref() else {
             return Err(invalid("no paused execution to dump"));
         };
+        // The encoding needs memory of its own, on top of a heap that may be
+        // close to `max_memory`: the allocator's hard limit is lifted while it
+        // is built (the host caps linear memory for the call instead), so a
+        // large heap dumps instead of aborting and losing the execution.
+        limits::arm_allocator(None);
         let state = dump(
             &paused.script_name,
             None,
             &[],
             SessionRef::Running(&paused.progress),
-        )
-        .map_err(|e| invalid(format!("cannot dump the execution: {e}")))?;
+        );
+        limits::arm_allocator(paused.budget.max_memory);
+        let state = state.map_err(|e| invalid(format!("cannot dump the execution: {e}")))?;
         let budget = (
             paused.budget.output_left,
             paused.budget.answered,
@@ -489,7 +621,11 @@ pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
 }
 
 /// Restores a dumped execution into this instance.
-pub fn load_snapshot(snapshot: &[u8], limits: &Limits) -> Result<Progress, Error> {
+pub fn load_snapshot(
+    snapshot: &[u8],
+    limits: &Limits,
+    typed_os_calls: bool,
+) -> Result<Progress, Error> {
     abandon();
     type Saved = (Vec<u8>, (u64, u64, Option<u64>, bool));
     let (state, rest): (Saved, &[u8]) = postcard::take_from_bytes(snapshot)
@@ -515,7 +651,7 @@ pub fn load_snapshot(snapshot: &[u8], limits: &Limits) -> Result<Progress, Error
     if let Some(tracker) = tracker_mut(&mut progress) {
         tracker.tighten_limits(&limits::resource_limits(limits));
     }
-    let described = describe(&progress, options_typed(limits))?;
+    let described = describe(&progress, typed_os_calls)?;
     let max_suspensions = match (max_suspensions, limits.max_suspensions) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -530,15 +666,11 @@ pub fn load_snapshot(snapshot: &[u8], limits: &Limits) -> Result<Progress, Error
             answered,
             max_suspensions,
             interactive,
-            typed_os_calls: options_typed(limits),
+            typed_os_calls,
+            max_memory: limits.max_memory,
         },
     });
     Ok(described)
-}
-
-/// A loaded snapshot serves its OS calls through the host's handlers only.
-fn options_typed(_limits: &Limits) -> bool {
-    false
 }
 
 fn tracker_mut(progress: &mut RunProgress) -> Option<&mut monty_types::ResourceTracker> {
@@ -556,6 +688,14 @@ pub fn abandon() {
 /// Live Monty heap bytes in this instance.
 pub fn live_memory() -> u64 {
     monty_types::LIVE_MEMORY.load(std::sync::atomic::Ordering::Relaxed) as u64
+}
+
+/// Bytes the instance held before any execution (the interpreter itself).
+fn baseline_memory() -> u64 {
+    match monty_types::BASELINE_MEMORY.load(std::sync::atomic::Ordering::Relaxed) {
+        usize::MAX => 0,
+        bytes => bytes as u64,
+    }
 }
 
 #[cfg(test)]
@@ -677,12 +817,111 @@ mod tests {
         }
     }
 
+    fn python_error(result: Result<Step, Error>) -> crate::wit::Exception {
+        match result {
+            Err(Error::Python(exc)) => exc,
+            Err(Error::Invalid(message)) => panic!("invalid: {message}"),
+            Ok(_) => panic!("expected a Python error"),
+        }
+    }
+
+    #[test]
+    fn an_error_keeps_what_was_printed_before_it() {
+        let exc = python_error(eval(
+            "print('before')\n1/0".into(),
+            "main.py",
+            vec![],
+            vec![],
+            &no_limits(),
+            &interactive(),
+        ));
+        assert_eq!(exc.type_name, "ZeroDivisionError");
+        assert_eq!(exc.output, "before\n");
+    }
+
+    #[test]
+    fn the_output_limit_is_named() {
+        let limits = Limits {
+            max_output_bytes: Some(8),
+            ..no_limits()
+        };
+        let exc = python_error(eval(
+            "print('1234')\nprint('this is too long')".into(),
+            "main.py",
+            vec![],
+            vec![],
+            &limits,
+            &interactive(),
+        ));
+        assert_eq!(exc.type_name, "MemoryError");
+        assert!(exc.message.unwrap_or_default().contains("max_output_bytes"));
+        assert_eq!(exc.output, "1234\n");
+    }
+
+    #[test]
+    fn a_result_deeper_than_the_limit_is_refused_not_cut() {
+        let limits = Limits {
+            max_recursion_depth: Some(50),
+            ..no_limits()
+        };
+        let code = "x = []\nfor i in range(100):\n    x = [x]\nx";
+        let exc = python_error(eval(
+            code.into(),
+            "main.py",
+            vec![],
+            vec![],
+            &limits,
+            &interactive(),
+        ));
+        assert_eq!(exc.type_name, "RecursionError");
+        assert!(exc
+            .message
+            .unwrap_or_default()
+            .contains("max_recursion_depth"));
+    }
+
+    #[test]
+    fn unknown_future_ids_leave_the_execution_waiting() {
+        let code = "import asyncio\nasync def main():\n    return await asyncio.gather(f(1), f(2))\nasyncio.run(main())";
+        let mut step = eval_interactive(code);
+        let mut ids = Vec::new();
+        while let Progress::FunctionCall(call) = &step.progress {
+            ids.push(call.call_id);
+            step = resume(Answer::Pending).expect("pending");
+        }
+        let Progress::ResolveFutures(waiting) = step.progress else {
+            panic!("expected futures");
+        };
+        assert_eq!(waiting.len(), 2);
+        let one = codec::encode(&MontyObject::int(1)).expect("encodes");
+        assert!(matches!(
+            resolve_futures(vec![(9999, Answer::Value(one.clone()))]),
+            Err(Error::Invalid(_))
+        ));
+        assert!(matches!(
+            resolve_futures(vec![
+                (ids[0], Answer::Value(one.clone())),
+                (ids[0], Answer::Value(one.clone()))
+            ]),
+            Err(Error::Invalid(_))
+        ));
+        let answers = ids
+            .iter()
+            .map(|id| (*id, Answer::Value(one.clone())))
+            .collect();
+        let value = complete(resolve_futures(answers).expect("resolves"));
+        assert_eq!(
+            value,
+            MontyObject::list(vec![MontyObject::int(1), MontyObject::int(1)])
+        );
+    }
+
     #[test]
     fn snapshot_round_trip() {
         eval_interactive("x = g()\nx * 3");
         let bytes = dump_snapshot().expect("dumps");
         abandon();
-        let progress = load_snapshot(&bytes, &no_limits()).expect("loads");
+        let progress = load_snapshot(&bytes, &no_limits(), false).expect("loads");
         assert!(matches!(progress, Progress::FunctionCall(_)));
         let answer = codec::encode(&MontyObject::int(5)).expect("encodes");
         assert_eq!(

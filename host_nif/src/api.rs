@@ -16,15 +16,18 @@ use rustler::{Atom, Binary, Encoder, Env, NewBinary, ResourceArc, Term};
 
 use crate::atoms;
 use crate::engine::{self, Runtime};
-use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_exception, trap_error};
+use crate::exceptions::{
+    exc_type_of_atom, guest_error, sandbox_exception, sandbox_python_type, trap_error,
+};
 use crate::instance::{
-    Answer, CallControl, CallError, GuestError, HostError, Instance, Limits, Options, Progress,
-    Step, MEMORY_CEILING,
+    Answer, CallControl, CallError, GuestError, HostError, Instance, Interruption, Limits, Options,
+    Progress, Step, Trapped, MEMORY_CEILING,
 };
 use crate::mounts::{self, MountsRes};
 use crate::pool;
 use crate::resources::{
-    ExecLimits, JobRes, PauseKind, Paused, Pending, PendingRes, Reply, RunnerRes, SnapshotRes,
+    self, Acquired, ExecLimits, Held, JobRes, PauseKind, Paused, PausedInstance, Pending,
+    PendingRes, Reply, RunnerRes, SnapshotRes,
 };
 use crate::values::{self, Budget, DecodeError, EncodeError, Site};
 
@@ -120,7 +123,7 @@ fn runtime() -> Result<Arc<Runtime>, String> {
 fn error_term<'a>(env: Env<'a>, kind: Atom, message: &str) -> Term<'a> {
     (
         atoms::error(),
-        sandbox_exception(env, kind, "RuntimeError", message),
+        sandbox_exception(env, kind, sandbox_python_type(kind), message),
     )
         .encode(env)
 }
@@ -222,20 +225,31 @@ fn encode_error<'a>(env: Env<'a>, error: EncodeError) -> Term<'a> {
 // ---------------------------------------------------------------------------
 
 #[rustler::nif(schedule = "DirtyCpu")]
-fn init(wasm_path: String, cache_dir: String, workers: usize) -> Result<(String, usize), String> {
+fn init(
+    wasm_path: String,
+    cache_dir: String,
+    workers: usize,
+    max_live_paused: usize,
+) -> Result<(String, usize), String> {
     let runtime = engine::init(
         std::path::Path::new(&wasm_path),
         std::path::Path::new(&cache_dir),
     )?;
     let workers = pool::start(workers)?;
+    resources::set_max_live_paused(max_live_paused);
     Ok((runtime.load_source.clone(), workers))
 }
 
-/// `{workers, idle_instances, live_instances}`
+/// `{workers, idle_instances, live_instances, live_paused}`
 #[rustler::nif]
-fn stats() -> (usize, usize, usize) {
+fn stats() -> (usize, usize, usize, usize) {
     let (workers, idle) = pool::stats();
-    (workers, idle, crate::instance::live_instances())
+    (
+        workers,
+        idle,
+        crate::instance::live_instances(),
+        resources::live_paused(),
+    )
 }
 
 #[rustler::nif]
@@ -351,6 +365,11 @@ fn serve_mounts(
         let Some(typed) = call.typed.clone() else {
             break;
         };
+        // Serving a mount is work done for the execution: it stops when the
+        // execution's deadline passes or its caller gives up, like guest code.
+        if let Some(interruption) = interrupted(&ctl) {
+            return Err(CallError::Trap(Trapped::interrupted(interruption)));
+        }
         let answer = match mounts::serve(mounts, &typed) {
             Some(answer) => answer,
             // Not under a mount: in eval/run, answer as Python would without a
@@ -367,6 +386,20 @@ fn serve_mounts(
         step.output.insert_str(0, &carried);
     }
     result
+}
+
+/// Whether the execution behind `ctl` must stop now.
+fn interrupted(ctl: &CallControl) -> Option<Interruption> {
+    if ctl.cancel.load(std::sync::atomic::Ordering::Relaxed) {
+        Some(Interruption::Cancelled)
+    } else if ctl
+        .deadline
+        .is_some_and(|deadline| Instant::now() >= deadline)
+    {
+        Some(Interruption::Deadline)
+    } else {
+        None
+    }
 }
 
 /// Turns the outcome of a call that may pause into the reply.
@@ -406,14 +439,14 @@ fn finish_step(
                         Progress::NameLookup(_) => PauseKind::NameLookup,
                         _ => PauseKind::Futures,
                     };
-                    // The paused execution lives in this instance until resumed.
-                    let snapshot = ResourceArc::new(SnapshotRes {
-                        paused: Mutex::new(Some(Paused {
-                            instance,
-                            kind,
-                            limits,
-                        })),
-                    });
+                    let held = match hold(instance) {
+                        Ok(held) => held,
+                        Err(CallError::Trap(trapped)) => {
+                            return reply.send(move |env| trap_error(env, &trapped))
+                        }
+                    };
+                    let snapshot =
+                        ResourceArc::new(SnapshotRes::new(kind, Paused { held, limits }));
                     reply.send(move |env| {
                         match progress_term(env, &paused, snapshot.clone(), &output, Site::Worker) {
                             Ok(term) => (atoms::ok(), term).encode(env),
@@ -434,6 +467,130 @@ fn finish_step(
             }
         }
     }
+}
+
+/// A control for calls that must not be interrupted half-way: dumping a
+/// paused execution (an interrupted dump would lose it) and loading one.
+fn service_control() -> CallControl {
+    control(
+        Arc::new(AtomicBool::new(false)),
+        Some(SERVICE_DEADLINE),
+        MEMORY_CEILING,
+    )
+}
+
+/// Where a new pause is kept: in its instance while few pauses hold one,
+/// otherwise as its dump bytes, the instance going back to the pool. This
+/// bounds the instances (memory, address space, mappings) paused executions
+/// pin, however many there are.
+fn hold(mut instance: Instance) -> Result<Held, CallError> {
+    if resources::may_stay_live() {
+        return Ok(Held::Live(PausedInstance::new(instance)));
+    }
+    let ctl = service_control();
+    match instance.dump_snapshot(&ctl)? {
+        Ok(bytes) => {
+            instance.abandon(&ctl)?;
+            pool::checkin(instance);
+            Ok(Held::Hibernated(bytes))
+        }
+        // Not dumpable: it keeps its instance.
+        Err(_) => Ok(Held::Live(PausedInstance::new(instance))),
+    }
+}
+
+/// The instance a paused execution runs in: its own, or one a hibernated
+/// execution is loaded into.
+fn wake(held: Held, limits: &ExecLimits) -> Result<Instance, Result<GuestError, CallError>> {
+    match held {
+        Held::Live(paused) => paused.into_instance().ok_or_else(|| {
+            Ok(GuestError::Invalid(
+                "internal: the paused execution lost its instance".to_owned(),
+            ))
+        }),
+        Held::Hibernated(bytes) => {
+            let runtime = runtime().map_err(|message| Ok(GuestError::Invalid(message)))?;
+            let mut instance =
+                pool::checkout(&runtime).map_err(|message| Ok(GuestError::Invalid(message)))?;
+            let typed = limits.mounts.is_some();
+            match instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed) {
+                Ok(Ok(_progress)) => Ok(instance),
+                Ok(Err(error)) => Err(Ok(error)),
+                Err(trap) => Err(Err(trap)),
+            }
+        }
+    }
+}
+
+/// Takes the paused execution of `snapshot` on a worker and runs `work` on
+/// it; a consumed snapshot, or a caller that gave up while waiting its turn,
+/// is answered without touching it.
+fn with_paused<'a, F>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, work: F) -> Term<'a>
+where
+    F: FnOnce(Reply, &SnapshotRes, Paused) + Send + 'static,
+{
+    spawn(env, move |reply| {
+        match snapshot.acquire(&reply.cancel_flag()) {
+            Acquired::Paused(paused) => work(reply, &snapshot, paused),
+            Acquired::Consumed => reply.send(consumed),
+            Acquired::Cancelled => {
+                reply.send(|env| error_term(env, atoms::cancelled(), "execution was cancelled"))
+            }
+        }
+    })
+}
+
+/// Answers a paused execution with `call` (a resume or a futures resolution).
+/// A refused answer leaves the execution exactly as it was; anything else
+/// consumes the snapshot and carries on with the next step.
+fn answer_paused<F>(reply: Reply, snapshot: &SnapshotRes, paused: Paused, call: F)
+where
+    F: FnOnce(
+        &mut Instance,
+        &CallControl,
+        Option<u64>,
+    ) -> Result<Result<Step, GuestError>, CallError>,
+{
+    let Paused { held, limits } = paused;
+    let hibernated = match &held {
+        Held::Hibernated(bytes) => Some(bytes.clone()),
+        Held::Live(_) => None,
+    };
+    let mut instance = match wake(held, &limits) {
+        Ok(instance) => instance,
+        Err(failure) => {
+            if let Some(bytes) = hibernated {
+                snapshot.release(Paused {
+                    held: Held::Hibernated(bytes),
+                    limits,
+                });
+            } else {
+                snapshot.consume();
+            }
+            return match failure {
+                Ok(error) => reply.send(move |env| guest_error(env, &error)),
+                Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+            };
+        }
+    };
+    let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
+    let result = call(&mut instance, &ctl, limits.guest.max_memory);
+    if let Ok(Err(GuestError::Invalid(message))) = result {
+        // The guest refused the answer and kept the pause as it was.
+        let held = match hibernated {
+            Some(bytes) => {
+                if instance.abandon(&service_control()).is_ok() {
+                    pool::checkin(instance);
+                }
+                Held::Hibernated(bytes)
+            }
+            None => Held::Live(PausedInstance::new(instance)),
+        };
+        snapshot.release(Paused { held, limits });
+        return reply.send(move |env| error_term(env, atoms::invalid_input(), &message));
+    }
+    snapshot.consume();
+    finish_step(reply, instance, result, limits);
 }
 
 /// A value larger than the execution's `max_memory` cannot enter the guest:
@@ -803,9 +960,10 @@ fn resume_impl<'a>(
     answer: Term<'a>,
     mut budget: Budget,
 ) -> Term<'a> {
-    let Some(kind) = snapshot.kind() else {
+    if snapshot.is_consumed() {
         return consumed(env);
-    };
+    }
+    let kind = snapshot.kind();
     if kind == PauseKind::Futures {
         return error_term(
             env,
@@ -818,33 +976,10 @@ fn resume_impl<'a>(
         Ok(answer) => answer,
         Err(error) => return encode_error(env, error),
     };
-    if kind == PauseKind::NameLookup && matches!(answer, Answer::Pending) {
-        return error_term(
-            env,
-            atoms::invalid_input(),
-            "a name lookup cannot be answered with :pending",
-        );
-    }
-    if kind == PauseKind::OsCall && matches!(answer, Answer::Pending) {
-        return error_term(
-            env,
-            atoms::invalid_input(),
-            "an OS call needs a value, an error or :undefined",
-        );
-    }
-    let Some(paused) = snapshot.take() else {
-        return consumed(env);
-    };
-    spawn(env, move |reply| {
-        let Paused {
-            mut instance,
-            limits,
-            ..
-        } = paused;
-        let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
-        let answer = fit_answer(answer, limits.guest.max_memory);
-        let result = instance.resume(&ctl, &answer);
-        finish_step(reply, instance, result, limits);
+    with_paused(env, snapshot, move |reply, snapshot, paused| {
+        answer_paused(reply, snapshot, paused, move |instance, ctl, max_memory| {
+            instance.resume(ctl, &fit_answer(answer, max_memory))
+        });
     })
 }
 
@@ -868,47 +1003,31 @@ fn resolve_impl<'a>(
     results: Vec<(u32, Term<'a>)>,
     mut budget: Budget,
 ) -> Term<'a> {
-    match snapshot.kind() {
-        None => return consumed(env),
-        Some(PauseKind::Futures) => {}
-        Some(_) => {
-            return error_term(
-                env,
-                atoms::invalid_input(),
-                "the execution does not wait for futures: use ExMonty.resume/2",
-            )
-        }
+    if snapshot.is_consumed() {
+        return consumed(env);
+    }
+    if snapshot.kind() != PauseKind::Futures {
+        return error_term(
+            env,
+            atoms::invalid_input(),
+            "the execution does not wait for futures: use ExMonty.resume/2",
+        );
     }
     let mut answers = Vec::with_capacity(results.len());
     for (id, term) in results {
         match decode_answer(env, term, &mut budget) {
-            Ok(Answer::Pending) => {
-                return error_term(
-                    env,
-                    atoms::invalid_input(),
-                    "a future cannot be resolved with :pending",
-                )
-            }
             Ok(answer) => answers.push((id, answer)),
             Err(error) => return encode_error(env, error),
         }
     }
-    let Some(paused) = snapshot.take() else {
-        return consumed(env);
-    };
-    spawn(env, move |reply| {
-        let Paused {
-            mut instance,
-            limits,
-            ..
-        } = paused;
-        let ctl = control(reply.cancel_flag(), limits.backstop, limits.memory_cap);
-        let answers: Vec<(u32, Answer)> = answers
-            .into_iter()
-            .map(|(id, answer)| (id, fit_answer(answer, limits.guest.max_memory)))
-            .collect();
-        let result = instance.resolve_futures(&ctl, &answers);
-        finish_step(reply, instance, result, limits);
+    with_paused(env, snapshot, move |reply, snapshot, paused| {
+        answer_paused(reply, snapshot, paused, move |instance, ctl, max_memory| {
+            let answers: Vec<(u32, Answer)> = answers
+                .into_iter()
+                .map(|(id, answer)| (id, fit_answer(answer, max_memory)))
+                .collect();
+            instance.resolve_futures(ctl, &answers)
+        });
     })
 }
 
@@ -989,31 +1108,39 @@ fn load_runner_impl<'a>(env: Env<'a>, program: Binary<'a>, dirty: bool) -> Term<
     })
 }
 
-/// Serialises a paused execution. The snapshot stays usable.
+/// Serialises a paused execution. The snapshot stays usable whatever
+/// happens: the dump cannot be interrupted by the caller, its memory is not
+/// charged to the execution's limit, and concurrent dumps take turns.
 #[rustler::nif]
 fn dump_snapshot(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
-    let Some(mut paused) = snapshot.take() else {
+    if snapshot.is_consumed() {
         return consumed(env);
-    };
-    let snapshot = snapshot.clone();
-    spawn(env, move |reply| {
-        let ctl = control(
-            reply.cancel_flag(),
-            Some(SERVICE_DEADLINE),
-            paused.limits.memory_cap,
-        );
-        match paused.instance.dump_snapshot(&ctl) {
+    }
+    let kind = kind_tag(snapshot.kind());
+    with_paused(env, snapshot, move |reply, snapshot, mut paused| {
+        let dumped = match &mut paused.held {
+            Held::Hibernated(bytes) => Ok(Ok(bytes.clone())),
+            Held::Live(live) => match live.instance_mut() {
+                Some(instance) => instance.dump_snapshot(&service_control()),
+                None => Ok(Err(GuestError::Invalid(
+                    "internal: the paused execution lost its instance".to_owned(),
+                ))),
+            },
+        };
+        match dumped {
             Ok(Ok(bytes)) => {
-                let kind = kind_tag(paused.kind);
-                snapshot.put_back(paused);
+                snapshot.release(paused);
                 reply.send(move |env| (atoms::ok(), (binary_term(env, &bytes), kind)).encode(env));
             }
             Ok(Err(error)) => {
-                snapshot.put_back(paused);
+                snapshot.release(paused);
                 reply.send(move |env| guest_error(env, &error));
             }
             // The instance trapped: the paused execution is lost with it.
-            Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+            Err(CallError::Trap(trapped)) => {
+                snapshot.consume();
+                reply.send(move |env| trap_error(env, &trapped));
+            }
         }
     })
 }
@@ -1056,7 +1183,8 @@ fn load_snapshot_impl<'a>(
             Some(SERVICE_DEADLINE),
             limits.memory_cap,
         );
-        match instance.load_snapshot(&ctl, &bytes, &limits.guest) {
+        let typed = limits.mounts.is_some();
+        match instance.load_snapshot(&ctl, &bytes, &limits.guest, typed) {
             Ok(Ok(progress)) => {
                 let step = Step {
                     progress,

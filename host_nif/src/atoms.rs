@@ -53,6 +53,7 @@ rustler::atoms! {
     traceback,
     python_type,
     rendered,
+    output,
     elixir_mapset = "Elixir.MapSet",
     elixir_date = "Elixir.Date",
     elixir_time = "Elixir.Time",

@@ -112,11 +112,19 @@ fn load_component(
     cache_dir: &Path,
 ) -> Result<(Component, String), String> {
     let path = cache_dir.join(format!("ex_monty_guest-{}.cwasm", cache_key(engine, wasm)));
-    if path.exists() {
+    // A precompiled artifact is native code that runs inside the VM: only one
+    // that nobody but this user could have written is loaded.
+    if let Err(why) = prepare_cache_dir(cache_dir) {
+        let compiled = engine
+            .precompile_component(wasm)
+            .map_err(|e| format!("cannot compile the guest component: {e}"))?;
+        return in_memory(engine, &compiled, why);
+    }
+    if path.exists() && trusted(&path).is_ok() {
         // SAFETY: the file is one this host wrote (atomically, see `write_cache`)
-        // into the application's own cache directory, under a name that
-        // includes a hash of the guest and of the engine configuration.
-        // Anyone able to write there can already change the NIF itself.
+        // into a directory only this user can write, under a name that
+        // includes a hash of the guest and of the engine configuration, and
+        // `trusted` checked that only this user can have written the file.
         match unsafe { Component::deserialize_file(engine, &path) } {
             Ok(component) => return Ok((component, "cache".to_owned())),
             // A truncated or foreign file: fall back to compiling and rewrite it.
@@ -145,24 +153,76 @@ fn in_memory(engine: &Engine, compiled: &[u8], why: String) -> Result<(Component
     Ok((component, format!("compiled ({why})")))
 }
 
-/// Writes to a temporary file and renames it into place, so a reader never
-/// maps a half-written artifact.
+/// Writes to a temporary file (readable and writable by this user only) and
+/// renames it into place, so a reader never maps a half-written artifact.
 fn write_cache(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
-    std::fs::create_dir_all(&dir)?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("guest"),
         std::process::id()
     ));
     {
-        let mut file = std::fs::File::create(&tmp)?;
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
     }
     std::fs::rename(&tmp, path)
+}
+
+/// Creates the cache directory (mode 0700) if it is missing, and checks that
+/// only this user can write to it.
+fn prepare_cache_dir(dir: &Path) -> Result<(), String> {
+    if !dir.exists() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
+        #[cfg(unix)]
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder
+            .create(dir)
+            .map_err(|e| format!("cache not writable: {e}"))?;
+    }
+    trusted(dir)
+}
+
+/// Whether only this user can have written `path`: it is no symlink, this
+/// user owns it, and neither its group nor others may write it.
+#[cfg(unix)]
+fn trusted(path: &Path) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)
+        .map_err(|e| format!("cache not readable: {}: {e}", path.display()))?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let me = unsafe { libc::geteuid() };
+    if meta.file_type().is_symlink() {
+        Err(format!(
+            "cache not trusted: {} is a symlink",
+            path.display()
+        ))
+    } else if meta.uid() != me {
+        Err(format!(
+            "cache not trusted: {} belongs to another user",
+            path.display()
+        ))
+    } else if meta.mode() & 0o022 != 0 {
+        Err(format!(
+            "cache not trusted: others can write {}",
+            path.display()
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(not(unix))]
+fn trusted(_path: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 /// One thread for the whole engine advances the epoch every `EPOCH_TICK`.

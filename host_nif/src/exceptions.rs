@@ -111,9 +111,11 @@ pub fn python_exception<'a>(
         frames.encode(env),
         &exc.type_name,
         Some(&exc.rendered),
+        &exc.output,
     )
 }
 
+/// The fields of `%ExMonty.Exception{}` (see `lib/ex_monty/exception.ex`).
 fn exception_struct<'a>(
     env: Env<'a>,
     type_term: Term<'a>,
@@ -121,6 +123,7 @@ fn exception_struct<'a>(
     traceback: Term<'a>,
     python_type: &str,
     rendered: Option<&str>,
+    output: &str,
 ) -> Term<'a> {
     make_struct(
         env,
@@ -132,6 +135,7 @@ fn exception_struct<'a>(
             (atoms::traceback(), traceback),
             (atoms::python_type(), python_type.encode(env)),
             (atoms::rendered(), rendered.encode(env)),
+            (atoms::output(), output.encode(env)),
         ],
     )
     .unwrap_or_else(|_| atoms::error().encode(env))
@@ -146,6 +150,7 @@ pub fn exception_of<'a>(env: Env<'a>, exc_type: ExcType, message: &str) -> Term<
         Term::list_new_empty(env),
         &exc_type.to_string(),
         None,
+        "",
     )
 }
 
@@ -163,6 +168,7 @@ pub fn sandbox_exception<'a>(
         Term::list_new_empty(env),
         python_type,
         None,
+        "",
     )
 }
 
@@ -212,7 +218,7 @@ pub fn trap_error<'a>(env: Env<'a>, trapped: &Trapped) -> Term<'a> {
             "RuntimeError",
             format!(
                 "the interpreter crashed inside the sandbox: {}",
-                trapped.detail
+                without_paths(&trapped.detail)
             ),
         ),
     };
@@ -223,9 +229,51 @@ pub fn trap_error<'a>(env: Env<'a>, trapped: &Trapped) -> Term<'a> {
         .encode(env)
 }
 
+/// The Python class name ExMonty reports for one of its own error kinds.
+pub fn sandbox_python_type(kind: Atom) -> &'static str {
+    if kind == atoms::invalid_input() {
+        "ValueError"
+    } else if kind == atoms::timeout_error() {
+        "TimeoutError"
+    } else if kind == atoms::memory_error() {
+        "MemoryError"
+    } else {
+        "RuntimeError"
+    }
+}
+
+/// Removes file paths (panic locations, build directories) from a crash
+/// detail: they describe the machine that built ExMonty, not the error.
+pub fn without_paths(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let path_like = word.contains(".rs:")
+                || word.contains(".rs ")
+                || word.ends_with(".rs")
+                || (word.contains('/') && (word.starts_with('/') || word.contains("/src/")));
+            if path_like {
+                "<path>"
+            } else {
+                word
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn crash_details_carry_no_paths() {
+        let detail = "wasm trap: unreachable: panicked at /root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/monty-types-1.4.0/src/graph.rs:459:13: invalid node";
+        let cleaned = without_paths(detail);
+        assert!(!cleaned.contains("/root"), "{cleaned}");
+        assert!(!cleaned.contains("graph.rs"), "{cleaned}");
+        assert!(cleaned.contains("invalid node"));
+        assert!(without_paths("at library/std/src/panicking.rs:1:2").contains("<path>"));
+    }
 
     #[test]
     fn snake_case_names() {

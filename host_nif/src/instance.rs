@@ -77,6 +77,19 @@ pub struct Trapped {
     pub detail: String,
 }
 
+impl Trapped {
+    /// The host stopped the execution between guest calls.
+    pub fn interrupted(interruption: Interruption) -> Self {
+        Self {
+            interruption: Some(interruption),
+            memory_exhausted: false,
+            allocation_limit: false,
+            stack_overflow: false,
+            detail: String::new(),
+        }
+    }
+}
+
 pub struct Instance {
     store: Store<HostState>,
     bindings: Guest,
@@ -121,6 +134,11 @@ impl Instance {
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
+        // What the guest hands back in one call (a value, a write's contents,
+        // a dump) is bounded by its linear memory, which the limiter caps;
+        // wasmtime's own default (128 MiB) would turn a large but allowed
+        // result into a trap.
+        store.set_hostcall_fuel(MEMORY_CEILING);
         store.epoch_deadline_callback(|mut hook| {
             let state = hook.data_mut();
             if state.cancel.load(Ordering::Relaxed) {
@@ -310,11 +328,22 @@ impl Instance {
         control: &CallControl,
         bytes: &[u8],
         limits: &Limits,
+        typed_os_calls: bool,
     ) -> Result<Result<Progress, GuestError>, CallError> {
         self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_load_snapshot(store, bytes, *limits)
+            guest.ex_monty_sandbox_runtime().call_load_snapshot(
+                store,
+                bytes,
+                *limits,
+                typed_os_calls,
+            )
+        })
+    }
+
+    /// Drops the paused execution the instance holds, if any.
+    pub fn abandon(&mut self, control: &CallControl) -> Result<(), CallError> {
+        self.call(control, |guest, store| {
+            guest.ex_monty_sandbox_runtime().call_abandon(store)
         })
     }
 }

@@ -9,7 +9,7 @@
 use std::sync::Mutex;
 
 use monty_fs::{Mount, MountCallOutcome, MountMode, MountTable};
-use monty_types::{ExcType, MontyPath, OsFunctionCall};
+use monty_types::{ExcType, MontyObject, MontyPath, OsFunctionCall};
 use rustler::{Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
@@ -23,7 +23,24 @@ pub struct MountsRes {
     pub table: Mutex<MountTable>,
     /// (virtual path, host path, mode) for inspection.
     pub specs: Vec<(String, String, String)>,
+    /// Per mount: its write limit and what has been charged against it.
+    budgets: Mutex<Vec<WriteBudget>>,
 }
+
+/// What a mount's `write_bytes_limit` covers. monty-fs counts the bytes of
+/// file contents; a name or an empty file or directory costs nothing there,
+/// so Python could create entries without end under any limit. This charges
+/// every write call with its contents plus, for each entry it creates, a
+/// fixed cost and the entry's name, before the call is made.
+struct WriteBudget {
+    virtual_path: String,
+    limit: Option<u64>,
+    used: u64,
+}
+
+/// What creating one file or directory costs against a write limit, besides
+/// its name (about what a filesystem spends on an inode and its entry).
+const ENTRY_COST: u64 = 128;
 
 #[rustler::resource_impl]
 impl Resource for MountsRes {}
@@ -62,8 +79,17 @@ fn describe(error: monty_fs::MountError) -> String {
 #[rustler::nif(schedule = "DirtyIo")]
 fn mounts_new(specs: Vec<MountSpec>) -> Result<ResourceArc<MountsRes>, String> {
     let table = new_table(&specs)?;
+    let budgets = specs
+        .iter()
+        .map(|(virtual_path, _, _, limit, _)| WriteBudget {
+            virtual_path: virtual_path.trim_end_matches('/').to_owned(),
+            limit: *limit,
+            used: 0,
+        })
+        .collect();
     Ok(ResourceArc::new(MountsRes {
         table: Mutex::new(table),
+        budgets: Mutex::new(budgets),
         specs: specs
             .into_iter()
             .map(|(virtual_path, host_path, mode, _, _)| (virtual_path, host_path, mode))
@@ -77,7 +103,33 @@ fn mounts_new(specs: Vec<MountSpec>) -> Result<ResourceArc<MountsRes>, String> {
 pub fn serve(mounts: &MountsRes, typed: &[u8]) -> Option<Answer> {
     let call: OsFunctionCall = postcard::from_bytes(typed).ok()?;
     let mut table = mounts.table.lock().ok()?;
-    match table.handle_os_call(call) {
+    let charge = match write_charge(&mut table, &call) {
+        Some((path, cost)) => {
+            let mut budgets = mounts.budgets.lock().ok()?;
+            match budget_for(&mut budgets, &path) {
+                Some(budget) => {
+                    if budget
+                        .limit
+                        .is_some_and(|limit| budget.used.saturating_add(cost) > limit)
+                    {
+                        return Some(no_space(&path));
+                    }
+                    Some((path, cost))
+                }
+                None => None,
+            }
+        }
+        None => None,
+    };
+    let outcome = table.handle_os_call(call);
+    if let (Some((path, cost)), MountCallOutcome::Handled(Ok(_))) = (&charge, &outcome) {
+        if let Ok(mut budgets) = mounts.budgets.lock() {
+            if let Some(budget) = budget_for(&mut budgets, path) {
+                budget.used = budget.used.saturating_add(*cost);
+            }
+        }
+    }
+    match outcome {
         MountCallOutcome::NotHandled(_) => None,
         MountCallOutcome::Handled(Ok(value)) => Some(match postcard::to_allocvec(&value) {
             Ok(bytes) => Answer::Value(bytes),
@@ -94,6 +146,104 @@ pub fn serve(mounts: &MountsRes, typed: &[u8]) -> Option<Answer> {
             }))
         }
     }
+}
+
+/// `[Errno 28] No space left on device`, as a full disk answers.
+fn no_space(path: &str) -> Answer {
+    Answer::Raise(HostError {
+        type_name: "OSError".to_owned(),
+        message: format!(
+            "[Errno 28] No space left on device (the mount's write_bytes_limit): '{}'",
+            path.replace('\'', "\\'")
+        ),
+    })
+}
+
+/// `path` with `.` and `..` resolved lexically, as the mounts resolve it.
+fn normalize(path: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+/// The budget of the mount `path` is under (the longest matching mount).
+fn budget_for<'a>(budgets: &'a mut [WriteBudget], path: &str) -> Option<&'a mut WriteBudget> {
+    budgets
+        .iter_mut()
+        .filter(|budget| {
+            let root = budget.virtual_path.as_str();
+            root.is_empty()
+                || path == root
+                || path
+                    .strip_prefix(root)
+                    .is_some_and(|rest| rest.starts_with('/'))
+        })
+        .max_by_key(|budget| budget.virtual_path.len())
+}
+
+/// What a write call costs against its mount's write limit: its contents,
+/// plus `ENTRY_COST` and the name for each entry it creates. `None` for
+/// calls that write nothing.
+fn write_charge(table: &mut MountTable, call: &OsFunctionCall) -> Option<(String, u64)> {
+    let (path, data, may_create) = match call {
+        OsFunctionCall::WriteText(args) | OsFunctionCall::AppendText(args) => {
+            (args.path.as_str(), args.data.len(), true)
+        }
+        OsFunctionCall::WriteBytes(args) | OsFunctionCall::AppendBytes(args) => {
+            (args.path.as_str(), args.data.len(), true)
+        }
+        OsFunctionCall::Open(args) if args.mode.create() => (args.path.as_str(), 0, true),
+        OsFunctionCall::Mkdir(args) => (args.path.as_str(), 0, true),
+        OsFunctionCall::Rename(args) => (args.dst.as_str(), 0, true),
+        _ => return None,
+    };
+    let path = normalize(path);
+    let creates = may_create && !exists(table, &path);
+    let mut cost = data as u64;
+    if creates {
+        cost = cost.saturating_add(ENTRY_COST + base_name(&path).len() as u64);
+    }
+    if let OsFunctionCall::Mkdir(args) = call {
+        if args.parents && creates {
+            // Every missing ancestor is an entry too.
+            let mut dir = parent_of(&path);
+            while let Some(current) = dir {
+                if current == "/" || exists(table, current) {
+                    break;
+                }
+                cost = cost.saturating_add(ENTRY_COST + base_name(current).len() as u64);
+                dir = parent_of(current);
+            }
+        }
+    }
+    Some((path, cost))
+}
+
+fn parent_of(path: &str) -> Option<&str> {
+    match path.rsplit_once('/') {
+        Some(("", _)) => Some("/"),
+        Some((parent, _)) => Some(parent),
+        None => None,
+    }
+}
+
+fn base_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or_default()
+}
+
+fn exists(table: &mut MountTable, path: &str) -> bool {
+    matches!(
+        table.handle_os_call(OsFunctionCall::Exists(MontyPath::new(path.to_owned()))),
+        MountCallOutcome::Handled(Ok(value)) if value == MontyObject::bool(true)
+    )
 }
 
 /// Runs one OS call against the mounts from Elixir (to inspect what Python
@@ -170,4 +320,50 @@ fn mounts_exists<'a>(env: Env<'a>, mounts: ResourceArc<MountsRes>, path: String)
 #[rustler::nif]
 fn mounts_info(mounts: ResourceArc<MountsRes>) -> Vec<(String, String, String)> {
     mounts.specs.clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn budgets() -> Vec<WriteBudget> {
+        ["/data", "/data/out", "/work"]
+            .iter()
+            .map(|path| WriteBudget {
+                virtual_path: (*path).to_owned(),
+                limit: Some(1000),
+                used: 0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn paths_are_resolved_before_they_are_charged() {
+        assert_eq!(normalize("/work/../data/./x"), "/data/x");
+        assert_eq!(normalize("/../../data"), "/data");
+        assert_eq!(normalize("/"), "/");
+    }
+
+    #[test]
+    fn the_longest_mount_pays() {
+        let mut budgets = budgets();
+        let pick = |budgets: &mut Vec<WriteBudget>, path: &str| {
+            budget_for(budgets, path).map(|b| b.virtual_path.clone())
+        };
+        assert_eq!(
+            pick(&mut budgets, "/data/out/f").as_deref(),
+            Some("/data/out")
+        );
+        assert_eq!(pick(&mut budgets, "/data/f").as_deref(), Some("/data"));
+        assert_eq!(pick(&mut budgets, "/data").as_deref(), Some("/data"));
+        assert_eq!(pick(&mut budgets, "/database/f"), None);
+        assert_eq!(pick(&mut budgets, "/other"), None);
+    }
+
+    #[test]
+    fn parents_and_names() {
+        assert_eq!(parent_of("/a/b"), Some("/a"));
+        assert_eq!(parent_of("/a"), Some("/"));
+        assert_eq!(base_name("/a/bcd"), "bcd");
+    }
 }

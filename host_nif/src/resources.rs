@@ -1,7 +1,8 @@
 //! NIF resources: jobs, compiled runners and paused executions.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, Term};
 
@@ -57,37 +58,153 @@ pub struct ExecLimits {
     pub interactive: bool,
 }
 
+/// Where a paused execution lives.
+pub enum Held {
+    /// In its own instance, ready to resume at once.
+    Live(PausedInstance),
+    /// As its dump bytes (hibernated): woken into any instance on resume.
+    Hibernated(Vec<u8>),
+}
+
 pub struct Paused {
-    pub instance: Instance,
-    pub kind: PauseKind,
+    pub held: Held,
     pub limits: ExecLimits,
 }
 
-/// A paused execution: the instance holding it waits here until one resume
-/// takes it. A second resume finds it empty and gets an error.
+/// An instance that holds a paused execution. Counted, so the host keeps a
+/// bounded number of them: beyond `max_live_paused`, new pauses hibernate.
+pub struct PausedInstance(Option<Instance>);
+
+static LIVE_PAUSED: AtomicUsize = AtomicUsize::new(0);
+static MAX_LIVE_PAUSED: AtomicUsize = AtomicUsize::new(256);
+
+impl PausedInstance {
+    pub fn new(instance: Instance) -> Self {
+        LIVE_PAUSED.fetch_add(1, Ordering::Relaxed);
+        Self(Some(instance))
+    }
+
+    /// The instance, no longer counted as paused.
+    pub fn into_instance(mut self) -> Option<Instance> {
+        self.0.take()
+    }
+
+    pub fn instance_mut(&mut self) -> Option<&mut Instance> {
+        self.0.as_mut()
+    }
+}
+
+impl Drop for PausedInstance {
+    fn drop(&mut self) {
+        LIVE_PAUSED.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Whether a new pause may keep its instance.
+pub fn may_stay_live() -> bool {
+    LIVE_PAUSED.load(Ordering::Relaxed) < MAX_LIVE_PAUSED.load(Ordering::Relaxed)
+}
+
+pub fn set_max_live_paused(max: usize) {
+    MAX_LIVE_PAUSED.store(max, Ordering::Relaxed);
+}
+
+/// Paused executions holding an instance right now.
+pub fn live_paused() -> usize {
+    LIVE_PAUSED.load(Ordering::Relaxed)
+}
+
+enum State {
+    Ready(Paused),
+    /// A job (resume or dump) has it; others wait for it to come back.
+    Busy,
+    /// A resume went through (or the execution was lost with its instance).
+    Consumed,
+}
+
+/// A paused execution, shared by the snapshot terms that refer to it.
+///
+/// Every operation takes the execution out (`acquire`, on a worker thread)
+/// and either puts it back unchanged (`release`: dumps, refused answers) or
+/// ends it (`consume`: a resume that ran). Concurrent operations wait their
+/// turn instead of failing, so only a resume that really ran consumes it.
 pub struct SnapshotRes {
-    pub paused: Mutex<Option<Paused>>,
+    kind: PauseKind,
+    state: Mutex<State>,
+    turn: Condvar,
 }
 
 #[rustler::resource_impl]
 impl Resource for SnapshotRes {}
 
+/// What `acquire` found.
+pub enum Acquired {
+    Paused(Paused),
+    Consumed,
+    Cancelled,
+}
+
 impl SnapshotRes {
-    pub fn kind(&self) -> Option<PauseKind> {
-        self.paused
-            .lock()
-            .ok()
-            .and_then(|p| p.as_ref().map(|p| p.kind))
-    }
-
-    pub fn take(&self) -> Option<Paused> {
-        self.paused.lock().ok().and_then(|mut p| p.take())
-    }
-
-    pub fn put_back(&self, paused: Paused) {
-        if let Ok(mut slot) = self.paused.lock() {
-            *slot = Some(paused);
+    pub fn new(kind: PauseKind, paused: Paused) -> Self {
+        Self {
+            kind,
+            state: Mutex::new(State::Ready(paused)),
+            turn: Condvar::new(),
         }
+    }
+
+    /// What the execution waits for (fixed for the snapshot's life).
+    pub fn kind(&self) -> PauseKind {
+        self.kind
+    }
+
+    /// Whether a resume already went through.
+    pub fn is_consumed(&self) -> bool {
+        self.state
+            .lock()
+            .map_or(true, |state| matches!(*state, State::Consumed))
+    }
+
+    /// Takes the execution, waiting while another job has it (or until
+    /// `cancel` is set: the caller died or gave up).
+    pub fn acquire(&self, cancel: &AtomicBool) -> Acquired {
+        let Ok(mut state) = self.state.lock() else {
+            return Acquired::Consumed;
+        };
+        loop {
+            match std::mem::replace(&mut *state, State::Busy) {
+                State::Ready(paused) => return Acquired::Paused(paused),
+                State::Consumed => {
+                    *state = State::Consumed;
+                    return Acquired::Consumed;
+                }
+                State::Busy => {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Acquired::Cancelled;
+                    }
+                    state = match self.turn.wait_timeout(state, Duration::from_millis(5)) {
+                        Ok((state, _)) => state,
+                        Err(_) => return Acquired::Consumed,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Puts the execution back as it was.
+    pub fn release(&self, paused: Paused) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = State::Ready(paused);
+        }
+        self.turn.notify_all();
+    }
+
+    /// Marks the execution as resumed (or lost).
+    pub fn consume(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = State::Consumed;
+        }
+        self.turn.notify_all();
     }
 }
 

@@ -150,18 +150,19 @@ pub fn make_struct<'a>(
     Term::map_from_term_arrays(env, &keys, &values).map_err(|_| "cannot build a struct".to_owned())
 }
 
+/// The largest integer the BEAM represents has about 2^25 bits; a larger
+/// one cannot become a term (and must not become a wrong one).
+pub const MAX_TERM_INT_BITS: u64 = 33_554_304;
+
 fn mapset<'a>(env: Env<'a>, items: &[Term<'a>]) -> Result<Term<'a>, String> {
     let empty = Term::list_new_empty(env);
     let values = vec![empty; items.len()];
-    let map = Term::map_from_term_arrays(env, items, &values).or_else(|_| {
-        // Duplicates cannot come from a Python set, but never trust the wire.
-        let mut map = Term::map_new(env);
-        for item in items {
-            map = map
-                .map_put(*item, empty)
-                .map_err(|_| "cannot build a MapSet".to_owned())?;
-        }
-        Ok::<Term<'a>, String>(map)
+    // Distinct Python values can be equal terms (two instances with the same
+    // attributes): a MapSet would silently hold fewer of them.
+    let map = Term::map_from_term_arrays(env, items, &values).map_err(|_| {
+        "a set holds two values that are the same Elixir term (e.g. two instances with \
+         equal attributes); return a list instead"
+            .to_owned()
     })?;
     make_struct(
         env,
@@ -310,7 +311,16 @@ fn node_term<'a>(
         MontyNode::NotImplemented => atoms::not_implemented().encode(env),
         MontyNode::Bool(b) => b.encode(env),
         MontyNode::Int(i) => i.encode(env),
-        MontyNode::BigInt(i) => i.encode(env),
+        MontyNode::BigInt(i) => {
+            if i.bits() > MAX_TERM_INT_BITS {
+                return Err(format!(
+                    "the result holds an int of {} bits, larger than the BEAM's largest integer \
+                     ({MAX_TERM_INT_BITS} bits); convert it in Python first (str(n), n.to_bytes(...))",
+                    i.bits()
+                ));
+            }
+            i.encode(env)
+        }
         MontyNode::Float(f) => float_term(env, *f),
         MontyNode::Complex(c) => (
             atoms::complex(),
@@ -339,6 +349,7 @@ fn node_term<'a>(
                 (atoms::traceback(), Term::list_new_empty(env)),
                 (atoms::python_type(), string(env, &exc_type.to_string())),
                 (atoms::rendered(), atoms::nil().encode(env)),
+                (atoms::output(), string(env, "")),
             ],
         )?,
         MontyNode::Type(t) => (atoms::type_(), string(env, t.name())).encode(env),
@@ -911,7 +922,14 @@ fn visit_tuple<'a>(
             Ok(Some(MontyNode::Path(utf8(elements[1], "a path")?)))
         }
         (Some(tag), 2) if tag == atoms::decimal() => {
-            Ok(Some(MontyNode::Decimal(utf8(elements[1], "a decimal")?)))
+            let text = utf8(elements[1], "a decimal")?;
+            if !valid_decimal(&text) {
+                return Err(VisitError::Invalid(format!(
+                    "{} is not a decimal number",
+                    short_inspect(term)
+                )));
+            }
+            Ok(Some(MontyNode::Decimal(text)))
         }
         (Some(tag), 2) if tag == atoms::type_() => {
             let name = utf8(elements[1], "a type name")?;
@@ -1066,6 +1084,68 @@ fn visit_map<'a>(
     Ok(None)
 }
 
+/// Python's `datetime` range: years 1 to 9999, real calendar days.
+fn check_date(year: i32, month: u8, day: u8, term: Term<'_>) -> Result<(), VisitError> {
+    let leap = (year % 4 == 0 && year % 100 != 0) || year % 400 == 0;
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => 0,
+    };
+    if !(1..=9999).contains(&year) {
+        Err(VisitError::Invalid(format!(
+            "{} is outside Python's date range (years 1 to 9999)",
+            short_inspect(term)
+        )))
+    } else if day == 0 || day > days {
+        Err(VisitError::Invalid(format!(
+            "{} is not a valid calendar date",
+            short_inspect(term)
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+fn check_time(hour: u8, minute: u8, second: u8, us: u32, term: Term<'_>) -> Result<(), VisitError> {
+    if hour > 23 || minute > 59 || second > 59 || us > 999_999 {
+        Err(VisitError::Invalid(format!(
+            "{} is not a valid time of day",
+            short_inspect(term)
+        )))
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether `text` is a number `decimal.Decimal` accepts: `1`, `-1.20`,
+/// `.5`, `1e-3`, `NaN`, `sNaN`, `Infinity`, `-inf`.
+fn valid_decimal(text: &str) -> bool {
+    let body = text.trim();
+    let body = body.strip_prefix(['+', '-']).unwrap_or(body);
+    let lower = body.to_ascii_lowercase();
+    if ["nan", "snan", "inf", "infinity"].contains(&lower.as_str()) {
+        return true;
+    }
+    let (mantissa, exponent) = match lower.split_once('e') {
+        Some((mantissa, exponent)) => (mantissa, Some(exponent)),
+        None => (lower.as_str(), None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    let mantissa_ok = match mantissa.split_once('.') {
+        Some((int, frac)) => {
+            (digits(int) || int.is_empty())
+                && (digits(frac) || frac.is_empty())
+                && int.len() + frac.len() > 0
+        }
+        None => digits(mantissa),
+    };
+    let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
+    mantissa_ok && exponent_ok
+}
+
 fn visit_struct<'a>(
     term: Term<'a>,
     module: Term<'a>,
@@ -1116,14 +1196,16 @@ fn visit_struct<'a>(
         return Ok(None);
     }
     if module == atoms::elixir_date() {
-        return Ok(Some(MontyNode::Date(MontyDate {
+        let date = MontyDate {
             year: get_i32(atoms::year(), "a Date")?,
             month: get_u8(atoms::month(), "a Date")?,
             day: get_u8(atoms::day(), "a Date")?,
-        })));
+        };
+        check_date(date.year, date.month, date.day, term)?;
+        return Ok(Some(MontyNode::Date(date)));
     }
     if module == atoms::elixir_time() {
-        return Ok(Some(MontyNode::Time(MontyTime {
+        let time = MontyTime {
             hour: get_u8(atoms::hour(), "a Time")?,
             minute: get_u8(atoms::minute(), "a Time")?,
             second: get_u8(atoms::second(), "a Time")?,
@@ -1131,7 +1213,9 @@ fn visit_struct<'a>(
             offset_seconds: None,
             timezone_name: None,
             fold: 0,
-        })));
+        };
+        check_time(time.hour, time.minute, time.second, time.microsecond, term)?;
+        return Ok(Some(MontyNode::Time(time)));
     }
     if module == atoms::elixir_naive_datetime() || module == atoms::elixir_datetime() {
         let what = if module == atoms::elixir_datetime() {
@@ -1152,7 +1236,7 @@ fn visit_struct<'a>(
         } else {
             (None, None)
         };
-        return Ok(Some(MontyNode::DateTime(MontyDateTime {
+        let datetime = MontyDateTime {
             year: get_i32(atoms::year(), what)?,
             month: get_u8(atoms::month(), what)?,
             day: get_u8(atoms::day(), what)?,
@@ -1162,7 +1246,22 @@ fn visit_struct<'a>(
             microsecond: get_us(what)?,
             offset_seconds,
             timezone_name,
-        })));
+        };
+        check_date(datetime.year, datetime.month, datetime.day, term)?;
+        check_time(
+            datetime.hour,
+            datetime.minute,
+            datetime.second,
+            datetime.microsecond,
+            term,
+        )?;
+        if offset_seconds.is_some_and(|offset| offset.abs() >= 86_400) {
+            return Err(VisitError::Invalid(format!(
+                "{} has a UTC offset of a day or more, which Python cannot represent",
+                short_inspect(term)
+            )));
+        }
+        return Ok(Some(MontyNode::DateTime(datetime)));
     }
     if module == atoms::elixir_exmonty_exception() {
         let exc_type = field(term, atoms::python_type(), "an ExMonty.Exception")

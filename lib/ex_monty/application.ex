@@ -10,8 +10,9 @@ defmodule ExMonty.Application do
     wasm = Path.join(priv, "ex_monty_guest.wasm")
     cache_dir = Application.get_env(:ex_monty, :cache_dir, Path.join(priv, "cache"))
     workers = Application.get_env(:ex_monty, :workers, System.schedulers_online())
+    max_live_paused = Application.get_env(:ex_monty, :max_live_paused, 256)
 
-    case ExMonty.Native.init(wasm, cache_dir, workers) do
+    case ExMonty.Native.init(wasm, cache_dir, workers, max_live_paused) do
       {:ok, {source, _workers}} ->
         Logger.debug("ExMonty guest loaded (#{source})")
         Supervisor.start_link([], strategy: :one_for_one, name: ExMonty.Supervisor)

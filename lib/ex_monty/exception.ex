@@ -42,14 +42,16 @@ defmodule ExMonty.Exception do
                message: "",
                traceback: [],
                python_type: "Exception",
-               rendered: nil
+               rendered: nil,
+               output: ""
 
   @type t :: %__MODULE__{
           type: atom(),
           message: String.t(),
           traceback: [ExMonty.StackFrame.t()],
           python_type: String.t(),
-          rendered: String.t() | nil
+          rendered: String.t() | nil,
+          output: String.t()
         }
 
   @impl true

@@ -21,7 +21,7 @@ defmodule ExMonty.Native do
 
   defp err, do: :erlang.nif_error(:nif_not_loaded)
 
-  def init(_wasm_path, _cache_dir, _workers), do: err()
+  def init(_wasm_path, _cache_dir, _workers, _max_live_paused), do: err()
   def stats, do: err()
   def drain_pool, do: err()
   def cancel(_job), do: err()
