@@ -394,6 +394,7 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
+    limits::arm_allocator(paused.budget.max_memory);
     // Decode before consuming the pause, so a bad answer keeps the execution.
     enum Decoded {
         Ext(ExtFunctionResult),
@@ -486,6 +487,7 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
+    limits::arm_allocator(paused.budget.max_memory);
     if !matches!(paused.progress, RunProgress::ResolveFutures(_)) {
         store_paused(paused);
         return Err(invalid(
@@ -598,17 +600,17 @@ pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
         };
         // The encoding needs memory of its own, on top of a heap that may be
         // close to `max_memory`: the allocator's hard limit is lifted while it
-        // is built (the host caps linear memory for the call instead), so a
-        // large heap dumps instead of aborting and losing the execution.
+        // is built and handed over (the host caps linear memory for the call
+        // instead), so a large heap dumps instead of aborting and losing the
+        // execution. The next resume arms the limit again.
         limits::arm_allocator(None);
         let state = dump(
             &paused.script_name,
             None,
             &[],
             SessionRef::Running(&paused.progress),
-        );
-        limits::arm_allocator(paused.budget.max_memory);
-        let state = state.map_err(|e| invalid(format!("cannot dump the execution: {e}")))?;
+        )
+        .map_err(|e| invalid(format!("cannot dump the execution: {e}")))?;
         let budget = (
             paused.budget.output_left,
             paused.budget.answered,

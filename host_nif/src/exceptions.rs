@@ -205,7 +205,10 @@ pub fn trap_error<'a>(env: Env<'a>, trapped: &Trapped) -> Term<'a> {
         None if trapped.memory_exhausted => (
             atoms::memory_error(),
             "MemoryError",
-            "execution exceeded its memory limit (stopped by the sandbox)".to_owned(),
+            format!(
+                "execution exceeded its memory limit (stopped by the sandbox: {})",
+                without_paths(&trapped.detail)
+            ),
         ),
         None if trapped.stack_overflow => (
             atoms::sandbox_crashed(),

@@ -14,6 +14,9 @@ defmodule ExMonty.Application do
 
     case ExMonty.Native.init(wasm, cache_dir, workers, max_live_paused) do
       {:ok, {source, _workers}} ->
+        # Where the compiled guest came from ("cache", "compiled", or
+        # "compiled (cache not trusted: ...)"), for operators and tests.
+        Application.put_env(:ex_monty, :guest_loaded_from, source)
         Logger.debug("ExMonty guest loaded (#{source})")
         Supervisor.start_link([], strategy: :one_for_one, name: ExMonty.Supervisor)
 
