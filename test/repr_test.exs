@@ -65,6 +65,8 @@ defmodule ExMonty.ReprTest do
     "datetime.datetime(2024, 1, 2, 3, 4, 0, 7)",
     "datetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)",
     "datetime.datetime(2024, 1, 2, 3, 4, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))",
+    "datetime.datetime(2024, 1, 2, 3, 4, tzinfo=datetime.timezone(datetime.timedelta(hours=1), 'CET'))",
+    "datetime.datetime(2024, 1, 2, 3, 4, tzinfo=datetime.timezone(datetime.timedelta(hours=-3, minutes=-30)))",
     "datetime.time(10, 30)",
     "datetime.time(10, 30, 1, 5)",
     "datetime.timedelta(0)",
@@ -80,22 +82,31 @@ defmodule ExMonty.ReprTest do
     {:ok, python: python}
   end
 
-  defp cpython(python, prelude, expr) do
-    {out, 0} = System.cmd(python, ["-c", prelude <> "print(repr(#{expr}))"])
-    String.trim_trailing(out, "\n")
+  # CPython's repr of each expression (one line each: a repr holds no raw
+  # newline), from one python3 run.
+  defp cpython(python, prelude, exprs) do
+    script = prelude <> Enum.map_join(exprs, "", &"print(repr(#{&1}))\n")
+    {out, 0} = System.cmd(python, ["-c", script], env: [{"PYTHONIOENCODING", "utf-8"}])
+    lines = String.split(out, "\n", trim: true)
+    assert length(lines) == length(exprs)
+    lines
   end
 
   test "renders values like CPython's repr", %{python: python} do
-    for expr <- @exprs do
+    expected = cpython(python, "", @exprs)
+
+    for {expr, cpython} <- Enum.zip(@exprs, expected) do
       assert {:ok, value, ""} = ExMonty.eval(expr), expr
-      assert Repr.repr(value) == cpython(python, "", expr), "repr of #{expr}"
+      assert Repr.repr(value) == cpython, "repr of #{expr}"
     end
   end
 
   test "renders dates, times and timezones like CPython's repr", %{python: python} do
-    for expr <- @datetime_exprs do
+    expected = cpython(python, "import datetime\n", @datetime_exprs)
+
+    for {expr, cpython} <- Enum.zip(@datetime_exprs, expected) do
       assert {:ok, value, ""} = ExMonty.eval("import datetime\n" <> expr), expr
-      assert Repr.repr(value) == cpython(python, "import datetime\n", expr), "repr of #{expr}"
+      assert Repr.repr(value) == cpython, "repr of #{expr}"
     end
   end
 

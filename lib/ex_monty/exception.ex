@@ -15,8 +15,9 @@ defmodule ExMonty.Exception do
     * `:output` — everything the code printed before the error (`""` when
       nothing was): for `ExMonty.eval/2`, `ExMonty.run/3` and
       `ExMonty.Sandbox.run/2` since the run began; for `ExMonty.start/3` and
-      `ExMonty.resume/2`, what the failing step printed. Exceptions that are
-      Python *values* (`ExMonty.eval("ValueError('x')")`) have `""`.
+      `ExMonty.resume/2`, what the failing step printed. For exceptions that
+      are Python *values* (`ExMonty.eval("ValueError('x')")`) it is not
+      meaningful.
 
   Besides Python's own classes, the sandbox reports these types:
 

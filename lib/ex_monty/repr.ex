@@ -120,7 +120,7 @@ defmodule ExMonty.Repr do
       ", ",
       clock(dt),
       ", tzinfo=",
-      timezone(dt.utc_offset + dt.std_offset, nil),
+      timezone(dt.utc_offset + dt.std_offset, zone_name(dt)),
       ")"
     ]
   end
@@ -206,6 +206,23 @@ defmodule ExMonty.Repr do
   # ---------------------------------------------------------------------------
   # datetime.timedelta / datetime.timezone
   # ---------------------------------------------------------------------------
+
+  # A zone abbreviation that is just the offset's default name ("UTC",
+  # "UTC+02:00") stands for an unnamed datetime.timezone.
+  defp zone_name(%DateTime{zone_abbr: abbr} = dt) do
+    offset = dt.utc_offset + dt.std_offset
+    if abbr == default_zone_name(offset), do: nil, else: abbr
+  end
+
+  defp default_zone_name(0), do: "UTC"
+
+  defp default_zone_name(offset) do
+    sign = if offset < 0, do: "-", else: "+"
+    abs = abs(offset)
+    pad = &String.pad_leading(Integer.to_string(&1), 2, "0")
+    hm = "UTC" <> sign <> pad.(div(abs, 3600)) <> ":" <> pad.(div(rem(abs, 3600), 60))
+    if rem(abs, 60) == 0, do: hm, else: hm <> ":" <> pad.(rem(abs, 60))
+  end
 
   defp timedelta(d, s, us) do
     # Normalise as CPython does: 0 <= seconds < 86400, 0 <= microseconds < 10**6.

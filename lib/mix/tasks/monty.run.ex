@@ -129,11 +129,19 @@ defmodule Mix.Tasks.Monty.Run do
     2
   end
 
-  # Log messages (such as the guest-loaded notice) go to stderr, never into
-  # the program's output.
+  # Log messages (such as the guest-loaded notice) go to stderr and Mix's
+  # "Compiling ..." notices are silenced (compile errors still show, on
+  # stderr): stdout is the program's alone.
   defp start_app do
     Logger.configure_backend(:console, device: :standard_error)
-    Mix.Task.run("app.start")
+    shell = Mix.shell()
+    Mix.shell(Mix.Shell.Quiet)
+
+    try do
+      Mix.Task.run("app.start")
+    after
+      Mix.shell(shell)
+    end
   end
 
   defp execute(code, script, limits) do
