@@ -85,15 +85,53 @@ defmodule ExMonty do
   | anything else | `{:repr, string}` (what Python's `repr` shows) |
   | reference cycle | `{:cycle, "[...]"}` |
 
-  Elixir terms go into Python the same way, including `{:type, "int"}` and
-  `{:builtin_function, "len"}` (class instances, dataclasses, `{:repr, _}` and
-  cycles cannot go back in). Atoms other than `nil`, `true`, `false` and the
-  tags above, pids, references, functions, ports, improper lists and non-UTF-8
-  binaries (unless tagged `{:bytes, b}`) are rejected with an error naming the
-  term and where it is in the input.
+  ### What goes in
+
+  Inputs, answers to host calls and values returned by callbacks are converted
+  the other way. These go in:
+
+    * `nil`, `true`, `false`, `:ellipsis`, `:not_implemented`, integers,
+      floats and `:infinity` / `:neg_infinity` / `:nan`, UTF-8 strings;
+    * lists, tuples, maps (any key type) and `MapSet`s;
+    * `{:bytes, b}`, `{:path, s}`, `{:decimal, s}`, `{:complex, re, im}`,
+      `{:timedelta, d, s, us}`, `{:timezone, offset_s, name | nil}`,
+      `{:named_tuple, type_name, [{field, value}, ...]}`,
+      `{:file, path, mode, position}`;
+    * `Date`, `Time` (naive), `NaiveDateTime`, `DateTime`;
+    * `%ExMonty.Exception{}` (becomes an exception value of its class);
+    * `{:type, name}` for a builtin type (`{:type, "int"}`) and
+      `{:builtin_function, name}` (`{:builtin_function, "len"}`);
+    * `{:function, name}` — a host function of that name (calling it is a
+      host call, like any undefined function).
+
+  These come out but do not go back in: `{:class, name}`, `{:module, name, attrs}`,
+  `{:instance, class, attrs}`, `%ExMonty.Dataclass{}`, aware times
+  (`{:time, Time, tz}`), `{:repr, s}` and `{:cycle, s}`. Neither do atoms other
+  than those above, pids, references, functions, ports, improper lists and
+  non-UTF-8 binaries not tagged `{:bytes, b}`. A value that cannot go in is
+  refused with `{:error, %ExMonty.Exception{type: :invalid_input}}` naming the
+  term and where it is (`inputs["x"][2]`).
+
+      iex> ExMonty.eval("type(x).__name__", inputs: %{"x" => {:decimal, "1.5"}})
+      {:ok, "Decimal", ""}
+      iex> {:error, %ExMonty.Exception{type: :invalid_input}} =
+      ...>   ExMonty.eval("x", inputs: %{"x" => {:class, "Foo"}})
+
+  ## Errors
+
+  Programmer errors — unknown or invalid options, arguments of the wrong
+  type (`ExMonty.eval(:code)`, `ExMonty.run(:not_a_runner)`) — raise
+  `ArgumentError` naming the function, the option and what was expected.
+  Everything that comes from Python, from data (input values and names,
+  source that is not UTF-8, answers that cannot be converted, dumps) or from
+  the sandbox returns `{:error, %ExMonty.Exception{}}`; its `output` field
+  holds what the code printed before the error.
+
+      iex> ExMonty.eval("1", limit: %{max_memory: 1})
+      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :script_name, :timeout
   """
 
-  alias ExMonty.{Exception, FunctionCall, Job, Limits, Native, OsCall, Runner, Snapshot}
+  alias ExMonty.{Exception, FunctionCall, Job, Limits, Native, Options, OsCall, Runner, Snapshot}
 
   @typedoc "A Python value as Elixir data (see the type mapping above)."
   @type value :: term()
@@ -135,19 +173,33 @@ defmodule ExMonty do
 
   ## Options
 
-    * `:inputs` — a map of variable names (strings) to values.
+    * `:inputs` — a map of variable names (strings or atoms) to values. A
+      name that is not a Python identifier, or is a keyword (`"class"`,
+      `"None"`), is refused with `{:error, %ExMonty.Exception{type: :invalid_input}}`
+      before anything runs.
     * `:limits` — see `ExMonty.Limits` (a map, a keyword list or `:unlimited`).
-    * `:script_name` — the file name shown in tracebacks (`"main.py"`).
-    * `:cwd` — the working directory relative paths resolve against (`"/"`).
+    * `:script_name` — the file name shown in tracebacks (`"main.py"`): a
+      non-empty string of at most 256 bytes.
+    * `:cwd` — the working directory relative paths resolve against (`"/"`):
+      an absolute path.
     * `:mounts` — an `ExMonty.Mount`: real host directories that serve the
       code's file calls (others are denied).
     * `:timeout` — milliseconds the caller waits; past it the execution is
       cancelled and `{:error, %ExMonty.Exception{type: :timeout_error}}`
       returned (default `:infinity`; `max_duration_secs` still applies).
 
+  An unknown option or an invalid value raises `ArgumentError`; `nil` for
+  `:cwd`, `:mounts` or `:limits` means the default.
+
   Calls to undefined functions raise `NameError` (use `start/3` or
-  `ExMonty.Sandbox` to provide them); file and environment access raise
-  `PermissionError`.
+  `ExMonty.Sandbox` to provide them). Outside `:mounts`, the code gets no
+  OS: file access raises `PermissionError: Permission denied: '/path'`, and
+  environment access (`os.getenv`, `os.environ`) and `os.urandom` raise
+  `RuntimeError: 'os.getenv' is not supported in this environment` (these
+  answers come from Monty inside the sandbox; `ExMonty.Sandbox` answers with
+  CPython's messages instead — `[Errno 13] Permission denied: '/path'`).
+  Clocks (`time.time()`, `datetime.now()`) read the host clock and sleeps
+  wait in the calling process, within `max_total_sleep_secs`.
 
   ## Examples
 
@@ -156,10 +208,25 @@ defmodule ExMonty do
 
       iex> {:error, %ExMonty.Exception{type: :recursion_error}} =
       ...>   ExMonty.eval("def f(): return f()\\nf()", limits: %{max_recursion_depth: 50})
+
+      iex> {:error, %ExMonty.Exception{type: :permission_error, message: message}} =
+      ...>   ExMonty.eval("open('/etc/passwd').read()")
+      iex> message
+      "Permission denied: '/etc/passwd'"
+
+      iex> {:error, %ExMonty.Exception{type: :runtime_error, message: message}} =
+      ...>   ExMonty.eval("import os\\nos.getenv('HOME')")
+      iex> message
+      "'os.getenv' is not supported in this environment"
+
+      iex> {:error, %ExMonty.Exception{type: :invalid_input}} =
+      ...>   ExMonty.eval("1", inputs: %{"class" => 1})
   """
   @spec eval(String.t(), keyword()) :: result()
   def eval(code, opts \\ []) do
-    with {:ok, code, opts} <- check_code(code, opts),
+    opts = Options.validate!(opts, :eval)
+
+    with {:ok, code} <- check_code(code, "ExMonty.eval/2"),
          {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
          {:ok, limits} <- limits(opts) do
       names = Enum.map(inputs, &elem(&1, 0))
@@ -203,8 +270,13 @@ defmodule ExMonty do
 
   ## Options
 
-    * `:inputs` — the names of the input variables (a list of strings).
+    * `:inputs` — the names of the input variables (a list of strings or
+      atoms; each must be a Python identifier and not a keyword, else
+      `{:error, %ExMonty.Exception{type: :invalid_input}}`).
     * `:script_name` — the file name shown in tracebacks (`"main.py"`).
+
+  Limits, `:cwd` and `:mounts` are given to `run/3` or `start/3`; an unknown
+  option raises `ArgumentError`.
 
   A syntax error is returned as `{:error, %ExMonty.Exception{type: :syntax_error}}`
   with its location in the traceback.
@@ -220,7 +292,9 @@ defmodule ExMonty do
   """
   @spec compile(String.t(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
   def compile(code, opts \\ []) do
-    with {:ok, code, opts} <- check_code(code, opts),
+    opts = Options.validate!(opts, :compile)
+
+    with {:ok, code} <- check_code(code, "ExMonty.compile/2"),
          {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])) do
       script = script_name(opts)
 
@@ -257,6 +331,8 @@ defmodule ExMonty do
   def run(runner, inputs \\ %{}, opts \\ [])
 
   def run(%Runner{} = runner, inputs, opts) do
+    opts = Options.validate!(opts, :run)
+
     with {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       native = Limits.to_native(limits)
@@ -271,7 +347,7 @@ defmodule ExMonty do
     end
   end
 
-  def run(other, _inputs, _opts), do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
+  def run(other, _inputs, _opts), do: not_a!("ExMonty.run/3", "an ExMonty.Runner", other)
 
   @doc """
   Like `run/3`, but returns the value and raises `ExMonty.Exception` on error.
@@ -304,7 +380,8 @@ defmodule ExMonty do
     invalid("unexpected pause in a non-interactive run")
   end
 
-  defp drive({:error, _} = error, _limits, _acc), do: error
+  defp drive({:error, exception}, _limits, acc),
+    do: {:error, Exception.prepend_output(exception, acc)}
 
   defp sleep(seconds, limits) do
     case limits.max_total_sleep_secs do
@@ -334,17 +411,25 @@ defmodule ExMonty do
       futures created by `:pending` answers
     * `{:complete, value, output}`
 
-  `output` is what was printed since the previous step.
+  `output` is what was printed since the previous step. When a step fails,
+  `{:error, %ExMonty.Exception{}}` carries in its `output` what that step
+  printed before the error (earlier steps' output was already returned with
+  their progress).
 
   ## Options
 
     * `:limits` — see `ExMonty.Limits`.
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
+    * `:mounts` — as for `eval/2`.
+
+  An unknown option or an invalid value raises `ArgumentError`.
   """
   @spec start(Runner.t(), map(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
   def start(runner, inputs \\ %{}, opts \\ [])
 
   def start(%Runner{} = runner, inputs, opts) do
+    opts = Options.validate!(opts, :start)
+
     with {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       native = Limits.to_native(limits)
@@ -358,8 +443,7 @@ defmodule ExMonty do
     end
   end
 
-  def start(other, _inputs, _opts),
-    do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
+  def start(other, _inputs, _opts), do: not_a!("ExMonty.start/3", "an ExMonty.Runner", other)
 
   @doc """
   Answers a paused call and runs to the next pause or the end.
@@ -382,11 +466,15 @@ defmodule ExMonty do
     end
   end
 
-  def resume(other, _answer), do: invalid("expected an ExMonty.Snapshot, got: #{inspect(other)}")
+  def resume(other, _answer), do: not_a!("ExMonty.resume/2", "an ExMonty.Snapshot", other)
 
   @doc """
   Resolves futures of a `:resolve_futures` pause: `results` is a list or map of
   `call_id => answer` (some or all of the pending ids).
+
+  `results` of another shape raises `ArgumentError`; an answer that cannot be
+  converted is reported as `{:error, %ExMonty.Exception{type: :invalid_input}}`
+  without consuming the snapshot, as for `resume/2`.
   """
   @spec resume_futures(Snapshot.t(), map() | [{non_neg_integer(), answer()}]) ::
           {:ok, progress()} | {:error, Exception.t()}
@@ -401,8 +489,9 @@ defmodule ExMonty do
         end
 
       other, _ ->
-        {:halt,
-         invalid("futures are resolved with {call_id, answer} pairs, got: #{inspect(other)}")}
+        raise ArgumentError,
+              "ExMonty.resume_futures/2 takes {call_id, answer} pairs (call_id a non-negative " <>
+                "integer), got: #{inspect(other, limit: 10)}"
     end)
     |> case do
       {:ok, natives} ->
@@ -419,11 +508,14 @@ defmodule ExMonty do
     end
   end
 
-  def resume_futures(_snapshot, other),
-    do:
-      invalid(
-        "futures are resolved with a map or list of {call_id, answer}, got: #{inspect(other)}"
-      )
+  def resume_futures(%Snapshot{}, other) do
+    raise ArgumentError,
+          "ExMonty.resume_futures/2 takes a map or list of {call_id, answer}, got: " <>
+            inspect(other, limit: 10)
+  end
+
+  def resume_futures(other, _results),
+    do: not_a!("ExMonty.resume_futures/2", "an ExMonty.Snapshot", other)
 
   defp resume_native(resource, native) do
     Job.run(fn -> Native.resume(resource, native) end, fn ->
@@ -577,18 +669,17 @@ defmodule ExMonty do
   # Argument checks
   # ---------------------------------------------------------------------------
 
-  defp check_code(code, opts) when is_binary(code) and is_list(opts) do
-    cond do
-      not String.valid?(code) -> invalid("Python source must be valid UTF-8")
-      not Keyword.keyword?(opts) -> invalid("options must be a keyword list")
-      true -> {:ok, code, opts}
-    end
+  # Source that is not a string is a programmer error; source that is not
+  # UTF-8 is data (it may come from anywhere): an error result.
+  defp check_code(code, _fun) when is_binary(code) do
+    if String.valid?(code), do: {:ok, code}, else: invalid("Python source must be valid UTF-8")
   end
 
-  defp check_code(code, _opts) when not is_binary(code),
-    do: invalid("Python source must be a string, got: #{inspect(code, limit: 5)}")
+  defp check_code(code, fun), do: not_a!(fun, "Python source (a string)", code)
 
-  defp check_code(_code, opts), do: invalid("options must be a keyword list, got: #{inspect(opts)}")
+  defp not_a!(fun, expected, got) do
+    raise ArgumentError, "#{fun} expects #{expected}, got: #{inspect(got, limit: 5)}"
+  end
 
   defp check_inputs(inputs) when is_map(inputs) do
     Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->
@@ -638,10 +729,23 @@ defmodule ExMonty do
   defp input_name(name) when is_atom(name) and name not in [nil, true, false],
     do: input_name(Atom.to_string(name))
 
+  # Keywords cannot be assigned; the soft keywords (match, case, type, _)
+  # can, as in CPython.
+  @keywords ~w(False None True and as assert async await break class continue def del elif
+               else except finally for from global if import in is lambda nonlocal not or
+               pass raise return try while with yield)
+
   defp input_name(name) when is_binary(name) do
-    if Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/u, name),
-      do: {:ok, name},
-      else: invalid("#{inspect(name)} is not a valid Python identifier")
+    cond do
+      not Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/, name) ->
+        invalid("input name #{inspect(name)} is not a valid Python identifier")
+
+      name in @keywords ->
+        invalid("input name #{inspect(name)} is a Python keyword")
+
+      true ->
+        {:ok, name}
+    end
   end
 
   defp input_name(other), do: invalid("input names must be strings, got: #{inspect(other)}")
@@ -692,46 +796,22 @@ defmodule ExMonty do
   end
 
   # Invalid limits are a programming error: they raise ArgumentError.
+  # (The options were validated by ExMonty.Options; these only read them.)
   defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
 
-  defp timeout(opts) do
-    case Keyword.get(opts, :timeout, :infinity) do
-      :infinity ->
-        :infinity
-
-      ms when is_integer(ms) and ms >= 0 ->
-        ms
-
-      other ->
-        raise ArgumentError,
-              ":timeout must be a non-negative integer (ms) or :infinity, got: #{inspect(other)}"
-    end
-  end
+  defp timeout(opts), do: Keyword.get(opts, :timeout, :infinity)
 
   defp run_options(opts, interactive) do
-    cwd =
-      case Keyword.get(opts, :cwd) do
-        nil -> nil
-        "/" <> _ = cwd -> cwd
-        other -> raise ArgumentError, ":cwd must be an absolute path, got: #{inspect(other)}"
-      end
-
     mounts =
       case Keyword.get(opts, :mounts) do
         nil -> nil
         %ExMonty.Mount{resource: resource} -> resource
-        other -> raise ArgumentError, ":mounts must be an ExMonty.Mount, got: #{inspect(other)}"
       end
 
-    {{interactive, cwd}, mounts}
+    {{interactive, Keyword.get(opts, :cwd)}, mounts}
   end
 
-  defp script_name(opts) do
-    case Keyword.get(opts, :script_name, @default_script) do
-      name when is_binary(name) and byte_size(name) in 1..256 -> name
-      _ -> @default_script
-    end
-  end
+  defp script_name(opts), do: Keyword.get(opts, :script_name, @default_script)
 
   @doc """
   Counters of the sandbox runtime:

@@ -1,6 +1,8 @@
 defmodule ExMonty.MountTest do
   use ExUnit.Case, async: true
 
+  doctest ExMonty.Mount
+
   alias ExMonty.{Mount, Sandbox}
 
   @secret "TOP SECRET host data"

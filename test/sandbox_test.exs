@@ -188,6 +188,24 @@ defmodule ExMonty.SandboxTest do
              Sandbox.run("import time\ntime.sleep(2)", limits: %{max_total_sleep_secs: 0.1})
   end
 
+  describe "output on errors" do
+    test "the exception carries everything printed since the run began" do
+      code = "print('a')\nf()\nprint('b')\n1/0"
+
+      assert {:error, %ExMonty.Exception{type: :zero_division_error, output: output}} =
+               Sandbox.run(code, functions: %{"f" => fn _, _ -> {:ok, 1} end})
+
+      assert String.starts_with?(output, "a\n")
+    end
+
+    test "also with return_os: true" do
+      code = "print('a')\nf()\n1/0"
+
+      assert {:error, %ExMonty.Exception{output: "a\n" <> _}, nil} =
+               Sandbox.run(code, functions: %{"f" => fn _, _ -> {:ok, 1} end}, return_os: true)
+    end
+  end
+
   test "bad options raise ArgumentError" do
     assert_raise ArgumentError, fn -> Sandbox.run("1", functions: [:nope]) end
     assert_raise ArgumentError, fn -> Sandbox.run("1", functions: %{"f" => :not_a_fun}) end

@@ -12,6 +12,12 @@ defmodule ExMonty.Exception do
     * `:traceback` — a list of `ExMonty.StackFrame`, outermost call first.
     * `:python_type` — the Python class name as Python prints it.
     * `:rendered` — the traceback as CPython would print it, when Python raised.
+    * `:output` — everything the code printed before the error (`""` when
+      nothing was): for `ExMonty.eval/2`, `ExMonty.run/3` and
+      `ExMonty.Sandbox.run/2` since the run began; for `ExMonty.start/3` and
+      `ExMonty.resume/2`, what the failing step printed. For exceptions that
+      are Python *values* (`ExMonty.eval("ValueError('x')")`) it is not
+      meaningful.
 
   Besides Python's own classes, the sandbox reports these types:
 
@@ -62,6 +68,14 @@ defmodule ExMonty.Exception do
 
   def message(%__MODULE__{python_type: python_type, message: message}),
     do: "#{python_type}: #{message}"
+
+  @doc false
+  # Prepends what earlier steps printed to an exception's output. Works on
+  # structs built by an older NIF that does not set :output.
+  @spec prepend_output(t(), String.t()) :: t()
+  def prepend_output(%__MODULE__{} = exception, earlier) when is_binary(earlier) do
+    Map.put(exception, :output, earlier <> Map.get(exception, :output, ""))
+  end
 
   # Every exception class Monty 1.4 defines, with its atom.
   @python_types %{

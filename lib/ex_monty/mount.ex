@@ -10,14 +10,25 @@ defmodule ExMonty.Mount do
     * `:read_only` — Python can read, list and stat; writes raise
       `PermissionError: [Errno 30] Read-only file system`.
     * `:read_write` — reads and writes go to the host directory, up to
-      `:write_bytes_limit` bytes written in total.
+      `:write_bytes_limit` bytes written in total (100 MiB by default).
     * `:overlay` — reads fall through to the host directory; writes, deletes
-      and renames stay in memory (up to `:memory_usage_limit`, 50 MB by
-      default). Read them back with `read_file/2` and `ls/2`; drop the mount
-      to discard them. The host directory is never modified.
+      and renames stay in memory (up to `:memory_usage_limit` bytes,
+      50 MB — monty-fs's default — unless given). Read them back with
+      `read_file/2` and `ls/2`; drop the mount to discard them. The host
+      directory is never modified.
 
-  Options per mount (`{virtual, host, mode, opts}`): `:write_bytes_limit` and
-  `:memory_usage_limit`.
+  Options per mount (`{virtual, host, mode, opts}`):
+
+    * `:write_bytes_limit` — `:read_write` only: a positive integer (bytes
+      written over the mount's life) or `:infinity` (no limit). Default
+      `#{100 * 1024 * 1024}` (100 MiB).
+    * `:memory_usage_limit` — `:overlay` only: a positive integer (bytes
+      the overlay may hold in memory) or `:infinity` (no limit — the overlay
+      lives in the host's memory, outside the wasm caps). Default 50 MB.
+
+  An unknown option, an invalid value or an option that does not apply to
+  the mode is a programmer error and raises `ArgumentError`; a directory that
+  cannot be opened or overlapping mounts return an error.
 
   Confinement is done by the `monty-fs` crate on top of cap-std: every path is
   resolved inside the mounted directory's handle, so `..` at any depth,
@@ -38,9 +49,18 @@ defmodule ExMonty.Mount do
 
   alias ExMonty.Native
 
+  @default_write_bytes_limit 100 * 1024 * 1024
+  @u64_max 18_446_744_073_709_551_615
+
   @doc """
   Mounts host directories. Returns `{:error, %ExMonty.Exception{}}` when a
-  directory cannot be opened, two mounts overlap, or a spec is invalid.
+  directory cannot be opened, two mounts overlap, or a spec is invalid;
+  raises `ArgumentError` for an unknown or invalid per-mount option.
+
+  ## Examples
+
+      iex> ExMonty.Mount.new([{"/data", System.tmp_dir!(), :read_only, write_limit: 5}])
+      ** (ArgumentError) unknown option :write_limit for ExMonty.Mount.new/1; valid options: :memory_usage_limit, :write_bytes_limit
   """
   @spec new([spec()]) :: {:ok, t()} | {:error, ExMonty.Exception.t()}
   def new(specs) when is_list(specs) do
@@ -114,10 +134,27 @@ defmodule ExMonty.Mount do
 
   defp native_spec({"/" <> _ = virtual, host, mode, opts})
        when is_binary(host) and is_list(opts) do
-    with {:ok, mode} <- mode_string(mode),
-         {:ok, write_limit} <- limit(opts, :write_bytes_limit),
-         {:ok, memory_limit} <- limit(opts, :memory_usage_limit) do
-      {:ok, {virtual, Path.expand(host), mode, write_limit, memory_limit}}
+    opts = ExMonty.Options.validate!(opts, :mount)
+
+    with {:ok, mode_name} <- mode_string(mode) do
+      check_applies!(opts, :write_bytes_limit, mode, :read_write)
+      check_applies!(opts, :memory_usage_limit, mode, :overlay)
+
+      write_limit =
+        case Keyword.get(opts, :write_bytes_limit) do
+          nil when mode == :read_write -> @default_write_bytes_limit
+          :infinity -> nil
+          limit -> limit
+        end
+
+      # nil: monty-fs's default (50 MB).
+      memory_limit =
+        case Keyword.get(opts, :memory_usage_limit) do
+          :infinity -> @u64_max
+          limit -> limit
+        end
+
+      {:ok, {virtual, Path.expand(host), mode_name, write_limit, memory_limit}}
     end
   end
 
@@ -136,11 +173,13 @@ defmodule ExMonty.Mount do
   defp mode_atom("read-write"), do: :read_write
   defp mode_atom("overlay"), do: :overlay
 
-  defp limit(opts, key) do
-    case Keyword.get(opts, key) do
-      nil -> {:ok, nil}
-      n when is_integer(n) and n >= 0 -> {:ok, n}
-      other -> ExMonty.invalid("#{key} must be a non-negative integer, got: #{inspect(other)}")
+  defp check_applies!(opts, _key, mode, mode) when is_list(opts), do: :ok
+
+  defp check_applies!(opts, key, mode, for_mode) do
+    if Keyword.has_key?(opts, key) do
+      raise ArgumentError,
+            "option #{inspect(key)} of ExMonty.Mount.new/1 applies to #{inspect(for_mode)} mounts " <>
+              "only, not to #{inspect(mode)}"
     end
   end
 

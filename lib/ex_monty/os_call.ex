@@ -1,7 +1,7 @@
 defmodule ExMonty.OsCall do
   @moduledoc """
-  A request from Python to the operating system (files, environment, clocks,
-  sleeps ...), which the host answers.
+  A request from Python to the operating system (files, environment,
+  randomness, sleeps, imports), which the host answers.
 
   `function` is one of the atoms below; `python_name` is Monty's own name for
   the call (`"Path.read_text"`). Paths arrive as `{:path, string}`, already
@@ -30,13 +30,23 @@ defmodule ExMonty.OsCall do
   | `Path.absolute()` | `:absolute` |
   | `os.getenv(key)` | `:getenv` |
   | `os.environ` | `:get_environ` |
-  | `date.today()` | `:date_today` |
-  | `datetime.now()` | `:datetime_now` |
   | `os.urandom(n)` | `:urandom` |
-  | `time.*` clocks | `:time` |
-  | `time.sleep(s)` | `:sleep` (host policy) or `:system_sleep` |
-  | `asyncio.sleep(s)` | `:async_sleep` or `:system_async_sleep` |
+  | `time.sleep(s)` | `:system_sleep` |
+  | `asyncio.sleep(s)` | `:system_async_sleep` |
   | `import name` of an unknown module | `:import` |
+
+  Clocks (`time.time()`, `date.today()`, `datetime.now()`) are answered
+  inside the sandbox from the host clock and never reach the host. Sleeps
+  arrive as `:system_sleep` / `:system_async_sleep` (seconds in `args`);
+  `ExMonty.Sandbox` and `ExMonty.eval/2` wait in the calling process, within
+  `max_total_sleep_secs`.
+
+  These atoms are the keys of an `:os` map given to `ExMonty.Sandbox.run/2`:
+
+      iex> :read_text in ExMonty.OsCall.functions()
+      true
+      iex> :date_today in ExMonty.OsCall.functions()
+      false
   """
 
   defstruct [:function, :python_name, :call_id, args: [], kwargs: %{}]
@@ -72,17 +82,18 @@ defmodule ExMonty.OsCall do
     "Path.rename" => :rename,
     "os.getenv" => :getenv,
     "os.environ" => :get_environ,
-    "date.today" => :date_today,
-    "datetime.now" => :datetime_now,
     "os.urandom" => :urandom,
-    "time.time" => :time,
-    "time.sleep" => :sleep,
     "system.sleep" => :system_sleep,
-    "asyncio.sleep" => :async_sleep,
     "system.async_sleep" => :system_async_sleep,
     "import" => :import,
     "import_stubs" => :import_stubs
   }
+
+  @function_atoms @functions |> Map.values() |> Enum.sort()
+
+  @doc "The `function` atoms an OS call can carry (sorted)."
+  @spec functions() :: [atom()]
+  def functions, do: @function_atoms
 
   @doc false
   @spec function_atom(String.t()) :: atom()

@@ -12,25 +12,63 @@ defmodule ExMonty.Sandbox do
     * `:functions` — `%{"name" => fun}` where `fun.(args, kwargs)` returns
       `{:ok, value}` or `{:error, exception_type, message}`. Wrap a function as
       `{:async, fun}` to run it concurrently when Python awaits it (see below).
-    * `:handler` — a module implementing this behaviour. `:functions` are
-      looked up first.
-    * `:os` — answers file, environment and clock requests: an
-      `ExMonty.PseudoFS`, a map `%{function_atom => fun}` (see
-      `ExMonty.OsCall` for the atoms), or a module implementing
-      `c:handle_os/3`. Without it (or for calls it does not handle) file and
-      environment access raise `PermissionError`; sleeps wait in the calling
-      process, within `max_total_sleep_secs`.
-    * `:inputs` — `%{"name" => value}` variables for the code.
+    * `:handler` — a loaded module implementing this behaviour. `:functions`
+      are looked up first.
+    * `:os` — answers file and environment requests: an `ExMonty.PseudoFS`,
+      a map `%{function_atom => fn args, kwargs -> ... end}` (the atoms of
+      `ExMonty.OsCall`), or a loaded module exporting `c:handle_os/3`.
+      Without it (or for calls it does not handle) file and environment
+      access raise `PermissionError` with CPython's messages
+      (`[Errno 13] Permission denied: '/etc/passwd'`). Clocks are read in the
+      sandbox; sleeps wait in the calling process, within
+      `max_total_sleep_secs`.
+    * `:inputs` — `%{"name" => value}` variables for the code (names as for
+      `ExMonty.eval/2`).
     * `:limits` — see `ExMonty.Limits`.
-    * `:callback_timeout` — milliseconds a callback may take (default 10 000);
-      past it the call raises `TimeoutError` in Python.
+    * `:callback_timeout` — milliseconds a callback may take, a positive
+      integer or `:infinity` (default 10 000); past it the call raises
+      `TimeoutError` in Python.
     * `:return_os` — when true, the result carries the final `:os` state as
       a fourth element: `{:ok, value, output, fs}` / `{:error, exception, fs}`,
       so files written by Python are not lost.
-    * `:script_name` — the file name shown in tracebacks.
+    * `:script_name` — the file name shown in tracebacks (a non-empty string
+      of at most 256 bytes).
     * `:cwd` — the working directory (defaults to the `PseudoFS`'s, or `/`).
     * `:mounts` — an `ExMonty.Mount`: real directories that answer file
       calls under their virtual paths; everything else goes to `:os`.
+
+  Options are checked before anything runs: an unknown option or an invalid
+  value raises `ArgumentError` naming it.
+
+      iex> ExMonty.Sandbox.run("1", function: %{})
+      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :os, :return_os, :script_name
+
+  When the code raises, the exception's `output` holds everything printed
+  since the run began.
+
+  ## Names served by a handler
+
+  Calling an undefined name (`fetch(url)`) is a function call that
+  `:functions` or `c:handle_function/3` answers. *Reading* a name without
+  calling it (`g = fetch`) is a name lookup: a name in
+  `:functions` is found automatically; a handler module serves it by
+  returning `{:ok, {:function, name}}` from `c:handle_name_lookup/1`, after
+  which calls go to `c:handle_function/3` under that name.
+
+  ## OS answers are checked
+
+  A value returned for an OS call must have the type Python expects:
+  `read_text` a string, `read_bytes` `{:bytes, b}`, `exists`/`is_file`/
+  `is_dir`/`is_symlink` a boolean, `iterdir` a list of `{:path, p}`, `getenv`
+  a string or `nil` (or the default Python passed), `get_environ` a map of
+  strings, the writes a byte/character count, `mkdir`/`unlink`/`rmdir` `nil`,
+  `rename`/`resolve`/`absolute` a `{:path, p}`. Anything else raises
+  `TypeError` in Python at the call site, naming the call and the value.
+
+      iex> ExMonty.Sandbox.run("from pathlib import Path\\nPath('/x').read_text()",
+      ...>   os: %{read_text: fn _args, _kwargs -> {:ok, 5} end}
+      ...> ) |> elem(1) |> Map.take([:type, :message])
+      %{type: :type_error, message: "the host answered Path.read_text() with 5; expected a string (str)"}
 
   ## Callbacks never crash the caller
 
@@ -65,7 +103,11 @@ defmodule ExMonty.Sandbox do
   @callback handle_os(function :: atom(), args :: [term()], kwargs :: map()) ::
               callback_result() | :not_handled
 
-  @doc "Gives the value of an undefined name, or `:undefined` (NameError)."
+  @doc """
+  Gives the value of an undefined name that Python reads, or `:undefined`
+  (NameError). Return `{:ok, {:function, name}}` to make the name a host
+  function answered by `c:handle_function/3`.
+  """
   @callback handle_name_lookup(name :: String.t()) :: {:ok, term()} | :undefined
 
   @optional_callbacks handle_function: 3, handle_os: 3, handle_name_lookup: 1
@@ -85,6 +127,18 @@ defmodule ExMonty.Sandbox do
 
   @doc """
   Runs `code`, answering host calls as configured by `opts` (see the module doc).
+
+  Returns `{:ok, value, output}` or `{:error, %ExMonty.Exception{}}` (with
+  `return_os: true`, the final `:os` state as an extra element).
+
+  ## Examples
+
+      iex> {:error, error} = ExMonty.Sandbox.run("print('a')\\nf()\\nprint('b')\\n1/0",
+      ...>   functions: %{"f" => fn _, _ -> {:ok, 1} end})
+      iex> error.type
+      :zero_division_error
+      iex> String.starts_with?(error.output, "a\\n")
+      true
   """
   @spec run(String.t(), keyword()) ::
           {:ok, term(), String.t()}
@@ -92,17 +146,23 @@ defmodule ExMonty.Sandbox do
           | {:ok, term(), String.t(), term()}
           | {:error, Exception.t(), term()}
   def run(code, opts \\ []) do
+    opts = ExMonty.Options.validate!(opts, :sandbox)
+
+    unless is_binary(code) do
+      raise ArgumentError,
+            "ExMonty.Sandbox.run/2 expects Python source (a string), got: #{inspect(code, limit: 5)}"
+    end
+
     state = %State{
-      functions: check_functions!(Keyword.get(opts, :functions, %{})),
-      handler: check_handler!(Keyword.get(opts, :handler)),
+      functions: Keyword.get(opts, :functions, %{}),
+      handler: Keyword.get(opts, :handler),
       os: Keyword.get(opts, :os),
-      timeout: Keyword.get(opts, :callback_timeout, @default_callback_timeout),
+      timeout: callback_timeout(Keyword.get(opts, :callback_timeout, @default_callback_timeout)),
       sleep_left: ExMonty.Limits.normalize!(Keyword.get(opts, :limits)).max_total_sleep_secs
     }
 
     inputs = Keyword.get(opts, :inputs, %{})
-    names = if is_map(inputs), do: Map.keys(inputs), else: inputs
-    compile_opts = [inputs: names] ++ Keyword.take(opts, [:script_name])
+    compile_opts = [inputs: Map.keys(inputs)] ++ Keyword.take(opts, [:script_name])
 
     start_opts = Keyword.take(opts, [:limits, :cwd, :mounts])
 
@@ -120,6 +180,16 @@ defmodule ExMonty.Sandbox do
         error -> {error, state}
       end
 
+    # What earlier steps printed goes in front of what the failing step printed.
+    result =
+      case result do
+        {:error, %Exception{} = exception} ->
+          {:error, Exception.prepend_output(exception, IO.iodata_to_binary(state.output))}
+
+        other ->
+          other
+      end
+
     shutdown_tasks(state)
 
     case {result, Keyword.get(opts, :return_os, false)} do
@@ -129,36 +199,10 @@ defmodule ExMonty.Sandbox do
     end
   end
 
-  defp check_functions!(functions) when is_map(functions) do
-    Enum.each(functions, fn
-      {name, fun} when is_binary(name) and is_function(fun, 2) ->
-        :ok
-
-      {name, {:async, fun}} when is_binary(name) and is_function(fun, 2) ->
-        :ok
-
-      other ->
-        raise ArgumentError,
-              "functions are \"name\" => fn args, kwargs -> ... end, got: #{inspect(other)}"
-    end)
-
-    functions
-  end
-
-  defp check_functions!(other),
-    do: raise(ArgumentError, ":functions must be a map, got: #{inspect(other)}")
-
-  defp check_handler!(nil), do: nil
-
-  defp check_handler!(module) when is_atom(module) do
-    case Code.ensure_loaded(module) do
-      {:module, _} -> module
-      _ -> raise ArgumentError, "handler #{inspect(module)} is not an available module"
-    end
-  end
-
-  defp check_handler!(other),
-    do: raise(ArgumentError, "handler must be a module, got: #{inspect(other)}")
+  # A receive timeout cannot exceed 2^32 - 1 ms (about 49 days): :infinity
+  # is that, so the callback code keeps working with an integer.
+  defp callback_timeout(:infinity), do: 4_294_967_295
+  defp callback_timeout(ms), do: ms
 
   # ---------------------------------------------------------------------------
   # The loop
@@ -224,6 +268,7 @@ defmodule ExMonty.Sandbox do
   defp loop({:os_call, %OsCall{} = call, snapshot, output}, state) do
     state = %{state | output: [state.output | output]}
     {answer, state} = os_answer(call, state)
+    answer = check_os_answer(call, answer)
     step(ExMonty.resume(snapshot, answer), state)
   end
 
@@ -333,6 +378,73 @@ defmodule ExMonty.Sandbox do
       {:failed, answer} -> answer
     end
   end
+
+  # An OS call answered with a value of the wrong type would hand Python
+  # something Path.read_text() can never return: it raises TypeError at the
+  # call site instead. (stat, open, scan and import answers are not checked.)
+  defp check_os_answer(%OsCall{function: function} = call, {:ok, value} = answer) do
+    case os_answer_type(function, value, call.args) do
+      :ok ->
+        answer
+
+      {:expected, expected} ->
+        {:error, :type_error,
+         "the host answered #{call.python_name}() with #{inspect(value, limit: 5, printable_limit: 50)}; " <>
+           "expected #{expected}"}
+    end
+  end
+
+  defp check_os_answer(_call, answer), do: answer
+
+  defp os_answer_type(function, value, _args) when function in [:read_text],
+    do: if(is_binary(value), do: :ok, else: {:expected, "a string (str)"})
+
+  defp os_answer_type(function, value, _args) when function in [:read_bytes, :urandom],
+    do:
+      if(match?({:bytes, b} when is_binary(b), value),
+        do: :ok,
+        else: {:expected, "{:bytes, binary}"}
+      )
+
+  defp os_answer_type(function, value, _args)
+       when function in [:exists, :is_file, :is_dir, :is_symlink],
+       do: if(is_boolean(value), do: :ok, else: {:expected, "a boolean"})
+
+  defp os_answer_type(:iterdir, value, _args) do
+    if is_list(value) and Enum.all?(value, &path?/1),
+      do: :ok,
+      else: {:expected, "a list of {:path, string}"}
+  end
+
+  defp os_answer_type(:getenv, value, args) do
+    default = Enum.at(args, 1)
+
+    if is_binary(value) or value == nil or value == default,
+      do: :ok,
+      else: {:expected, "a string or nil"}
+  end
+
+  defp os_answer_type(:get_environ, value, _args) do
+    if is_map(value) and Enum.all?(value, fn {k, v} -> is_binary(k) and is_binary(v) end),
+      do: :ok,
+      else: {:expected, "a map of string => string"}
+  end
+
+  defp os_answer_type(function, value, _args)
+       when function in [:write_text, :write_bytes, :append_text, :append_bytes],
+       do:
+         if(is_integer(value) and value >= 0, do: :ok, else: {:expected, "a non-negative integer"})
+
+  defp os_answer_type(function, value, _args) when function in [:mkdir, :unlink, :rmdir],
+    do: if(value == nil, do: :ok, else: {:expected, "nil"})
+
+  defp os_answer_type(function, value, _args) when function in [:rename, :resolve, :absolute],
+    do: if(path?(value), do: :ok, else: {:expected, "{:path, string}"})
+
+  defp os_answer_type(_function, _value, _args), do: :ok
+
+  defp path?({:path, p}) when is_binary(p), do: true
+  defp path?(_), do: false
 
   @doc false
   # What an unanswered OS call raises: CPython-like denials.
