@@ -235,13 +235,14 @@ defmodule ExMonty.OptionsTest do
     test "a :read_write mount has a 100 MiB write limit by default; :infinity lifts it", %{
       dir: dir
     } do
-      # 101 files of 1 MiB: the default limit stops the 101st.
+      # 101 files of about 1 MiB (contents, name and a 128-byte entry each):
+      # the default limit stops the 101st.
       code = """
       from pathlib import Path
       n = 0
       try:
           for i in range(101):
-              Path(f'/data/f{i}').write_bytes(b'x' * 1048576)
+              Path(f'/data/f{i}').write_bytes(b'x' * 1048000)
               n += 1
       except OSError as e:
           pass

@@ -48,15 +48,11 @@ defmodule ExMonty.Job do
     end
   end
 
-  def await({:error, _} = error, _timeout), do: finish(error)
+  def await({:error, _} = error, _timeout), do: error
 
   # Values holding large maps are built here, on a dirty scheduler: the VM
   # builds large maps only on its own threads.
   defp finish({:deferred, pending}), do: Native.materialize(pending)
-
-  # An exception from a NIF that does not fill :output yet gets "".
-  defp finish({:error, %ExMonty.Exception{} = exception}),
-    do: {:error, ExMonty.Exception.prepend_output(exception, "")}
 
   defp finish(result), do: result
 end
