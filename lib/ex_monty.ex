@@ -382,7 +382,7 @@ defmodule ExMonty do
   def resume(snapshot, answer, opts \\ [])
 
   def resume(%Snapshot{resource: resource}, answer, opts) do
-    timeout = timeout(Keyword.validate!(opts, [:timeout]))
+    timeout = timeout(validate_opts!(opts, [:timeout]))
 
     case native_answer(answer) do
       {:ok, native} -> resume_native(resource, native, timeout) |> progress()
@@ -404,7 +404,7 @@ defmodule ExMonty do
 
   def resume_futures(%Snapshot{resource: resource}, results, opts)
       when is_map(results) or is_list(results) do
-    timeout = timeout(Keyword.validate!(opts, [:timeout]))
+    timeout = timeout(validate_opts!(opts, [:timeout]))
 
     results
     |> Enum.reduce_while({:ok, []}, fn
@@ -517,7 +517,7 @@ defmodule ExMonty do
   def dump(runner, opts \\ [])
 
   def dump(%Runner{resource: resource}, opts) do
-    opts = Keyword.validate!(opts, [:key])
+    opts = validate_opts!(opts, [:key])
     ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts)
   end
 
@@ -532,7 +532,7 @@ defmodule ExMonty do
   """
   @spec load_runner(binary(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
   def load_runner(binary, opts \\ []) do
-    opts = Keyword.validate!(opts, [:key, :max_bytes])
+    opts = validate_opts!(opts, [:key, :max_bytes])
 
     with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts),
          {:ok, resource} <-
@@ -552,7 +552,7 @@ defmodule ExMonty do
   def dump_snapshot(snapshot, opts \\ [])
 
   def dump_snapshot(%Snapshot{resource: resource}, opts) do
-    opts = Keyword.validate!(opts, [:key])
+    opts = validate_opts!(opts, [:key])
 
     case Job.await(Native.dump_snapshot(resource)) do
       {:ok, {bytes, _kind}} -> ExMonty.Dump.encode(:snapshot, bytes, opts)
@@ -577,7 +577,7 @@ defmodule ExMonty do
   """
   @spec load_snapshot(binary(), keyword()) :: {:ok, Snapshot.t()} | {:error, Exception.t()}
   def load_snapshot(binary, opts \\ []) do
-    opts = Keyword.validate!(opts, [:key, :max_bytes, :limits])
+    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
 
     with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts),
@@ -593,7 +593,7 @@ defmodule ExMonty do
   """
   @spec load_progress(binary(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
   def load_progress(binary, opts \\ []) do
-    opts = Keyword.validate!(opts, [:key, :max_bytes, :limits])
+    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
 
     with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts) do
@@ -727,6 +727,16 @@ defmodule ExMonty do
       end
     end
   end
+
+  # Unknown options raise ArgumentError naming the valid ones.
+  defp validate_opts!(opts, keys) when is_list(opts), do: Keyword.validate!(opts, keys)
+
+  defp validate_opts!(opts, keys),
+    do:
+      raise(
+        ArgumentError,
+        "options must be a keyword list of #{inspect(keys)}, got: #{inspect(opts, limit: 5)}"
+      )
 
   # Invalid limits are a programming error: they raise ArgumentError.
   defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}

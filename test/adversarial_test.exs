@@ -544,6 +544,8 @@ defmodule ExMonty.AdversarialTest do
       assert_raise ArgumentError, ~r/limits/, fn -> ExMonty.load_runner(dump, limits: %{}) end
       assert_raise ArgumentError, fn -> ExMonty.load_snapshot(snap, kee: "k") end
       assert_raise ArgumentError, fn -> ExMonty.load_progress(snap, timeout: 5) end
+      assert_raise ArgumentError, fn -> ExMonty.dump(runner, %{key: "k"}) end
+      assert_raise ArgumentError, fn -> ExMonty.load_runner(dump, [:key]) end
 
       assert {:ok, _} =
                ExMonty.load_snapshot(snap, limits: %{max_memory: 10_000_000}, max_bytes: 10_000_000)

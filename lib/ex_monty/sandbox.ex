@@ -32,12 +32,29 @@ defmodule ExMonty.Sandbox do
     * `:mounts` — an `ExMonty.Mount`: real directories that answer file
       calls under their virtual paths; everything else goes to `:os`.
 
+  ## The run's deadline
+
+  `max_duration_secs` (see `ExMonty.Limits`) bounds the whole run in
+  wall-clock time, including the time spent in callbacks and OS handlers
+  (sleeps are governed by `max_total_sleep_secs` instead and are not
+  counted). Every wait for a callback is cut at the deadline; past it the run
+  ends with `{:error, %ExMonty.Exception{type: :timeout_error}}`, which Python
+  cannot catch.
+
   ## Callbacks never crash the caller
 
   Each callback runs in its own process. One that raises, throws, exits,
   times out or returns something other than the forms above becomes a Python
   `RuntimeError` (or `TimeoutError`) at the call site, with the Elixir reason
-  in its message; Python can catch it.
+  in its message; Python can catch it. A result whose value cannot be sent to
+  Python (a pid, a reference, ...) raises `TypeError` there; an error message
+  that is not UTF-8 is passed `inspect`ed, and an unknown exception type
+  becomes `RuntimeError: type: message`.
+
+  A callback's process never outlives its run: it is killed when it times
+  out, when the run ends (futures Python never awaited included) and when the
+  process that called `run/2` dies, even by `:kill`. Nothing is linked to the
+  caller.
 
   ## Async
 
