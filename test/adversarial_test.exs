@@ -321,6 +321,26 @@ defmodule ExMonty.AdversarialTest do
       assert :erlang.memory(:total) - before < 200 * 1024 * 1024
     end
 
+    test "time spent serving the filesystem counts against max_duration_secs" do
+      fs =
+        Enum.reduce(
+          1..(10_000 - 2),
+          ExMonty.PseudoFS.new(),
+          &ExMonty.PseudoFS.put_file(&2, "/d/f#{&1}", "")
+        )
+
+      # Each failed rmdir scans the whole filesystem on the host, for little guest time.
+      code =
+        "from pathlib import Path\nfor i in range(5000):\n    try:\n        Path('/d').rmdir()\n    except OSError:\n        pass"
+
+      started = System.monotonic_time(:millisecond)
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error}} =
+               Sandbox.run(code, os: fs, limits: %{max_duration_secs: 0.5})
+
+      assert System.monotonic_time(:millisecond) - started < 3_000
+    end
+
     test "a 20,000-deep mkdir ends at once with an error" do
       started = System.monotonic_time(:millisecond)
 
