@@ -101,7 +101,8 @@ defmodule ExMonty.PseudoFS do
 
   @doc """
   Adds (or replaces) a file, creating its parent directories. `content` is a
-  string or `{:bytes, binary}`.
+  string or `{:bytes, binary}`. Raises `ArgumentError` when the file does not
+  fit the budget, its path is too long or deep, or a parent is a file.
   """
   @spec put_file(t(), String.t(), binary() | {:bytes, binary()}) :: t()
   def put_file(%__MODULE__{} = fs, path, {:bytes, content}) when is_binary(content),
@@ -125,7 +126,10 @@ defmodule ExMonty.PseudoFS do
     fs |> add_dirs(dirs) |> put_entry(path, {:file, content, now()})
   end
 
-  @doc "Creates a directory and its parents (like `mkdir -p`)."
+  @doc """
+  Creates a directory and its parents (like `mkdir -p`). Raises
+  `ArgumentError` as `put_file/3` does.
+  """
   @spec mkdir(t(), String.t()) :: t()
   def mkdir(%__MODULE__{} = fs, path) do
     path = resolve!(fs, path)
