@@ -373,7 +373,7 @@ defmodule ExMonty do
       end
 
     {answer, limits} = sleep(seconds, limits)
-    drive(resume_native(resource, answer), limits, acc <> output)
+    drive(resume_native(resource, answer, :infinity), limits, acc <> output)
   end
 
   defp drive({:ok, {_kind, _call, resource, _output}}, _limits, _acc) when is_reference(resource) do
@@ -451,6 +451,10 @@ defmodule ExMonty do
   See `t:answer/0` for the answers. A snapshot resumes once; an answer that
   cannot be converted is reported without consuming the snapshot.
 
+  Option: `:timeout` — milliseconds to wait for the next pause; past it the
+  execution is cancelled and `{:error, %ExMonty.Exception{type: :timeout_error}}`
+  returned (default `:infinity`).
+
   ## Examples
 
       iex> {:ok, runner} = ExMonty.compile("try:\\n    f()\\nexcept ValueError as e:\\n    r = str(e)\\nr")
@@ -458,28 +462,38 @@ defmodule ExMonty do
       iex> ExMonty.resume(snapshot, {:error, :value_error, "bad"})
       {:ok, {:complete, "bad", ""}}
   """
-  @spec resume(Snapshot.t(), answer()) :: {:ok, progress()} | {:error, Exception.t()}
-  def resume(%Snapshot{resource: resource}, answer) do
+  @spec resume(Snapshot.t(), answer(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
+  def resume(snapshot, answer, opts \\ [])
+
+  def resume(%Snapshot{resource: resource}, answer, opts) do
+    timeout = timeout(validate_opts!(opts, [:timeout]))
+
     case native_answer(answer) do
-      {:ok, native} -> resume_native(resource, native) |> progress()
+      {:ok, native} -> resume_native(resource, native, timeout) |> progress()
       {:error, _} = error -> error
     end
   end
 
-  def resume(other, _answer), do: not_a!("ExMonty.resume/2", "an ExMonty.Snapshot", other)
+  def resume(other, _answer, _opts), do: not_a!("ExMonty.resume/3", "an ExMonty.Snapshot", other)
 
   @doc """
   Resolves futures of a `:resolve_futures` pause: `results` is a list or map of
-  `call_id => answer` (some or all of the pending ids).
+  `call_id => answer` (some or all of the pending ids). Takes the `:timeout`
+  option of `resume/3`.
 
   `results` of another shape raises `ArgumentError`; an answer that cannot be
-  converted is reported as `{:error, %ExMonty.Exception{type: :invalid_input}}`
-  without consuming the snapshot, as for `resume/2`.
+  converted, or an id the execution does not wait for, is reported as
+  `{:error, %ExMonty.Exception{type: :invalid_input}}` without consuming the
+  snapshot, as for `resume/3`.
   """
-  @spec resume_futures(Snapshot.t(), map() | [{non_neg_integer(), answer()}]) ::
+  @spec resume_futures(Snapshot.t(), map() | [{non_neg_integer(), answer()}], keyword()) ::
           {:ok, progress()} | {:error, Exception.t()}
-  def resume_futures(%Snapshot{resource: resource}, results)
+  def resume_futures(snapshot, results, opts \\ [])
+
+  def resume_futures(%Snapshot{resource: resource}, results, opts)
       when is_map(results) or is_list(results) do
+    timeout = timeout(validate_opts!(opts, [:timeout]))
+
     results
     |> Enum.reduce_while({:ok, []}, fn
       {id, answer}, {:ok, acc} when is_integer(id) and id >= 0 ->
@@ -499,7 +513,8 @@ defmodule ExMonty do
 
         Job.run(
           fn -> Native.resume_futures(resource, natives) end,
-          fn -> Native.resume_futures_dirty(resource, natives) end
+          fn -> Native.resume_futures_dirty(resource, natives) end,
+          timeout
         )
         |> progress()
 
@@ -508,19 +523,21 @@ defmodule ExMonty do
     end
   end
 
-  def resume_futures(%Snapshot{}, other) do
+  def resume_futures(%Snapshot{}, other, _opts) do
     raise ArgumentError,
-          "ExMonty.resume_futures/2 takes a map or list of {call_id, answer}, got: " <>
+          "ExMonty.resume_futures/3 takes a map or list of {call_id, answer}, got: " <>
             inspect(other, limit: 10)
   end
 
-  def resume_futures(other, _results),
-    do: not_a!("ExMonty.resume_futures/2", "an ExMonty.Snapshot", other)
+  def resume_futures(other, _results, _opts),
+    do: not_a!("ExMonty.resume_futures/3", "an ExMonty.Snapshot", other)
 
-  defp resume_native(resource, native) do
-    Job.run(fn -> Native.resume(resource, native) end, fn ->
-      Native.resume_dirty(resource, native)
-    end)
+  defp resume_native(resource, native, timeout) do
+    Job.run(
+      fn -> Native.resume(resource, native) end,
+      fn -> Native.resume_dirty(resource, native) end,
+      timeout
+    )
   end
 
   defp native_answer({:ok, value}), do: {:ok, {:value, value}}
@@ -576,6 +593,10 @@ defmodule ExMonty do
   @doc """
   Serializes a runner (see `ExMonty.Dump` for the format and signing).
 
+  Option: `:key` — the signing key, or `:unsigned` to write an unsigned dump
+  even when `config :ex_monty, dump_key:` is set. Any other option raises
+  `ArgumentError`.
+
   ## Examples
 
       iex> {:ok, runner} = ExMonty.compile("x + 1", inputs: ["x"])
@@ -588,17 +609,23 @@ defmodule ExMonty do
   def dump(runner, opts \\ [])
 
   def dump(%Runner{resource: resource}, opts) do
+    opts = validate_opts!(opts, [:key])
     ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts)
   end
 
   def dump(other, _opts), do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
 
   @doc """
-  Restores a runner from `dump/2`. Corrupt, foreign or tampered binaries
-  return `{:error, %ExMonty.Exception{type: :invalid_input}}`.
+  Restores a runner from `dump/2`. Corrupt, foreign, tampered or oversized
+  binaries return `{:error, %ExMonty.Exception{type: :invalid_input}}`.
+
+  Options: `:key` (the signing key, or `:unsigned`) and `:max_bytes` (see
+  `ExMonty.Dump`); any other raises `ArgumentError`.
   """
   @spec load_runner(binary(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
   def load_runner(binary, opts \\ []) do
+    opts = validate_opts!(opts, [:key, :max_bytes])
+
     with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts),
          {:ok, resource} <-
            Job.run(fn -> Native.load_runner(program) end, fn ->
@@ -610,12 +637,15 @@ defmodule ExMonty do
   end
 
   @doc """
-  Serializes a paused execution. The snapshot itself stays usable.
+  Serializes a paused execution. The snapshot itself stays usable. Takes the
+  `:key` option of `dump/2`.
   """
   @spec dump_snapshot(Snapshot.t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
   def dump_snapshot(snapshot, opts \\ [])
 
   def dump_snapshot(%Snapshot{resource: resource}, opts) do
+    opts = validate_opts!(opts, [:key])
+
     case Job.await(Native.dump_snapshot(resource)) do
       {:ok, {bytes, _kind}} -> ExMonty.Dump.encode(:snapshot, bytes, opts)
       {:error, _} = error -> error
@@ -632,10 +662,15 @@ defmodule ExMonty do
   ## Options
 
     * `:limits` — tightens the limits the execution was started with.
-    * `:key` — the signing key (see `ExMonty.Dump`).
+    * `:key` — the signing key, or `:unsigned` (see `ExMonty.Dump`).
+    * `:max_bytes` — the largest binary accepted (see `ExMonty.Dump`).
+
+  Any other option raises `ArgumentError`.
   """
   @spec load_snapshot(binary(), keyword()) :: {:ok, Snapshot.t()} | {:error, Exception.t()}
   def load_snapshot(binary, opts \\ []) do
+    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
+
     with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts),
          {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <-
@@ -650,6 +685,8 @@ defmodule ExMonty do
   """
   @spec load_progress(binary(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
   def load_progress(binary, opts \\ []) do
+    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
+
     with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts) do
       progress(load_native(bytes, limits))
@@ -794,6 +831,16 @@ defmodule ExMonty do
       end
     end
   end
+
+  # Unknown options raise ArgumentError naming the valid ones.
+  defp validate_opts!(opts, keys) when is_list(opts), do: Keyword.validate!(opts, keys)
+
+  defp validate_opts!(opts, keys),
+    do:
+      raise(
+        ArgumentError,
+        "options must be a keyword list of #{inspect(keys)}, got: #{inspect(opts, limit: 5)}"
+      )
 
   # Invalid limits are a programming error: they raise ArgumentError.
   # (The options were validated by ExMonty.Options; these only read them.)

@@ -270,4 +270,305 @@ defmodule ExMonty.AdversarialTest do
       {:complex, 1.0, 2.0}
     ])
   end
+
+  # ---------------------------------------------------------------------------
+  # Host resources Python can reach: the PseudoFS, callback processes, time.
+  # ---------------------------------------------------------------------------
+
+  describe "PseudoFS cannot grow the VM" do
+    test "1,000 writes of 30 MB end with ENOSPC, quickly, with memory bounded" do
+      code =
+        "from pathlib import Path\ns = b'x' * 30_000_000\nfor i in range(1000):\n    Path(f'/f{i}').write_bytes(s)"
+
+      :erlang.garbage_collect()
+      before = :erlang.memory(:total)
+      started = System.monotonic_time(:millisecond)
+      result = Sandbox.run(code, os: ExMonty.PseudoFS.new())
+      elapsed = System.monotonic_time(:millisecond) - started
+      :erlang.garbage_collect()
+      growth = :erlang.memory(:total) - before
+
+      assert {:error,
+              %ExMonty.Exception{
+                type: :os_error,
+                message: "[Errno 28] No space left on device: '/f1'"
+              }} = result
+
+      assert elapsed < 10_000
+      assert growth < 200 * 1024 * 1024
+    end
+
+    test "catching ENOSPC and retrying stays within the budget" do
+      code = """
+      from pathlib import Path
+      s = b'x' * 10_000_000
+      n = 0
+      for i in range(100):
+          try:
+              Path(f'/f{i}').write_bytes(s)
+          except OSError:
+              n += 1
+      n
+      """
+
+      :erlang.garbage_collect()
+      before = :erlang.memory(:total)
+      assert {:ok, 97, "", fs} = Sandbox.run(code, os: ExMonty.PseudoFS.new(), return_os: true)
+      assert fs.used <= 32 * 1024 * 1024
+      fs = nil
+      _ = fs
+      :erlang.garbage_collect()
+      assert :erlang.memory(:total) - before < 200 * 1024 * 1024
+    end
+
+    test "time spent serving the filesystem counts against max_duration_secs" do
+      fs =
+        Enum.reduce(
+          1..(10_000 - 2),
+          ExMonty.PseudoFS.new(),
+          &ExMonty.PseudoFS.put_file(&2, "/d/f#{&1}", "")
+        )
+
+      # Each failed rmdir scans the whole filesystem on the host, for little guest time.
+      code =
+        "from pathlib import Path\nfor i in range(5000):\n    try:\n        Path('/d').rmdir()\n    except OSError:\n        pass"
+
+      started = System.monotonic_time(:millisecond)
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error}} =
+               Sandbox.run(code, os: fs, limits: %{max_duration_secs: 0.5})
+
+      assert System.monotonic_time(:millisecond) - started < 3_000
+    end
+
+    test "a 20,000-deep mkdir ends at once with an error" do
+      started = System.monotonic_time(:millisecond)
+
+      assert {:error,
+              %ExMonty.Exception{type: :os_error, message: "[Errno 36] File name too long" <> _}} =
+               Sandbox.run("from pathlib import Path\nPath('/' + 'a/' * 20000).mkdir(parents=True)",
+                 os: ExMonty.PseudoFS.new()
+               )
+
+      assert System.monotonic_time(:millisecond) - started < 3_000
+    end
+  end
+
+  describe "callback processes never outlive the run" do
+    defp reporting(test_pid, reply) do
+      fn _args, _kwargs ->
+        send(test_pid, {:callback_pid, self()})
+        reply.()
+      end
+    end
+
+    defp reported_pids(acc \\ []) do
+      receive do
+        {:callback_pid, pid} -> reported_pids([pid | acc])
+      after
+        0 -> acc
+      end
+    end
+
+    # Polls until every pid is dead (or 2 s passed); returns the survivors.
+    defp survivors(pids, tries \\ 40) do
+      alive = Enum.filter(pids, &Process.alive?/1)
+
+      if alive == [] or tries == 0 do
+        alive
+      else
+        Process.sleep(50)
+        survivors(alive, tries - 1)
+      end
+    end
+
+    defp settle_count(baseline, tries \\ 40) do
+      count = length(Process.list())
+
+      if count <= baseline + 5 or tries == 0 do
+        count
+      else
+        Process.sleep(50)
+        settle_count(baseline, tries - 1)
+      end
+    end
+
+    test "1,000 un-awaited async calls are stopped when the run returns" do
+      test_pid = self()
+      baseline = length(Process.list())
+      slow = {:async, reporting(test_pid, fn -> Process.sleep(60_000) && {:ok, 1} end)}
+
+      assert {:ok, nil, ""} =
+               Sandbox.run("for i in range(1000):\n    f(i)\nNone", functions: %{"f" => slow})
+
+      # The run waits for its callbacks to be gone: nothing is left right away.
+      assert length(Process.list()) <= baseline + 5
+      pids = reported_pids()
+      assert survivors(pids, 0) == []
+      # Nothing left in the caller's mailbox either.
+      refute_received {:ex_monty_callback, _, _}
+
+      IO.puts(
+        "\nun-awaited async calls: #{length(pids)} started, processes #{baseline} -> #{length(Process.list())}"
+      )
+    end
+
+    test "a sync callback past callback_timeout is killed, even if it traps exits" do
+      test_pid = self()
+
+      stubborn =
+        reporting(test_pid, fn ->
+          Process.flag(:trap_exit, true)
+          Process.sleep(60_000)
+        end)
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error}} =
+               Sandbox.run("f()", functions: %{"f" => stubborn}, callback_timeout: 100)
+
+      assert [pid] = reported_pids()
+      refute Process.alive?(pid)
+    end
+
+    test "a caller killed mid-run takes its callbacks with it" do
+      test_pid = self()
+      baseline = length(Process.list())
+      sleeper = fn -> Process.sleep(60_000) && {:ok, 1} end
+
+      caller =
+        spawn(fn ->
+          Sandbox.run("for i in range(50):\n    g(i)\nf()",
+            functions: %{
+              "f" => reporting(test_pid, sleeper),
+              "g" => {:async, reporting(test_pid, sleeper)}
+            }
+          )
+        end)
+
+      # Wait until the sync callback runs (it is the last to start).
+      wait_for = fn wait_for, n ->
+        if length(reported_pids_peek()) >= 51 or n == 0,
+          do: :ok,
+          else: Process.sleep(20) && wait_for.(wait_for, n - 1)
+      end
+
+      wait_for.(wait_for, 250)
+      Process.exit(caller, :kill)
+      pids = reported_pids()
+      assert length(pids) == 51
+      assert survivors(pids) == []
+      count = settle_count(baseline)
+      assert count <= baseline + 5
+      IO.puts("\nkilled caller: #{length(pids)} callbacks, processes #{baseline} -> #{count}")
+    end
+
+    defp reported_pids_peek do
+      {:messages, messages} = Process.info(self(), :messages)
+      for {:callback_pid, pid} <- messages, do: pid
+    end
+  end
+
+  describe "dump keys and sizes (global configuration)" do
+    setup do
+      key = Application.get_env(:ex_monty, :dump_key)
+      max = Application.get_env(:ex_monty, :max_dump_bytes)
+
+      on_exit(fn ->
+        restore = fn
+          name, nil -> Application.delete_env(:ex_monty, name)
+          name, value -> Application.put_env(:ex_monty, name, value)
+        end
+
+        restore.(:dump_key, key)
+        restore.(:max_dump_bytes, max)
+      end)
+    end
+
+    test "key: nil never turns verification off when a key is configured" do
+      {:ok, runner} = ExMonty.compile("'attacker code'")
+      {:ok, unsigned} = ExMonty.dump(runner)
+      Application.put_env(:ex_monty, :dump_key, "configured")
+
+      assert {:error, %{type: :invalid_input, message: m}} = ExMonty.load_runner(unsigned, key: nil)
+      assert m =~ "not signed"
+      assert {:error, %{type: :invalid_input}} = ExMonty.load_runner(unsigned)
+
+      # key: nil on dump signs with the configured key.
+      {:ok, signed} = ExMonty.dump(runner, key: nil)
+      assert {:ok, _} = ExMonty.load_runner(signed)
+      assert {:ok, _} = ExMonty.load_runner(signed, key: "configured")
+      Application.delete_env(:ex_monty, :dump_key)
+      assert {:error, %{message: m}} = ExMonty.load_runner(signed)
+      assert m =~ "no signing key"
+
+      {:ok, {:function_call, _, snapshot, _}} = ExMonty.start(elem(ExMonty.compile("f()"), 1))
+      {:ok, unsigned_snapshot} = ExMonty.dump_snapshot(snapshot)
+      Application.put_env(:ex_monty, :dump_key, "configured")
+      assert {:error, %{type: :invalid_input}} = ExMonty.load_snapshot(unsigned_snapshot, key: nil)
+      assert {:error, %{type: :invalid_input}} = ExMonty.load_progress(unsigned_snapshot, key: nil)
+    end
+
+    test "only key: :unsigned opts out, and then accepts only unsigned dumps" do
+      Application.put_env(:ex_monty, :dump_key, "configured")
+      {:ok, runner} = ExMonty.compile("1 + 1")
+      {:ok, unsigned} = ExMonty.dump(runner, key: :unsigned)
+      {:ok, signed} = ExMonty.dump(runner)
+      assert byte_size(signed) == byte_size(unsigned) + 32
+      assert {:ok, r} = ExMonty.load_runner(unsigned, key: :unsigned)
+      assert {:ok, 2, ""} = ExMonty.run(r)
+      assert {:error, %{message: m}} = ExMonty.load_runner(signed, key: :unsigned)
+      assert m =~ ":unsigned"
+
+      for bad <- [123, :other, "", ~c"key"] do
+        assert_raise ArgumentError, fn -> ExMonty.dump(runner, key: bad) end
+        assert_raise ArgumentError, fn -> ExMonty.load_runner(unsigned, key: bad) end
+      end
+
+      Application.put_env(:ex_monty, :dump_key, :not_a_binary)
+      assert_raise ArgumentError, ~r/dump_key/, fn -> ExMonty.dump(runner) end
+    end
+
+    test "oversized dumps are refused before they are hashed or decoded" do
+      garbage = "EXMONTY" <> <<1, 1, 1>> <> :binary.copy(<<0>>, 80 * 1024 * 1024)
+      started = System.monotonic_time(:millisecond)
+      assert {:error, %{type: :invalid_input, message: m}} = ExMonty.load_runner(garbage, key: "k")
+      assert m =~ "83886090 bytes, over the limit of 67108864 bytes"
+      assert {:error, %{message: m}} = ExMonty.load_snapshot(garbage)
+      assert m =~ "over the limit"
+      assert System.monotonic_time(:millisecond) - started < 1_000
+
+      {:ok, runner} = ExMonty.compile("1")
+      {:ok, dump} = ExMonty.dump(runner)
+      assert {:ok, _} = ExMonty.load_runner(dump, max_bytes: byte_size(dump))
+      assert {:error, _} = ExMonty.load_runner(dump, max_bytes: byte_size(dump) - 1)
+      Application.put_env(:ex_monty, :max_dump_bytes, 16)
+      assert {:error, %{message: m}} = ExMonty.load_runner(dump)
+      assert m =~ "over the limit of 16 bytes"
+      assert {:ok, _} = ExMonty.load_runner(dump, max_bytes: byte_size(dump))
+      assert_raise ArgumentError, fn -> ExMonty.load_runner(dump, max_bytes: 0) end
+    end
+
+    test "dump and load options are validated strictly" do
+      {:ok, runner} = ExMonty.compile("f()")
+      {:ok, dump} = ExMonty.dump(runner)
+      {:ok, {:function_call, _, snapshot, _}} = ExMonty.start(runner)
+      {:ok, snap} = ExMonty.dump_snapshot(snapshot)
+
+      assert_raise ArgumentError, ~r/unknown keys \[:keys\]/, fn ->
+        ExMonty.dump(runner, keys: "k")
+      end
+
+      assert_raise ArgumentError, ~r/max_bytes/, fn ->
+        ExMonty.dump_snapshot(snapshot, max_bytes: 1)
+      end
+
+      assert_raise ArgumentError, ~r/limits/, fn -> ExMonty.load_runner(dump, limits: %{}) end
+      assert_raise ArgumentError, fn -> ExMonty.load_snapshot(snap, kee: "k") end
+      assert_raise ArgumentError, fn -> ExMonty.load_progress(snap, timeout: 5) end
+      assert_raise ArgumentError, fn -> ExMonty.dump(runner, %{key: "k"}) end
+      assert_raise ArgumentError, fn -> ExMonty.load_runner(dump, [:key]) end
+
+      assert {:ok, _} =
+               ExMonty.load_snapshot(snap, limits: %{max_memory: 10_000_000}, max_bytes: 10_000_000)
+    end
+  end
 end

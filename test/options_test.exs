@@ -157,7 +157,7 @@ defmodule ExMonty.OptionsTest do
       end
 
       assert_raise ArgumentError, ~r/ExMonty.start\/3/, fn -> ExMonty.start(:nope) end
-      assert_raise ArgumentError, ~r/ExMonty.resume\/2/, fn -> ExMonty.resume(runner, {:ok, 1}) end
+      assert_raise ArgumentError, ~r/ExMonty.resume\/3/, fn -> ExMonty.resume(runner, {:ok, 1}) end
       assert_raise ArgumentError, ~r/Sandbox.run\/2 expects/, fn -> Sandbox.run(:code) end
     end
 

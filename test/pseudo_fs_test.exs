@@ -168,4 +168,143 @@ defmodule ExMonty.PseudoFSTest do
 
     assert {:ok, %{"HOME" => "/home/py"}, "", _} = py("dict(os.environ)")
   end
+
+  describe "budget" do
+    defp run_fs(code, fs), do: py(code, fs)
+
+    test "new/1 validates its options strictly" do
+      assert %PseudoFS{max_bytes: 100, max_entries: 5, max_path_bytes: 64, max_depth: 3} =
+               PseudoFS.new(max_bytes: 100, max_entries: 5, max_path_bytes: 64, max_depth: 3)
+
+      assert_raise ArgumentError, ~r/unknown keys \[:max_files\]/, fn ->
+        PseudoFS.new(max_files: 1)
+      end
+
+      for {key, bad} <- [max_bytes: 0, max_entries: -1, max_path_bytes: :big, max_depth: 1.5] do
+        assert_raise ArgumentError, ~r/#{key}/, fn -> PseudoFS.new([{key, bad}]) end
+      end
+
+      assert_raise ArgumentError, fn -> PseudoFS.new(%{max_bytes: 1}) end
+    end
+
+    test "writes past max_bytes raise ENOSPC and leave the filesystem as it was" do
+      fs = PseudoFS.new(max_bytes: 1_000)
+      assert {:ok, 500, "", fs} = run_fs("Path('/a').write_bytes(b'x' * 500)", fs)
+
+      assert {:error, %{type: :os_error, message: "[Errno 28] No space left on device: '/b'"}, fs} =
+               run_fs("Path('/b').write_bytes(b'x' * 500)", fs)
+
+      refute PseudoFS.exists?(fs, "/b")
+      # Overwriting frees the old contents first.
+      assert {:ok, 900, "", fs} = run_fs("Path('/a').write_bytes(b'y' * 900)", fs)
+      assert {:ok, <<"y", _::binary>>} = PseudoFS.read_file(fs, "/a")
+      # Appending is checked on old + new size, before anything is built.
+      assert {:error, %{message: "[Errno 28] No space left on device: '/a'"}, fs} =
+               run_fs("with open('/a', 'a') as f:\n    f.write('z' * 200)", fs)
+
+      assert {:ok, content} = PseudoFS.read_file(fs, "/a")
+      assert byte_size(content) == 900
+      # Freed space can be used again.
+      assert {:ok, 300, "", _} = run_fs("Path('/a').unlink()\nPath('/c').write_text('c' * 300)", fs)
+    end
+
+    test "catching ENOSPC does not help: the budget holds over many tries" do
+      code = """
+      n = 0
+      for i in range(200):
+          try:
+              Path(f'/f{i}').write_text('x' * 100)
+          except OSError:
+              n += 1
+      n
+      """
+
+      assert {:ok, failed, "", fs} = run_fs(code, PseudoFS.new(max_bytes: 5_000))
+      assert failed > 150
+      assert fs.used <= 5_000
+
+      assert Enum.sum(Enum.map(PseudoFS.files(fs), fn {p, c} -> byte_size(p) + byte_size(c) end)) <
+               5_000
+    end
+
+    test "max_entries bounds files and directories, however they are created" do
+      fs = PseudoFS.new(max_entries: 4)
+
+      for create <- [
+            "Path(f'/n{i}').mkdir()",
+            "Path(f'/n{i}').write_text('')",
+            "open(f'/n{i}', 'w').close()"
+          ] do
+        assert {:error, %{type: :os_error, message: "[Errno 28] No space left on device: '/n3'"},
+                fs_after} = run_fs("for i in range(10):\n    " <> create, fs)
+
+        assert map_size(fs_after.entries) == 4
+      end
+
+      assert {:error, %{message: "[Errno 28] No space left on device: '/a/b/c/d'"}, fs_after} =
+               run_fs("Path('/a/b/c/d').mkdir(parents=True)", fs)
+
+      # mkdir(parents=True) creates nothing when the whole chain does not fit.
+      refute PseudoFS.exists?(fs_after, "/a")
+    end
+
+    test "overlong and overdeep paths raise ENAMETOOLONG before any work" do
+      fs = PseudoFS.new()
+
+      for path_expr <- ["'/' + 'a/' * 20000", "'/' + 'a/' * 65", "'x' * 5000", "'/' + 'a' * 5000"] do
+        assert {:error, %{type: :os_error, message: "[Errno 36] File name too long: " <> _}, fs} =
+                 run_fs("Path(#{path_expr}).mkdir(parents=True)", fs)
+
+        assert map_size(fs.entries) == 1
+
+        assert {:error, %{message: "[Errno 36] File name too long: " <> _}, _} =
+                 run_fs("Path(#{path_expr}).exists()", fs)
+      end
+
+      # Exactly at the limits is fine.
+      assert {:ok, nil, "", fs} = run_fs("Path('/' + '/'.join(['d'] * 64)).mkdir(parents=True)", fs)
+      assert map_size(fs.entries) == 65
+    end
+
+    test "renames cannot grow paths past the limits or the budget" do
+      fs =
+        Enum.reduce(1..20, PseudoFS.new(max_bytes: 3_000), fn i, fs ->
+          PseudoFS.put_file(fs, "/a/f#{i}", "x")
+        end)
+
+      assert {:error, %{message: "[Errno 36] File name too long: " <> _}, fs} =
+               run_fs("Path('/a').rename('/' + 'b' * 4094)", fs)
+
+      assert PseudoFS.exists?(fs, "/a/f1")
+
+      assert {:error, %{message: "[Errno 28] No space left on device: " <> _}, fs} =
+               run_fs("Path('/a').rename('/' + 'b' * 200)", fs)
+
+      assert PseudoFS.exists?(fs, "/a/f1")
+
+      deep = "/" <> Enum.join(List.duplicate("d", 63), "/")
+      deep_fs = PseudoFS.new() |> PseudoFS.put_file("/a/f", "x") |> PseudoFS.mkdir(deep)
+
+      assert {:error, %{message: "[Errno 36] File name too long: " <> _}, deep_fs} =
+               run_fs("Path('/a').rename('#{deep}/a')", deep_fs)
+
+      assert PseudoFS.exists?(deep_fs, "/a/f")
+
+      assert {:ok, _, "", fs} = run_fs("Path('/a').rename('/b')", fs)
+      assert PseudoFS.read_file(fs, "/b/f20") == {:ok, "x"}
+    end
+
+    test "put_file, mkdir and cwd obey the same budget" do
+      fs = PseudoFS.new(max_bytes: 100, max_depth: 4)
+
+      assert_raise ArgumentError, ~r/max_bytes/, fn ->
+        PseudoFS.put_file(fs, "/a", String.duplicate("x", 200))
+      end
+
+      assert_raise ArgumentError, ~r/File name too long/, fn -> PseudoFS.mkdir(fs, "/a/b/c/d/e") end
+      assert_raise ArgumentError, ~r/File name too long/, fn -> PseudoFS.cwd(fs, "/a/b/c/d/e") end
+      fs = PseudoFS.mkdir(fs, "/a/b/c/d")
+      assert PseudoFS.dir?(fs, "/a/b/c/d")
+    end
+  end
 end

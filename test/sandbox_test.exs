@@ -28,6 +28,18 @@ defmodule ExMonty.SandboxTest do
     def handle_os(_, _, _), do: :not_handled
   end
 
+  defmodule SlowHandler do
+    @behaviour ExMonty.Sandbox
+
+    @impl true
+    def handle_os(_, _, _), do: Process.sleep(5_000) && {:ok, "late"}
+
+    @impl true
+    def handle_name_lookup("SLOW_NAME"), do: Process.sleep(5_000) && {:ok, 1}
+    def handle_name_lookup("BAD_NAME"), do: {:ok, self()}
+    def handle_name_lookup(_), do: :undefined
+  end
+
   describe "spec: High-Level Sandbox" do
     test "function map" do
       assert {:ok, 42, ""} =
@@ -210,5 +222,162 @@ defmodule ExMonty.SandboxTest do
     assert_raise ArgumentError, fn -> Sandbox.run("1", functions: [:nope]) end
     assert_raise ArgumentError, fn -> Sandbox.run("1", functions: %{"f" => :not_a_fun}) end
     assert_raise ArgumentError, fn -> Sandbox.run("1", handler: NoSuchModule) end
+  end
+
+  describe "the run's deadline counts time spent in the host" do
+    @half %{max_duration_secs: 0.5}
+
+    defp timed(fun) do
+      started = System.monotonic_time(:millisecond)
+      result = fun.()
+      {result, System.monotonic_time(:millisecond) - started}
+    end
+
+    test "a callback slower than max_duration_secs is cut at the deadline" do
+      {result, ms} =
+        timed(fn ->
+          Sandbox.run("f()", functions: %{"f" => fn _, _ -> Process.sleep(5_000) end}, limits: @half)
+        end)
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error, python_type: "TimeoutError"} = e} =
+               result
+
+      assert e.message =~ "max_duration_secs"
+      # Generous bound for a loaded machine: the callback alone takes 5 s.
+      assert ms < 3_000
+    end
+
+    test "Python cannot catch the deadline" do
+      code = "try:\n    f()\nexcept TimeoutError:\n    r = 'caught'\nr"
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error}} =
+               Sandbox.run(code,
+                 functions: %{"f" => fn _, _ -> Process.sleep(5_000) end},
+                 limits: @half
+               )
+    end
+
+    test "many short callbacks add up" do
+      code = "for i in range(100):\n    f()"
+
+      {result, ms} =
+        timed(fn ->
+          Sandbox.run(code,
+            functions: %{"f" => fn _, _ -> Process.sleep(50) && {:ok, nil} end},
+            limits: @half
+          )
+        end)
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error}} = result
+      assert ms < 3_000
+    end
+
+    test "awaited futures, OS handlers and name lookups are cut too" do
+      slow = fn -> Process.sleep(5_000) && {:ok, 1} end
+
+      gather =
+        "import asyncio\nasync def main():\n    return await asyncio.gather(f(1))\nasyncio.run(main())"
+
+      os = %{read_text: fn _, _ -> slow.() end}
+
+      for {code, opts} <- [
+            {gather, functions: %{"f" => {:async, fn _, _ -> slow.() end}}},
+            {"from pathlib import Path\nPath('/x').read_text()", os: os},
+            {"from pathlib import Path\nPath('/x').read_text()", os: SlowHandler},
+            {"SLOW_NAME", handler: SlowHandler}
+          ] do
+        {result, ms} = timed(fn -> Sandbox.run(code, [limits: @half] ++ opts) end)
+        assert {:error, %ExMonty.Exception{type: :timeout_error}} = result, inspect(opts)
+        assert ms < 3_000
+      end
+    end
+
+    test "with return_os the error keeps the filesystem" do
+      assert {:error, %ExMonty.Exception{type: :timeout_error}, %ExMonty.PseudoFS{}} =
+               Sandbox.run("f()",
+                 functions: %{"f" => fn _, _ -> Process.sleep(5_000) end},
+                 os: ExMonty.PseudoFS.new(),
+                 return_os: true,
+                 limits: @half
+               )
+    end
+
+    test "sleeps are not counted: they have max_total_sleep_secs" do
+      code = "import time\nfor i in range(4):\n    time.sleep(0.2)\n'done'"
+
+      assert {:ok, "done", ""} =
+               Sandbox.run(code, limits: %{max_duration_secs: 0.5, max_total_sleep_secs: 2})
+    end
+  end
+
+  describe "callback results Python cannot receive raise TypeError in Python" do
+    @catch_type "try:\n    r = f()\nexcept TypeError as e:\n    r = 'caught: ' + str(e)\nr"
+
+    test "a value with no Python meaning" do
+      for value <- [self(), make_ref(), fn -> 1 end, [1 | 2], %{a: [1, {2, self()}]}] do
+        assert {:ok,
+                "caught: host function f returned a value that cannot be sent to Python: " <>
+                  _,
+                ""} = Sandbox.run(@catch_type, functions: %{"f" => fn _, _ -> {:ok, value} end})
+      end
+    end
+
+    test "from an async function, through futures" do
+      code = """
+      import asyncio
+      async def main():
+          try:
+              return await asyncio.gather(f(1), g(2))
+          except TypeError as e:
+              return 'caught: ' + str(e)
+      asyncio.run(main())
+      """
+
+      functions = %{
+        "f" => {:async, fn _, _ -> {:ok, 1} end},
+        "g" => {:async, fn _, _ -> {:ok, make_ref()} end}
+      }
+
+      assert {:ok, "caught: host function g returned a value that cannot be sent to Python: " <> _,
+              ""} = Sandbox.run(code, functions: functions)
+    end
+
+    test "from an OS handler and a name lookup" do
+      code =
+        "from pathlib import Path\n" <> String.replace(@catch_type, "f()", "Path('/x').read_text()")
+
+      # A wrong type is caught by the OS answer check first; a value of the
+      # right shape that cannot cross (a pid in a listing) by the conversion.
+      os = %{read_text: fn _, _ -> {:ok, self()} end}
+
+      assert {:ok, "caught: the host answered Path.read_text() with #PID" <> _, ""} =
+               Sandbox.run(code, os: os)
+
+      code = "from pathlib import Path\n" <> String.replace(@catch_type, "f()", "Path('/x').stat()")
+
+      os = %{stat: fn _, _ -> {:ok, {:named_tuple, "os.stat_result", [{"st_mode", self()}]}} end}
+      assert {:ok, "caught: host OS handler for " <> _, ""} = Sandbox.run(code, os: os)
+
+      code = String.replace(@catch_type, "f()", "BAD_NAME")
+
+      assert {:ok, "caught: host name lookup for BAD_NAME " <> _, ""} =
+               Sandbox.run(code, handler: SlowHandler)
+    end
+
+    test "error messages that are not UTF-8 and unknown exception types still raise" do
+      code = "try:\n    f()\nexcept ValueError as e:\n    r = str(e)\nr"
+
+      assert {:ok, "<<255, 254>>", ""} =
+               Sandbox.run(code,
+                 functions: %{"f" => fn _, _ -> {:error, :value_error, <<255, 254>>} end}
+               )
+
+      code = "try:\n    f()\nexcept RuntimeError as e:\n    r = str(e)\nr"
+
+      assert {:ok, "no_such_error: <<255>>", ""} =
+               Sandbox.run(code,
+                 functions: %{"f" => fn _, _ -> {:error, :no_such_error, <<255>>} end}
+               )
+    end
   end
 end

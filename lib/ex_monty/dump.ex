@@ -23,18 +23,44 @@ defmodule ExMonty.Dump do
   *requires* a valid signature: an unsigned, tampered or foreign binary is
   refused before any of it is decoded. Without a key, dumps are unsigned and
   are accepted as they are: only load those from a store you trust.
+
+  `key: nil` (like no `:key` at all) means "the configured key": it never
+  turns verification off. Only an explicit `key: :unsigned` opts out: dumping
+  writes an unsigned dump, and loading accepts *only* unsigned dumps (a
+  signed one is refused, since it cannot be verified without its key). Any
+  other key that is not a non-empty binary raises `ArgumentError`.
+
+      iex> {:ok, runner} = ExMonty.compile("1 + 1")
+      iex> {:ok, signed} = ExMonty.dump(runner, key: "secret")
+      iex> {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.load_runner(signed, key: :unsigned)
+      iex> {:ok, unsigned} = ExMonty.dump(runner, key: :unsigned)
+      iex> {:ok, _runner} = ExMonty.load_runner(unsigned, key: :unsigned)
+
+  ## Size
+
+  Loading refuses a binary larger than `:max_bytes` (an option of the load
+  functions; default `config :ex_monty, max_dump_bytes: ...`, or 64 MiB)
+  before hashing, copying or decoding any of it.
+
+      iex> {:ok, runner} = ExMonty.compile("1 + 1")
+      iex> {:ok, binary} = ExMonty.dump(runner)
+      iex> {:error, %ExMonty.Exception{type: :invalid_input, message: message}} =
+      ...>   ExMonty.load_runner(binary, max_bytes: 10)
+      iex> message =~ "over the limit of 10 bytes"
+      true
   """
 
   @magic "EXMONTY"
   @version 1
   @kinds %{runner: 1, snapshot: 2}
   @mac_size 32
+  @default_max_bytes 64 * 1024 * 1024
 
   @doc false
   @spec encode(:runner | :snapshot, binary(), keyword()) :: {:ok, binary()}
   def encode(kind, payload, opts) do
     case key(opts) do
-      nil ->
+      unsigned when unsigned in [nil, :unsigned] ->
         {:ok, header(kind, 0) <> payload}
 
       key ->
@@ -48,10 +74,18 @@ defmodule ExMonty.Dump do
           {:ok, binary()} | {:error, ExMonty.Exception.t()}
   def decode(kind, binary, opts) when is_binary(binary) do
     expected = Map.fetch!(@kinds, kind)
+    max_bytes = max_bytes(opts)
+    key = key(opts)
 
     case binary do
+      _ when byte_size(binary) > max_bytes ->
+        ExMonty.invalid(
+          "this dump is #{byte_size(binary)} bytes, over the limit of #{max_bytes} bytes " <>
+            "(the :max_bytes option, or config :ex_monty, max_dump_bytes: ...)"
+        )
+
       <<@magic, @version, ^expected, flags, rest::binary>> ->
-        verify(flags, binary, rest, key(opts))
+        verify(flags, binary, rest, key)
 
       <<@magic, @version, other, _::binary>> ->
         ExMonty.invalid("this dump holds a #{kind_name(other)}, not a #{kind}")
@@ -69,7 +103,7 @@ defmodule ExMonty.Dump do
   def decode(_kind, other, _opts),
     do: ExMonty.invalid("a dump must be a binary, got: #{inspect(other, limit: 5)}")
 
-  defp verify(0, _binary, payload, nil = _key), do: {:ok, payload}
+  defp verify(0, _binary, payload, key) when key in [nil, :unsigned], do: {:ok, payload}
 
   defp verify(0, _binary, _payload, _key),
     do:
@@ -79,6 +113,12 @@ defmodule ExMonty.Dump do
 
   defp verify(1, _binary, _rest, nil),
     do: ExMonty.invalid("this dump is signed, but no signing key is configured")
+
+  defp verify(1, _binary, _rest, :unsigned),
+    do:
+      ExMonty.invalid(
+        "this dump is signed, and key: :unsigned accepts only unsigned dumps: pass its key"
+      )
 
   defp verify(1, binary, rest, key) when byte_size(rest) >= @mac_size do
     body_size = byte_size(binary) - @mac_size
@@ -102,16 +142,41 @@ defmodule ExMonty.Dump do
   defp kind_name(2), do: "snapshot"
   defp kind_name(_), do: "unknown kind"
 
+  # nil (no key configured), :unsigned (explicit opt-out) or a binary key.
+  # `key: nil` means the configured key: it never turns verification off.
   defp key(opts) do
-    case Keyword.get(opts, :key, Application.get_env(:ex_monty, :dump_key)) do
-      nil ->
-        nil
-
-      key when is_binary(key) and byte_size(key) > 0 ->
-        key
-
-      other ->
-        raise ArgumentError, "a dump signing key must be a non-empty binary, got: #{inspect(other)}"
+    case Keyword.get(opts, :key) do
+      nil -> configured_key()
+      :unsigned -> :unsigned
+      key -> check_key!(key, ":key")
     end
+  end
+
+  defp configured_key do
+    case Application.get_env(:ex_monty, :dump_key) do
+      nil -> nil
+      key -> check_key!(key, "config :ex_monty, dump_key:")
+    end
+  end
+
+  defp check_key!(key, _source) when is_binary(key) and byte_size(key) > 0, do: key
+
+  defp check_key!(other, source) do
+    raise ArgumentError,
+          "#{source} must be a non-empty binary (or, for :key, :unsigned), got: #{inspect(other)}"
+  end
+
+  defp max_bytes(opts) do
+    case Keyword.get(opts, :max_bytes) do
+      nil -> check_max_bytes!(Application.get_env(:ex_monty, :max_dump_bytes, @default_max_bytes))
+      value -> check_max_bytes!(value)
+    end
+  end
+
+  defp check_max_bytes!(value) when is_integer(value) and value > 0, do: value
+
+  defp check_max_bytes!(other) do
+    raise ArgumentError,
+          ":max_bytes (or config :ex_monty, max_dump_bytes:) must be a positive integer, got: #{inspect(other)}"
   end
 end

@@ -5,7 +5,9 @@ defmodule ExMonty.Limits do
   Monty enforces these inside the guest:
 
     * `:max_duration_secs` — wall-clock budget of the execution (all its
-      steps; time spent in host callbacks is not counted). Default `30.0`.
+      steps). Monty does not count time spent in the host between steps;
+      `ExMonty.Sandbox.run/2` does (callbacks and OS handlers, not sleeps).
+      Default `30.0`.
     * `:max_memory` — bytes of Python heap. Counted exactly by the guest's
       allocator; exceeding it raises `MemoryError`. Default 256 MiB.
     * `:max_recursion_depth` — Python call depth; exceeding it raises a

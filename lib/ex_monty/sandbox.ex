@@ -70,12 +70,29 @@ defmodule ExMonty.Sandbox do
       ...> ) |> elem(1) |> Map.take([:type, :message])
       %{type: :type_error, message: "the host answered Path.read_text() with 5; expected a string (str)"}
 
+  ## The run's deadline
+
+  `max_duration_secs` (see `ExMonty.Limits`) bounds the whole run in
+  wall-clock time, including the time spent in callbacks and OS handlers
+  (sleeps are governed by `max_total_sleep_secs` instead and are not
+  counted). Every wait for a callback is cut at the deadline; past it the run
+  ends with `{:error, %ExMonty.Exception{type: :timeout_error}}`, which Python
+  cannot catch.
+
   ## Callbacks never crash the caller
 
   Each callback runs in its own process. One that raises, throws, exits,
   times out or returns something other than the forms above becomes a Python
   `RuntimeError` (or `TimeoutError`) at the call site, with the Elixir reason
-  in its message; Python can catch it.
+  in its message; Python can catch it. A result whose value cannot be sent to
+  Python (a pid, a reference, ...) raises `TypeError` there; an error message
+  that is not UTF-8 is passed `inspect`ed, and an unknown exception type
+  becomes `RuntimeError: type: message`.
+
+  A callback's process never outlives its run: it is killed when it times
+  out, when the run ends (futures Python never awaited included) and when the
+  process that called `run/2` dies, even by `:kill`. Nothing is linked to the
+  caller.
 
   ## Async
 
@@ -121,6 +138,7 @@ defmodule ExMonty.Sandbox do
               os: nil,
               timeout: 10_000,
               sleep_left: nil,
+              deadline: nil,
               output: [],
               tasks: %{}
   end
@@ -158,7 +176,8 @@ defmodule ExMonty.Sandbox do
       handler: Keyword.get(opts, :handler),
       os: Keyword.get(opts, :os),
       timeout: callback_timeout(Keyword.get(opts, :callback_timeout, @default_callback_timeout)),
-      sleep_left: ExMonty.Limits.normalize!(Keyword.get(opts, :limits)).max_total_sleep_secs
+      sleep_left: ExMonty.Limits.normalize!(Keyword.get(opts, :limits)).max_total_sleep_secs,
+      deadline: run_deadline(Keyword.get(opts, :limits))
     }
 
     inputs = Keyword.get(opts, :inputs, %{})
@@ -218,13 +237,14 @@ defmodule ExMonty.Sandbox do
     {answer, state} =
       case function_for(call, state) do
         {:sync, fun} ->
-          {invoke(fn -> fun.(call.args, call.kwargs) end, state.timeout), state}
+          {invoke(fn -> fun.(call.args, call.kwargs) end, state), state}
 
         {:async, fun} ->
-          {:pending, start_task(state, call.call_id, fn -> fun.(call.args, call.kwargs) end)}
+          {:pending,
+           start_task(state, call.call_id, call.name, fn -> fun.(call.args, call.kwargs) end)}
 
         {:deferred, fun0} ->
-          {:pending, start_task(state, call.call_id, fun0)}
+          {:pending, start_task(state, call.call_id, call.name, fun0)}
 
         {:answer, answer} ->
           {answer, state}
@@ -233,7 +253,7 @@ defmodule ExMonty.Sandbox do
           {:undefined, state}
       end
 
-    step(ExMonty.resume(snapshot, answer), state)
+    resume(snapshot, answer, "host function #{call.name}", state)
   end
 
   defp loop({:name_lookup, name, snapshot, output}, state) do
@@ -245,10 +265,7 @@ defmodule ExMonty.Sandbox do
           {:ok, {:function, name}}
 
         state.handler && function_exported?(state.handler, :handle_name_lookup, 1) ->
-          case invoke(
-                 fn -> lookup_result(state.handler.handle_name_lookup(name)) end,
-                 state.timeout
-               ) do
+          case invoke(fn -> lookup_result(state.handler.handle_name_lookup(name)) end, state) do
             {:ok, _} = ok -> ok
             {:error, _, _} = error -> error
           end
@@ -262,24 +279,141 @@ defmodule ExMonty.Sandbox do
       end
 
     answer = if answer == {:ok, :__undefined__}, do: :undefined, else: answer
-    step(ExMonty.resume(snapshot, answer), state)
+    resume(snapshot, answer, "host name lookup for #{name}", state)
   end
 
   defp loop({:os_call, %OsCall{} = call, snapshot, output}, state) do
     state = %{state | output: [state.output | output]}
     {answer, state} = os_answer(call, state)
     answer = check_os_answer(call, answer)
-    step(ExMonty.resume(snapshot, answer), state)
+    resume(snapshot, answer, "host OS handler for #{call.python_name}", state)
   end
 
   defp loop({:resolve_futures, ids, %Snapshot{} = snapshot, output}, state) do
     state = %{state | output: [state.output | output]}
-    {results, state} = await_tasks(ids, state)
-    step(ExMonty.resume_futures(snapshot, results), state)
+    {results, names, state} = await_tasks(ids, state)
+    resume_futures(snapshot, results, names, state)
   end
 
+  # Resumes with `answer` (built from what `source` returned), unless the run's
+  # deadline has passed. An answer the NIF refuses leaves the snapshot
+  # unconsumed: it is resumed again with a TypeError Python can catch.
+  defp resume(snapshot, answer, source, state) do
+    with {:ok, left} <- time_left(state) do
+      case ExMonty.resume(snapshot, answer, timeout: left) do
+        {:error, %Exception{type: :invalid_input, message: reason}} = refused ->
+          retry = {:error, :type_error, unsendable(source, reason)}
+
+          with {:ok, left} <- time_left(state) do
+            case ExMonty.resume(snapshot, retry, timeout: left) do
+              {:error, %Exception{type: type}} when type in [:invalid_input, :snapshot_consumed] ->
+                step(refused, state)
+
+              other ->
+                step(other, state)
+            end
+          end
+
+        other ->
+          step(other, state)
+      end
+    end
+  end
+
+  # `names`: call id => the host function that answered it.
+  defp resume_futures(snapshot, results, names, state) do
+    with {:ok, left} <- time_left(state) do
+      case ExMonty.resume_futures(snapshot, results, timeout: left) do
+        {:error, %Exception{type: :invalid_input}} = refused ->
+          # The NIF does not say which answer it refused: find them one by one.
+          fixed = Enum.map(results, &sendable_future(&1, names))
+
+          with true <- fixed != results, {:ok, left} <- time_left(state) do
+            case ExMonty.resume_futures(snapshot, fixed, timeout: left) do
+              {:error, %Exception{type: type}} when type in [:invalid_input, :snapshot_consumed] ->
+                step(refused, state)
+
+              other ->
+                step(other, state)
+            end
+          else
+            false -> step(refused, state)
+            timeout -> timeout
+          end
+
+        other ->
+          step(other, state)
+      end
+    end
+  end
+
+  defp sendable_future({id, {:ok, value}} = result, names) do
+    # Converting the value as an input applies the same checks as an answer.
+    case ExMonty.eval("None", inputs: %{"v" => value}) do
+      {:error, %Exception{type: :invalid_input, message: reason}} ->
+        source = "host function #{Map.get(names, id, "")}"
+        {id, {:error, :type_error, unsendable(source, reason)}}
+
+      _ ->
+        result
+    end
+  end
+
+  defp sendable_future(result, _names), do: result
+
+  defp unsendable(source, reason),
+    do: "#{source} returned a value that cannot be sent to Python: #{reason}"
+
   defp step({:ok, progress}, state), do: loop(progress, state)
+
+  defp step({:error, %Exception{type: :timeout_error}} = error, state) do
+    case time_left(state) do
+      {:ok, _} -> {error, state}
+      deadline_passed -> deadline_passed
+    end
+  end
+
   defp step({:error, _} = error, state), do: {error, state}
+
+  # ---------------------------------------------------------------------------
+  # The run's deadline: max_duration_secs of wall-clock time, host callbacks
+  # and OS handlers included, sleeps excluded.
+  # ---------------------------------------------------------------------------
+
+  defp run_deadline(limits) do
+    case ExMonty.Limits.normalize!(limits).max_duration_secs do
+      nil -> nil
+      secs -> {System.monotonic_time(:millisecond) + round(secs * 1000), secs}
+    end
+  end
+
+  defp time_left(%State{deadline: nil}), do: {:ok, :infinity}
+
+  defp time_left(%State{deadline: {deadline, secs}} = state) do
+    case deadline - System.monotonic_time(:millisecond) do
+      left when left > 0 ->
+        {:ok, left}
+
+      _ ->
+        error = %Exception{
+          type: :timeout_error,
+          python_type: "TimeoutError",
+          message:
+            "the run exceeded max_duration_secs (#{secs} s), counting time spent in host callbacks"
+        }
+
+        {{:error, error}, state}
+    end
+  end
+
+  # How long to wait for a callback: its timeout, cut at the run's deadline.
+  defp wait_for(state, timeout) do
+    case time_left(state) do
+      {:ok, :infinity} -> timeout
+      {:ok, left} -> min(timeout, left)
+      _ -> 0
+    end
+  end
 
   defp collect(state, output), do: IO.iodata_to_binary([state.output | output])
 
@@ -299,7 +433,7 @@ defmodule ExMonty.Sandbox do
         if state.handler && function_exported?(state.handler, :handle_function, 3) do
           handler = state.handler
 
-          case invoke_raw(fn -> handler.handle_function(name, args, kwargs) end, state.timeout) do
+          case invoke_raw(fn -> handler.handle_function(name, args, kwargs) end, state) do
             {:returned, {:async, fun0}} when is_function(fun0, 0) -> {:deferred, fun0}
             {:returned, result} -> {:answer, normalize(result)}
             {:failed, answer} -> {:answer, answer}
@@ -327,8 +461,14 @@ defmodule ExMonty.Sandbox do
         {{:error, :timeout_error, "total sleep limit (max_total_sleep_secs) exceeded"}, state}
 
       left ->
-        Process.sleep(round(seconds * 1000))
-        {{:ok, nil}, %{state | sleep_left: if(is_number(left), do: left - seconds, else: left)}}
+        slept = sleep(seconds)
+
+        {{:ok, nil},
+         %{
+           state
+           | sleep_left: if(is_number(left), do: left - seconds, else: left),
+             deadline: extend(state.deadline, slept)
+         }}
     end
   end
 
@@ -342,7 +482,7 @@ defmodule ExMonty.Sandbox do
   defp os_answer(%OsCall{} = call, %State{os: os} = state) when is_map(os) do
     case Map.fetch(os, call.function) do
       {:ok, fun} when is_function(fun, 2) ->
-        {invoke(fn -> fun.(call.args, call.kwargs) end, state.timeout), state}
+        {invoke(fn -> fun.(call.args, call.kwargs) end, state), state}
 
       _ ->
         handler_os(call, state)
@@ -369,10 +509,7 @@ defmodule ExMonty.Sandbox do
   end
 
   defp os_invoke(module, call, state) do
-    case invoke_raw(
-           fn -> module.handle_os(call.function, call.args, call.kwargs) end,
-           state.timeout
-         ) do
+    case invoke_raw(fn -> module.handle_os(call.function, call.args, call.kwargs) end, state) do
       {:returned, :not_handled} -> default_os(call)
       {:returned, result} -> normalize(result)
       {:failed, answer} -> answer
@@ -478,55 +615,125 @@ defmodule ExMonty.Sandbox do
 
   # ---------------------------------------------------------------------------
   # Running callbacks safely
+  #
+  # Every callback runs under a watchdog: the watchdog monitors the caller,
+  # runs `fun` in a process linked to it, enforces the timeout itself and sends
+  # the result to the caller, which monitors only the watchdog (nothing is
+  # linked to the caller). When the callback times out, the caller dies (even
+  # by :kill) or the run ends, the watchdog kills the process running `fun`
+  # and waits for it to be gone.
   # ---------------------------------------------------------------------------
 
-  defp invoke(fun, timeout) do
-    case invoke_raw(fun, timeout) do
+  defp invoke(fun, state) do
+    case invoke_raw(fun, state) do
       {:returned, result} -> normalize(result)
       {:failed, answer} -> answer
     end
   end
 
-  # Runs `fun` in its own process: a raise, throw, exit or timeout becomes a
+  # Runs `fun` under a watchdog and waits for it, at most until the callback
+  # timeout or the run's deadline: a raise, throw, exit or timeout becomes a
   # Python exception instead of a crash of the caller.
-  defp invoke_raw(fun, timeout) do
-    {pid, ref} =
-      spawn_monitor(fn ->
-        result =
-          try do
-            {:returned, fun.()}
-          rescue
-            e ->
-              {:failed,
-               {:error, :runtime_error, "host callback raised: " <> Elixir.Exception.message(e)}}
-          catch
-            kind, reason ->
-              {:failed,
-               {:error, :runtime_error, "host callback #{kind}: #{inspect(reason, limit: 20)}"}}
-          end
+  defp invoke_raw(fun, state) do
+    {watchdog, ref} = spawn_callback(fun, wait_for(state, state.timeout), state.timeout)
+    await_callback(watchdog, ref)
+  end
 
-        exit({:ex_monty_callback, result})
-      end)
+  defp spawn_callback(fun, wait, timeout) do
+    caller = self()
+    spawn_monitor(fn -> watchdog(caller, fun, wait, timeout) end)
+  end
+
+  defp watchdog(caller, fun, wait, timeout) do
+    Process.flag(:trap_exit, true)
+    caller_ref = Process.monitor(caller)
+    runner = spawn_link(fn -> exit({:ex_monty_callback, run_callback(fun)}) end)
+
+    result =
+      receive do
+        {:EXIT, ^runner, {:ex_monty_callback, result}} ->
+          result
+
+        {:EXIT, ^runner, reason} ->
+          {:failed, {:error, :runtime_error, "host callback exited: #{inspect(reason, limit: 20)}"}}
+
+        {:DOWN, ^caller_ref, :process, _, _} ->
+          stop_runner(runner)
+          exit(:normal)
+
+        :ex_monty_cancel ->
+          stop_runner(runner)
+          exit(:normal)
+      after
+        wait ->
+          stop_runner(runner)
+          {:failed, {:error, :timeout_error, "host callback timed out after #{timeout} ms"}}
+      end
+
+    send(caller, {:ex_monty_callback, self(), result})
+  end
+
+  defp run_callback(fun) do
+    {:returned, fun.()}
+  rescue
+    e ->
+      {:failed, {:error, :runtime_error, "host callback raised: " <> Elixir.Exception.message(e)}}
+  catch
+    kind, reason ->
+      {:failed, {:error, :runtime_error, "host callback #{kind}: #{inspect(reason, limit: 20)}"}}
+  end
+
+  # :kill cannot be trapped; the link tells when the runner is gone.
+  defp stop_runner(runner) do
+    Process.exit(runner, :kill)
 
     receive do
-      {:DOWN, ^ref, :process, ^pid, {:ex_monty_callback, result}} ->
+      {:EXIT, ^runner, _} -> :ok
+    end
+  end
+
+  defp await_callback(watchdog, ref) do
+    receive do
+      {:ex_monty_callback, ^watchdog, result} ->
+        Process.demonitor(ref, [:flush])
         result
 
-      {:DOWN, ^ref, :process, ^pid, reason} ->
+      {:DOWN, ^ref, :process, ^watchdog, reason} ->
         {:failed, {:error, :runtime_error, "host callback exited: #{inspect(reason, limit: 20)}"}}
+    end
+  end
+
+  # Stops a callback and waits until its processes are gone; its result, if
+  # already sent, is dropped.
+  defp cancel_callback(watchdog, ref) do
+    send(watchdog, :ex_monty_cancel)
+    await_down(watchdog, ref)
+  end
+
+  defp await_down(watchdog, ref) do
+    receive do
+      {:DOWN, ^ref, :process, ^watchdog, _} -> :ok
     after
-      timeout ->
+      5_000 ->
+        Process.exit(watchdog, :kill)
         Process.demonitor(ref, [:flush])
-        Process.exit(pid, :kill)
-        {:failed, {:error, :timeout_error, "host callback timed out after #{timeout} ms"}}
+    end
+
+    receive do
+      {:ex_monty_callback, ^watchdog, _} -> :ok
+    after
+      0 -> :ok
     end
   end
 
   defp normalize({:ok, _} = ok), do: ok
 
-  defp normalize({:error, type, message} = error) when is_atom(type) and is_binary(message) do
+  defp normalize({:error, type, message}) when is_atom(type) and is_binary(message) do
+    # The NIF takes only UTF-8 messages and known exception types.
+    message = if String.valid?(message), do: message, else: inspect(message)
+
     if Map.has_key?(Exception.python_types(), type) or decimal_type?(type) do
-      error
+      {:error, type, message}
     else
       {:error, :runtime_error, "#{type}: #{message}"}
     end
@@ -543,54 +750,58 @@ defmodule ExMonty.Sandbox do
   # Async host calls
   # ---------------------------------------------------------------------------
 
-  defp start_task(state, call_id, fun) do
-    parent = self()
-    timeout = state.timeout
-
-    {pid, ref} =
-      spawn_monitor(fn ->
-        send(parent, {:ex_monty_future, self(), invoke(fun, timeout)})
-      end)
-
-    %{state | tasks: Map.put(state.tasks, call_id, {pid, ref})}
+  defp start_task(state, call_id, name, fun) do
+    task = spawn_callback(fun, state.timeout, state.timeout)
+    %{state | tasks: Map.put(state.tasks, call_id, {task, name})}
   end
 
   defp await_tasks(ids, state) do
-    deadline = System.monotonic_time(:millisecond) + state.timeout
+    deadline = System.monotonic_time(:millisecond) + wait_for(state, state.timeout)
 
-    Enum.reduce(ids, {[], state}, fn id, {acc, state} ->
+    Enum.reduce(ids, {[], %{}, state}, fn id, {acc, names, state} ->
       case Map.pop(state.tasks, id) do
         {nil, _} ->
-          {[{id, {:error, :runtime_error, "no pending host call with id #{id}"}} | acc], state}
+          answer = {:error, :runtime_error, "no pending host call with id #{id}"}
+          {[{id, answer} | acc], names, state}
 
-        {{pid, ref}, tasks} ->
+        {{{watchdog, ref}, name}, tasks} ->
           left = max(deadline - System.monotonic_time(:millisecond), 0)
 
           answer =
             receive do
-              {:ex_monty_future, ^pid, answer} ->
+              {:ex_monty_callback, ^watchdog, result} ->
                 Process.demonitor(ref, [:flush])
-                answer
 
-              {:DOWN, ^ref, :process, ^pid, reason} ->
+                case result do
+                  {:returned, result} -> normalize(result)
+                  {:failed, answer} -> answer
+                end
+
+              {:DOWN, ^ref, :process, ^watchdog, reason} ->
                 {:error, :runtime_error, "host callback exited: #{inspect(reason, limit: 20)}"}
             after
               left ->
-                Process.demonitor(ref, [:flush])
-                Process.exit(pid, :kill)
+                cancel_callback(watchdog, ref)
                 {:error, :timeout_error, "host callback timed out after #{state.timeout} ms"}
             end
 
-          {[{id, answer} | acc], %{state | tasks: tasks}}
+          {[{id, answer} | acc], Map.put(names, id, name), %{state | tasks: tasks}}
       end
     end)
-    |> then(fn {results, state} -> {Enum.reverse(results), state} end)
+    |> then(fn {results, names, state} -> {Enum.reverse(results), names, state} end)
   end
 
   defp shutdown_tasks(%State{tasks: tasks}) do
-    Enum.each(tasks, fn {_id, {pid, ref}} ->
-      Process.demonitor(ref, [:flush])
-      Process.exit(pid, :kill)
-    end)
+    Enum.each(tasks, fn {_id, {{watchdog, _ref}, _name}} -> send(watchdog, :ex_monty_cancel) end)
+    Enum.each(tasks, fn {_id, {{watchdog, ref}, _name}} -> await_down(watchdog, ref) end)
   end
+
+  defp sleep(seconds) do
+    started = System.monotonic_time(:millisecond)
+    Process.sleep(round(seconds * 1000))
+    System.monotonic_time(:millisecond) - started
+  end
+
+  defp extend(nil, _ms), do: nil
+  defp extend({deadline, secs}, ms), do: {deadline + ms, secs}
 end
