@@ -193,13 +193,14 @@ defmodule ExMonty do
 
   Calls to undefined functions raise `NameError` (use `start/3` or
   `ExMonty.Sandbox` to provide them). Outside `:mounts`, the code gets no
-  OS: file access raises `PermissionError: Permission denied: '/path'`, and
-  environment access (`os.getenv`, `os.environ`) and `os.urandom` raise
-  `RuntimeError: 'os.getenv' is not supported in this environment` (these
-  answers come from Monty inside the sandbox; `ExMonty.Sandbox` answers with
-  CPython's messages instead — `[Errno 13] Permission denied: '/path'`).
-  Clocks (`time.time()`, `datetime.now()`) read the host clock and sleeps
-  wait in the calling process, within `max_total_sleep_secs`.
+  OS, and is told so as CPython would (the same answers `ExMonty.Sandbox`
+  gives without an `:os` handler): file access raises
+  `PermissionError: [Errno 13] Permission denied: '/path'`, environment
+  access (`os.getenv`, `os.environ`) raises
+  `PermissionError: environment access is not allowed in this sandbox`, and
+  `os.urandom` raises `RuntimeError`. Clocks (`time.time()`,
+  `datetime.now()`) read the host clock and sleeps wait in the calling
+  process, within `max_total_sleep_secs`.
 
   ## Examples
 
@@ -212,12 +213,12 @@ defmodule ExMonty do
       iex> {:error, %ExMonty.Exception{type: :permission_error, message: message}} =
       ...>   ExMonty.eval("open('/etc/passwd').read()")
       iex> message
-      "Permission denied: '/etc/passwd'"
+      "[Errno 13] Permission denied: '/etc/passwd'"
 
-      iex> {:error, %ExMonty.Exception{type: :runtime_error, message: message}} =
+      iex> {:error, %ExMonty.Exception{type: :permission_error, message: message}} =
       ...>   ExMonty.eval("import os\\nos.getenv('HOME')")
       iex> message
-      "'os.getenv' is not supported in this environment"
+      "environment access is not allowed in this sandbox"
 
       iex> {:error, %ExMonty.Exception{type: :invalid_input}} =
       ...>   ExMonty.eval("1", inputs: %{"class" => 1})

@@ -188,7 +188,7 @@ fn too_deep(what: &str) -> MontyException {
         ExcType::RecursionError,
         Some(format!(
             "{what} is nested deeper than max_recursion_depth allows; \
-             raise the limit (at most 10000) to pass it"
+             raise the limit (at most 10100) to pass it"
         )),
     )
 }
@@ -298,7 +298,7 @@ fn auto_answer(
         }
         RunProgress::NameLookup(lookup) => lookup.resume(NameLookupResult::Undefined, print),
         RunProgress::OsCall(call) => {
-            let error = call.function_call.on_no_handler();
+            let error = denied(&call.function_call);
             call.resume(ExtFunctionResult::Error(error), print)
         }
         RunProgress::ResolveFutures(futures) => futures.abort(
@@ -309,6 +309,29 @@ fn auto_answer(
             print,
         ),
         complete @ RunProgress::Complete(_) => Ok(complete),
+    }
+}
+
+/// What an OS call nobody serves raises: CPython's own denial for files
+/// (`[Errno 13] Permission denied: '/path'`) and a `PermissionError` for the
+/// environment, the same answers `ExMonty.Sandbox` gives without a handler;
+/// anything else raises what Monty raises without a host.
+fn denied(call: &OsFunctionCall) -> MontyException {
+    match call {
+        OsFunctionCall::Getenv(_) | OsFunctionCall::GetEnviron => MontyException::new(
+            ExcType::PermissionError,
+            Some("environment access is not allowed in this sandbox".to_owned()),
+        ),
+        call => match call.fs_primary_path() {
+            Some(path) => MontyException::new(
+                ExcType::PermissionError,
+                Some(format!(
+                    "[Errno 13] Permission denied: '{}'",
+                    path.replace('\'', "\\'")
+                )),
+            ),
+            None => call.on_no_handler(),
+        },
     }
 }
 
@@ -415,7 +438,7 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
         )),
         // `undefined`: no handler; raise what Python raises without one.
         (RunProgress::OsCall(call), Answer::Undefined) => Ok(Decoded::Ext(
-            ExtFunctionResult::Error(call.function_call.on_no_handler()),
+            ExtFunctionResult::Error(denied(&call.function_call)),
         )),
         (RunProgress::OsCall(call), answer) => {
             ext_result(answer, call.function_call.name(), max_memory).map(Decoded::Ext)

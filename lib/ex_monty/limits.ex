@@ -11,9 +11,12 @@ defmodule ExMonty.Limits do
     * `:max_memory` — bytes of Python heap. Counted exactly by the guest's
       allocator; exceeding it raises `MemoryError`. Default 256 MiB.
     * `:max_recursion_depth` — Python call depth; exceeding it raises a
-      catchable `RecursionError`. Default 1000 (Monty's own), at most 10 000.
-      It also bounds how deeply nested a returned value is exported: deeper
-      levels come back as `{:repr, "<deeply nested>"}`.
+      catchable `RecursionError`. Default 1000 (Monty's own), at most 10 100.
+      It also bounds how deeply nested a value crossing to the host may be: a
+      result nested deeper is refused with `:recursion_error` (never returned
+      cut short), and a host call with such an argument raises
+      `RecursionError` where it is made. At 10 100, values 10 000 levels deep
+      round-trip whole.
     * `:max_allocations` — heap allocations of one execution (counted by the
       guest's allocator; exceeding it stops the execution with
       `:memory_error`). Default: no limit.
@@ -135,11 +138,11 @@ defmodule ExMonty.Limits do
   end
 
   defp check!(:max_recursion_depth, value) do
-    if is_integer(value) and value > 0 and value <= 10_000 do
+    if is_integer(value) and value > 0 and value <= 10_100 do
       value
     else
       raise ArgumentError,
-            "max_recursion_depth must be an integer between 1 and 10000, got: #{inspect(value)}"
+            "max_recursion_depth must be an integer between 1 and 10100, got: #{inspect(value)}"
     end
   end
 
