@@ -75,10 +75,17 @@ defmodule ExMonty.StackSafetyTest do
 
     assert {:ok, {:complete, "refused", ""}} = ExMonty.start(runner, %{"x" => deep})
 
-    deep = Enum.reduce(1..9_990, [], fn _, acc -> [acc] end)
+    deep = Enum.reduce(1..10_000, [], fn _, acc -> [acc] end)
 
     assert {:ok, ^deep, ""} =
-             ExMonty.eval("x", inputs: %{"x" => deep}, limits: %{max_recursion_depth: 10_000})
+             ExMonty.eval("x", inputs: %{"x" => deep}, limits: %{max_recursion_depth: 10_100})
+
+    {:ok, runner} = ExMonty.compile("f(x)", inputs: ["x"])
+
+    assert {:ok, {:function_call, %{args: [^deep]}, snapshot, ""}} =
+             ExMonty.start(runner, %{"x" => deep}, limits: %{max_recursion_depth: 10_100})
+
+    assert {:ok, {:complete, ^deep, ""}} = ExMonty.resume(snapshot, {:ok, deep})
   end
 
   test "at the highest recursion limit, deep values still export" do
