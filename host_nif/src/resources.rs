@@ -73,7 +73,7 @@ pub struct Paused {
 
 /// An instance that holds a paused execution. Counted, so the host keeps a
 /// bounded number of them: beyond `max_live_paused`, new pauses hibernate.
-pub struct PausedInstance(Option<Instance>);
+pub struct PausedInstance(Option<Box<Instance>>);
 
 static LIVE_PAUSED: AtomicUsize = AtomicUsize::new(0);
 static MAX_LIVE_PAUSED: AtomicUsize = AtomicUsize::new(256);
@@ -81,16 +81,16 @@ static MAX_LIVE_PAUSED: AtomicUsize = AtomicUsize::new(256);
 impl PausedInstance {
     pub fn new(instance: Instance) -> Self {
         LIVE_PAUSED.fetch_add(1, Ordering::Relaxed);
-        Self(Some(instance))
+        Self(Some(Box::new(instance)))
     }
 
     /// The instance, no longer counted as paused.
     pub fn into_instance(mut self) -> Option<Instance> {
-        self.0.take()
+        self.0.take().map(|instance| *instance)
     }
 
     pub fn instance_mut(&mut self) -> Option<&mut Instance> {
-        self.0.as_mut()
+        self.0.as_deref_mut()
     }
 }
 
