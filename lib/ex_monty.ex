@@ -131,7 +131,7 @@ defmodule ExMonty do
       ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :script_name, :timeout
   """
 
-  alias ExMonty.{Exception, FunctionCall, Job, Limits, Native, Options, OsCall, Runner, Snapshot}
+  alias ExMonty.{Exception, Execution, FunctionCall, OsCall, Runner, Snapshot}
 
   @typedoc "A Python value as Elixir data (see the type mapping above)."
   @type value :: term()
@@ -161,12 +161,6 @@ defmodule ExMonty do
       Python raises `NameError`.
   """
   @type answer :: {:ok, value()} | {:error, atom(), String.t()} | :pending | :undefined
-
-  @default_script "main.py"
-
-  # ---------------------------------------------------------------------------
-  # One-shot evaluation
-  # ---------------------------------------------------------------------------
 
   @doc """
   Compiles and runs `code`.
@@ -224,27 +218,7 @@ defmodule ExMonty do
       ...>   ExMonty.eval("1", inputs: %{"class" => 1})
   """
   @spec eval(String.t(), keyword()) :: result()
-  def eval(code, opts \\ []) do
-    opts = Options.validate!(opts, :eval)
-
-    with {:ok, code} <- check_code(code, "ExMonty.eval/2"),
-         {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
-         {:ok, limits} <- limits(opts) do
-      names = Enum.map(inputs, &elem(&1, 0))
-      values = Enum.map(inputs, &elem(&1, 1))
-      script = script_name(opts)
-      native = Limits.to_native(limits)
-
-      run_opts = run_options(opts, false)
-
-      Job.run(
-        fn -> Native.eval(code, script, names, values, native, run_opts) end,
-        fn -> Native.eval_dirty(code, script, names, values, native, run_opts) end,
-        timeout(opts)
-      )
-      |> drive(limits, "")
-    end
-  end
+  defdelegate eval(code, opts \\ []), to: Execution
 
   @doc """
   Like `eval/2`, but returns the value and raises `ExMonty.Exception` on error.
@@ -255,16 +229,7 @@ defmodule ExMonty do
       "aaa"
   """
   @spec eval!(String.t(), keyword()) :: value()
-  def eval!(code, opts \\ []) do
-    case eval(code, opts) do
-      {:ok, value, _output} -> value
-      {:error, exception} -> raise exception
-    end
-  end
-
-  # ---------------------------------------------------------------------------
-  # Compile and run
-  # ---------------------------------------------------------------------------
+  defdelegate eval!(code, opts \\ []), to: Execution
 
   @doc """
   Compiles `code` into a reusable `ExMonty.Runner`.
@@ -292,25 +257,7 @@ defmodule ExMonty do
       :syntax_error
   """
   @spec compile(String.t(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
-  def compile(code, opts \\ []) do
-    opts = Options.validate!(opts, :compile)
-
-    with {:ok, code} <- check_code(code, "ExMonty.compile/2"),
-         {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])) do
-      script = script_name(opts)
-
-      case Job.run(
-             fn -> Native.compile(code, script, names) end,
-             fn -> Native.compile_dirty(code, script, names) end
-           ) do
-        {:ok, resource} ->
-          {:ok, %Runner{resource: resource, script_name: script, input_names: names}}
-
-        {:error, _} = error ->
-          error
-      end
-    end
-  end
+  defdelegate compile(code, opts \\ []), to: Execution
 
   @doc """
   Runs a compiled runner with `inputs` (a map with one value per input name).
@@ -329,76 +276,13 @@ defmodule ExMonty do
       {:ok, 42, ""}
   """
   @spec run(Runner.t(), map(), keyword()) :: result()
-  def run(runner, inputs \\ %{}, opts \\ [])
-
-  def run(%Runner{} = runner, inputs, opts) do
-    opts = Options.validate!(opts, :run)
-
-    with {:ok, values} <- runner_inputs(runner, inputs),
-         {:ok, limits} <- limits(opts) do
-      native = Limits.to_native(limits)
-      run_opts = run_options(opts, false)
-
-      Job.run(
-        fn -> Native.start(runner.resource, values, native, run_opts) end,
-        fn -> Native.start_dirty(runner.resource, values, native, run_opts) end,
-        timeout(opts)
-      )
-      |> drive(limits, "")
-    end
-  end
-
-  def run(other, _inputs, _opts), do: not_a!("ExMonty.run/3", "an ExMonty.Runner", other)
+  defdelegate run(runner, inputs \\ %{}, opts \\ []), to: Execution
 
   @doc """
   Like `run/3`, but returns the value and raises `ExMonty.Exception` on error.
   """
   @spec run!(Runner.t(), map(), keyword()) :: value()
-  def run!(runner, inputs \\ %{}, opts \\ []) do
-    case run(runner, inputs, opts) do
-      {:ok, value, _output} -> value
-      {:error, exception} -> raise exception
-    end
-  end
-
-  # In eval/run the guest answers every host call itself; only sleeps come
-  # back, so that the wait happens here (in the caller) and not on a thread.
-  defp drive({:ok, {:complete, value, output}}, _limits, acc), do: {:ok, value, acc <> output}
-
-  defp drive({:ok, {:os_call, {name, args, _kwargs, _id}, resource, output}}, limits, acc)
-       when name in ["system.sleep", "system.async_sleep"] do
-    seconds =
-      case args do
-        [s | _] when is_number(s) -> s
-        _ -> 0
-      end
-
-    {answer, limits} = sleep(seconds, limits)
-    drive(resume_native(resource, answer, :infinity), limits, acc <> output)
-  end
-
-  defp drive({:ok, {_kind, _call, resource, _output}}, _limits, _acc) when is_reference(resource) do
-    invalid("unexpected pause in a non-interactive run")
-  end
-
-  defp drive({:error, exception}, _limits, acc),
-    do: {:error, Exception.prepend_output(exception, acc)}
-
-  defp sleep(seconds, limits) do
-    case limits.max_total_sleep_secs do
-      left when is_number(left) and seconds > left ->
-        {{:raise, :timeout_error, "total sleep limit (max_total_sleep_secs) exceeded"}, limits}
-
-      left ->
-        Process.sleep(round(seconds * 1000))
-        left = if is_number(left), do: left - seconds, else: left
-        {{:value, nil}, %{limits | max_total_sleep_secs: left}}
-    end
-  end
-
-  # ---------------------------------------------------------------------------
-  # Interactive execution
-  # ---------------------------------------------------------------------------
+  defdelegate run!(runner, inputs \\ %{}, opts \\ []), to: Execution
 
   @doc """
   Starts a runner and returns at the first host call, name lookup or OS call.
@@ -426,25 +310,7 @@ defmodule ExMonty do
   An unknown option or an invalid value raises `ArgumentError`.
   """
   @spec start(Runner.t(), map(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
-  def start(runner, inputs \\ %{}, opts \\ [])
-
-  def start(%Runner{} = runner, inputs, opts) do
-    opts = Options.validate!(opts, :start)
-
-    with {:ok, values} <- runner_inputs(runner, inputs),
-         {:ok, limits} <- limits(opts) do
-      native = Limits.to_native(limits)
-      run_opts = run_options(opts, true)
-
-      Job.run(
-        fn -> Native.start(runner.resource, values, native, run_opts) end,
-        fn -> Native.start_dirty(runner.resource, values, native, run_opts) end
-      )
-      |> progress()
-    end
-  end
-
-  def start(other, _inputs, _opts), do: not_a!("ExMonty.start/3", "an ExMonty.Runner", other)
+  defdelegate start(runner, inputs \\ %{}, opts \\ []), to: Execution
 
   @doc """
   Answers a paused call and runs to the next pause or the end.
@@ -464,18 +330,7 @@ defmodule ExMonty do
       {:ok, {:complete, "bad", ""}}
   """
   @spec resume(Snapshot.t(), answer(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
-  def resume(snapshot, answer, opts \\ [])
-
-  def resume(%Snapshot{resource: resource}, answer, opts) do
-    timeout = timeout(validate_opts!(opts, [:timeout]))
-
-    case native_answer(answer) do
-      {:ok, native} -> resume_native(resource, native, timeout) |> progress()
-      {:error, _} = error -> error
-    end
-  end
-
-  def resume(other, _answer, _opts), do: not_a!("ExMonty.resume/3", "an ExMonty.Snapshot", other)
+  defdelegate resume(snapshot, answer, opts \\ []), to: Execution
 
   @doc """
   Resolves futures of a `:resolve_futures` pause: `results` is a list or map of
@@ -489,107 +344,7 @@ defmodule ExMonty do
   """
   @spec resume_futures(Snapshot.t(), map() | [{non_neg_integer(), answer()}], keyword()) ::
           {:ok, progress()} | {:error, Exception.t()}
-  def resume_futures(snapshot, results, opts \\ [])
-
-  def resume_futures(%Snapshot{resource: resource}, results, opts)
-      when is_map(results) or is_list(results) do
-    timeout = timeout(validate_opts!(opts, [:timeout]))
-
-    results
-    |> Enum.reduce_while({:ok, []}, fn
-      {id, answer}, {:ok, acc} when is_integer(id) and id >= 0 ->
-        case native_answer(answer) do
-          {:ok, native} -> {:cont, {:ok, [{id, native} | acc]}}
-          error -> {:halt, error}
-        end
-
-      other, _ ->
-        raise ArgumentError,
-              "ExMonty.resume_futures/2 takes {call_id, answer} pairs (call_id a non-negative " <>
-                "integer), got: #{inspect(other, limit: 10)}"
-    end)
-    |> case do
-      {:ok, natives} ->
-        natives = Enum.reverse(natives)
-
-        Job.run(
-          fn -> Native.resume_futures(resource, natives) end,
-          fn -> Native.resume_futures_dirty(resource, natives) end,
-          timeout
-        )
-        |> progress()
-
-      error ->
-        error
-    end
-  end
-
-  def resume_futures(%Snapshot{}, other, _opts) do
-    raise ArgumentError,
-          "ExMonty.resume_futures/3 takes a map or list of {call_id, answer}, got: " <>
-            inspect(other, limit: 10)
-  end
-
-  def resume_futures(other, _results, _opts),
-    do: not_a!("ExMonty.resume_futures/3", "an ExMonty.Snapshot", other)
-
-  defp resume_native(resource, native, timeout) do
-    Job.run(
-      fn -> Native.resume(resource, native) end,
-      fn -> Native.resume_dirty(resource, native) end,
-      timeout
-    )
-  end
-
-  defp native_answer({:ok, value}), do: {:ok, {:value, value}}
-
-  defp native_answer({:error, type, message}) when is_atom(type) and is_binary(message),
-    do: {:ok, {:raise, type, message}}
-
-  defp native_answer(:pending), do: {:ok, :pending}
-  defp native_answer(:undefined), do: {:ok, :undefined}
-
-  defp native_answer(other) do
-    invalid(
-      "an answer is {:ok, value}, {:error, exception_type, message}, :pending or :undefined; got: " <>
-        inspect(other, limit: 10)
-    )
-  end
-
-  @doc false
-  # Raw NIF progress -> public progress.
-  @spec progress({:ok, tuple()} | {:error, Exception.t()}) ::
-          {:ok, progress()} | {:error, Exception.t()}
-  def progress({:ok, {:complete, value, output}}), do: {:ok, {:complete, value, output}}
-
-  def progress({:ok, {:function_call, {name, args, kwargs, id, method}, resource, output}}) do
-    call = %FunctionCall{name: name, args: args, kwargs: kwargs, call_id: id, method_call: method}
-    {:ok, {:function_call, call, %Snapshot{resource: resource}, output}}
-  end
-
-  def progress({:ok, {:os_call, {name, args, kwargs, id}, resource, output}}) do
-    call = %OsCall{
-      function: OsCall.function_atom(name),
-      python_name: name,
-      args: args,
-      kwargs: kwargs,
-      call_id: id
-    }
-
-    {:ok, {:os_call, call, %Snapshot{resource: resource}, output}}
-  end
-
-  def progress({:ok, {:name_lookup, name, resource, output}}),
-    do: {:ok, {:name_lookup, name, %Snapshot{resource: resource}, output}}
-
-  def progress({:ok, {:resolve_futures, ids, resource, output}}),
-    do: {:ok, {:resolve_futures, ids, %Snapshot{resource: resource}, output}}
-
-  def progress({:error, _} = error), do: error
-
-  # ---------------------------------------------------------------------------
-  # Serialization
-  # ---------------------------------------------------------------------------
+  defdelegate resume_futures(snapshot, results, opts \\ []), to: Execution
 
   @doc """
   Serializes a runner (see `ExMonty.Dump` for the format and signing).
@@ -607,14 +362,7 @@ defmodule ExMonty do
       {:ok, 2, ""}
   """
   @spec dump(Runner.t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
-  def dump(runner, opts \\ [])
-
-  def dump(%Runner{resource: resource}, opts) do
-    opts = validate_opts!(opts, [:key])
-    ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts)
-  end
-
-  def dump(other, _opts), do: invalid("expected an ExMonty.Runner, got: #{inspect(other)}")
+  defdelegate dump(runner, opts \\ []), to: Execution
 
   @doc """
   Restores a runner from `dump/2`. Corrupt, foreign, tampered or oversized
@@ -624,37 +372,14 @@ defmodule ExMonty do
   `ExMonty.Dump`); any other raises `ArgumentError`.
   """
   @spec load_runner(binary(), keyword()) :: {:ok, Runner.t()} | {:error, Exception.t()}
-  def load_runner(binary, opts \\ []) do
-    opts = validate_opts!(opts, [:key, :max_bytes])
-
-    with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts),
-         {:ok, resource} <-
-           Job.run(fn -> Native.load_runner(program) end, fn ->
-             Native.load_runner_dirty(program)
-           end) do
-      {script, names} = Native.runner_meta(resource)
-      {:ok, %Runner{resource: resource, script_name: script, input_names: names}}
-    end
-  end
+  defdelegate load_runner(binary, opts \\ []), to: Execution
 
   @doc """
   Serializes a paused execution. The snapshot itself stays usable. Takes the
   `:key` option of `dump/2`.
   """
   @spec dump_snapshot(Snapshot.t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
-  def dump_snapshot(snapshot, opts \\ [])
-
-  def dump_snapshot(%Snapshot{resource: resource}, opts) do
-    opts = validate_opts!(opts, [:key])
-
-    case Job.await(Native.dump_snapshot(resource)) do
-      {:ok, {bytes, _kind}} -> ExMonty.Dump.encode(:snapshot, bytes, opts)
-      {:error, _} = error -> error
-    end
-  end
-
-  def dump_snapshot(other, _opts),
-    do: invalid("expected an ExMonty.Snapshot, got: #{inspect(other)}")
+  defdelegate dump_snapshot(snapshot, opts \\ []), to: Execution
 
   @doc """
   Restores a paused execution from `dump_snapshot/2` into a fresh sandbox and
@@ -669,197 +394,14 @@ defmodule ExMonty do
   Any other option raises `ArgumentError`.
   """
   @spec load_snapshot(binary(), keyword()) :: {:ok, Snapshot.t()} | {:error, Exception.t()}
-  def load_snapshot(binary, opts \\ []) do
-    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
-
-    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
-         {:ok, limits} <- limits(opts),
-         {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <-
-           progress(load_native(bytes, limits)) do
-      {:ok, snapshot}
-    end
-  end
+  defdelegate load_snapshot(binary, opts \\ []), to: Execution
 
   @doc """
   Like `load_snapshot/2`, but returns the pause itself
   (`{:ok, {:function_call, call, snapshot, ""}}` ...).
   """
   @spec load_progress(binary(), keyword()) :: {:ok, progress()} | {:error, Exception.t()}
-  def load_progress(binary, opts \\ []) do
-    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
-
-    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
-         {:ok, limits} <- limits(opts) do
-      progress(load_native(bytes, limits))
-    end
-  end
-
-  defp load_native(bytes, limits) do
-    native = Limits.to_native(limits)
-
-    Job.run(
-      fn -> Native.load_snapshot(bytes, native) end,
-      fn -> Native.load_snapshot_dirty(bytes, native) end
-    )
-  end
-
-  # ---------------------------------------------------------------------------
-  # Argument checks
-  # ---------------------------------------------------------------------------
-
-  # Source that is not a string is a programmer error; source that is not
-  # UTF-8 is data (it may come from anywhere): an error result.
-  defp check_code(code, _fun) when is_binary(code) do
-    if String.valid?(code), do: {:ok, code}, else: invalid("Python source must be valid UTF-8")
-  end
-
-  defp check_code(code, fun), do: not_a!(fun, "Python source (a string)", code)
-
-  defp not_a!(fun, expected, got) do
-    raise ArgumentError, "#{fun} expects #{expected}, got: #{inspect(got, limit: 5)}"
-  end
-
-  defp check_inputs(inputs) when is_map(inputs) do
-    Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->
-      case input_name(name) do
-        {:ok, name} -> {:cont, {:ok, [{name, value} | acc]}}
-        error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:ok, pairs} ->
-        pairs = Enum.sort_by(pairs, &elem(&1, 0))
-
-        if length(Enum.uniq_by(pairs, &elem(&1, 0))) == length(pairs),
-          do: {:ok, pairs},
-          else: invalid("input names collide after conversion to strings")
-
-      error ->
-        error
-    end
-  end
-
-  defp check_inputs(other),
-    do: invalid("inputs must be a map of name => value, got: #{inspect(other)}")
-
-  defp check_names(names) when is_list(names) do
-    Enum.reduce_while(names, {:ok, []}, fn name, {:ok, acc} ->
-      case input_name(name) do
-        {:ok, name} -> {:cont, {:ok, [name | acc]}}
-        error -> {:halt, error}
-      end
-    end)
-    |> case do
-      {:ok, names} ->
-        names = Enum.reverse(names)
-
-        if length(Enum.uniq(names)) == length(names),
-          do: {:ok, names},
-          else: invalid("input names must be unique")
-
-      error ->
-        error
-    end
-  end
-
-  defp check_names(other), do: invalid("inputs must be a list of names, got: #{inspect(other)}")
-
-  defp input_name(name) when is_atom(name) and name not in [nil, true, false],
-    do: input_name(Atom.to_string(name))
-
-  # Keywords cannot be assigned; the soft keywords (match, case, type, _)
-  # can, as in CPython.
-  @keywords ~w(False None True and as assert async await break class continue def del elif
-               else except finally for from global if import in is lambda nonlocal not or
-               pass raise return try while with yield)
-
-  defp input_name(name) when is_binary(name) do
-    cond do
-      not Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/, name) ->
-        invalid("input name #{inspect(name)} is not a valid Python identifier")
-
-      name in @keywords ->
-        invalid("input name #{inspect(name)} is a Python keyword")
-
-      true ->
-        {:ok, name}
-    end
-  end
-
-  defp input_name(other), do: invalid("input names must be strings, got: #{inspect(other)}")
-
-  # The fast path: exactly the declared names, as strings.
-  defp runner_inputs(%Runner{input_names: names}, inputs)
-       when is_map(inputs) and map_size(inputs) == length(names) do
-    case fetch_all(names, inputs, []) do
-      {:ok, values} -> {:ok, values}
-      :error -> runner_inputs_checked(names, inputs)
-    end
-  end
-
-  defp runner_inputs(%Runner{input_names: names}, inputs) when is_map(inputs),
-    do: runner_inputs_checked(names, inputs)
-
-  defp runner_inputs(_runner, other),
-    do: invalid("inputs must be a map of name => value, got: #{inspect(other)}")
-
-  defp fetch_all([], _inputs, acc), do: {:ok, Enum.reverse(acc)}
-
-  defp fetch_all([name | rest], inputs, acc) do
-    case inputs do
-      %{^name => value} -> fetch_all(rest, inputs, [value | acc])
-      _ -> :error
-    end
-  end
-
-  defp runner_inputs_checked(names, inputs) do
-    with {:ok, pairs} <- check_inputs(inputs) do
-      given = Map.new(pairs)
-      missing = Enum.reject(names, &Map.has_key?(given, &1))
-      extra = Map.keys(given) -- names
-
-      cond do
-        missing != [] ->
-          invalid("missing input(s): #{Enum.join(missing, ", ")}")
-
-        extra != [] ->
-          invalid(
-            "unknown input(s): #{Enum.join(extra, ", ")} (the runner declares #{inspect(names)})"
-          )
-
-        true ->
-          {:ok, Enum.map(names, &Map.fetch!(given, &1))}
-      end
-    end
-  end
-
-  # Unknown options raise ArgumentError naming the valid ones.
-  defp validate_opts!(opts, keys) when is_list(opts), do: Keyword.validate!(opts, keys)
-
-  defp validate_opts!(opts, keys),
-    do:
-      raise(
-        ArgumentError,
-        "options must be a keyword list of #{inspect(keys)}, got: #{inspect(opts, limit: 5)}"
-      )
-
-  # Invalid limits are a programming error: they raise ArgumentError.
-  # (The options were validated by ExMonty.Options; these only read them.)
-  defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
-
-  defp timeout(opts), do: Keyword.get(opts, :timeout, :infinity)
-
-  defp run_options(opts, interactive) do
-    mounts =
-      case Keyword.get(opts, :mounts) do
-        nil -> nil
-        %ExMonty.Mount{resource: resource} -> resource
-      end
-
-    {{interactive, Keyword.get(opts, :cwd)}, mounts}
-  end
-
-  defp script_name(opts), do: Keyword.get(opts, :script_name, @default_script)
+  defdelegate load_progress(binary, opts \\ []), to: Execution
 
   @doc """
   Counters of the sandbox runtime:
@@ -884,14 +426,9 @@ defmodule ExMonty do
           live_instances: non_neg_integer(),
           live_paused: non_neg_integer()
         }
-  def stats do
-    {workers, idle, live, paused} = Native.stats()
-    %{workers: workers, idle_instances: idle, live_instances: live, live_paused: paused}
-  end
+  defdelegate stats(), to: Execution
 
   @doc false
   @spec invalid(String.t()) :: {:error, Exception.t()}
-  def invalid(message) do
-    {:error, %Exception{type: :invalid_input, message: message, python_type: "ValueError"}}
-  end
+  defdelegate invalid(message), to: Exception
 end

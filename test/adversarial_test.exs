@@ -154,7 +154,7 @@ defmodule ExMonty.AdversarialTest do
   end
 
   test "every attack is contained with the expected outcome, and the node stays healthy" do
-    ExMonty.Native.drain_pool()
+    ExMonty.Native.runtime_drain()
     baseline = rss_mb()
 
     results =
@@ -167,7 +167,7 @@ defmodule ExMonty.AdversarialTest do
         {name, outcome, expected, healthy, elapsed, ok}
       end
 
-    ExMonty.Native.drain_pool()
+    ExMonty.Native.runtime_drain()
     :erlang.garbage_collect()
     growth = rss_mb() - baseline
 

@@ -163,9 +163,23 @@ defmodule ExMontyTest do
                ExMonty.compile("x", inputs: ["x", "x"])
     end
 
-    test "the precomputed default limits match the defaults" do
-      defaults = ExMonty.Limits.defaults()
-      assert ExMonty.Limits.to_native(defaults) == ExMonty.Limits.compute_native(defaults)
+    test "tables that exist on both sides agree: OS call functions" do
+      rust = Map.new(ExMonty.Native.runtime_os_functions())
+      assert Enum.sort(Map.values(rust)) == ExMonty.OsCall.functions()
+
+      for {python_name, function} <- rust do
+        assert ExMonty.OsCall.function_atom(python_name) == function
+      end
+    end
+
+    test "tables that exist on both sides agree: exception types" do
+      rust = Map.new(ExMonty.Native.runtime_exception_types(), fn {name, atom} -> {atom, name} end)
+      elixir = ExMonty.Exception.python_types()
+
+      decimal =
+        for {atom, _} <- rust, String.starts_with?(Atom.to_string(atom), "decimal_"), do: atom
+
+      assert Map.drop(rust, decimal) == elixir
     end
 
     test "invalid limits raise ArgumentError" do

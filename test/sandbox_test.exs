@@ -32,10 +32,10 @@ defmodule ExMonty.SandboxTest do
     @behaviour ExMonty.Sandbox
 
     @impl true
-    def handle_os(_, _, _), do: Process.sleep(5_000) && {:ok, "late"}
+    def handle_os(_, _, _), do: Process.sleep(20_000) && {:ok, "late"}
 
     @impl true
-    def handle_name_lookup("SLOW_NAME"), do: Process.sleep(5_000) && {:ok, 1}
+    def handle_name_lookup("SLOW_NAME"), do: Process.sleep(20_000) && {:ok, 1}
     def handle_name_lookup("BAD_NAME"), do: {:ok, self()}
     def handle_name_lookup(_), do: :undefined
   end
@@ -87,7 +87,7 @@ defmodule ExMonty.SandboxTest do
     test "a slow callback times out as TimeoutError" do
       assert {:error, %ExMonty.Exception{type: :timeout_error, message: msg}} =
                Sandbox.run("f()",
-                 functions: %{"f" => fn _, _ -> Process.sleep(5_000) end},
+                 functions: %{"f" => fn _, _ -> Process.sleep(20_000) end},
                  callback_timeout: 50
                )
 
@@ -236,7 +236,10 @@ defmodule ExMonty.SandboxTest do
     test "a callback slower than max_duration_secs is cut at the deadline" do
       {result, ms} =
         timed(fn ->
-          Sandbox.run("f()", functions: %{"f" => fn _, _ -> Process.sleep(5_000) end}, limits: @half)
+          Sandbox.run("f()",
+            functions: %{"f" => fn _, _ -> Process.sleep(20_000) end},
+            limits: @half
+          )
         end)
 
       assert {:error, %ExMonty.Exception{type: :timeout_error, python_type: "TimeoutError"} = e} =
@@ -244,7 +247,7 @@ defmodule ExMonty.SandboxTest do
 
       assert e.message =~ "max_duration_secs"
       # Generous bound for a loaded machine: the callback alone takes 5 s.
-      assert ms < 3_000
+      assert ms < 10_000
     end
 
     test "Python cannot catch the deadline" do
@@ -252,7 +255,7 @@ defmodule ExMonty.SandboxTest do
 
       assert {:error, %ExMonty.Exception{type: :timeout_error}} =
                Sandbox.run(code,
-                 functions: %{"f" => fn _, _ -> Process.sleep(5_000) end},
+                 functions: %{"f" => fn _, _ -> Process.sleep(20_000) end},
                  limits: @half
                )
     end
@@ -269,11 +272,12 @@ defmodule ExMonty.SandboxTest do
         end)
 
       assert {:error, %ExMonty.Exception{type: :timeout_error}} = result
-      assert ms < 3_000
+      assert ms < 10_000
     end
 
     test "awaited futures, OS handlers and name lookups are cut too" do
-      slow = fn -> Process.sleep(5_000) && {:ok, 1} end
+      # Far beyond the deadline, so a loaded machine cannot blur the two.
+      slow = fn -> Process.sleep(20_000) && {:ok, 1} end
 
       gather =
         "import asyncio\nasync def main():\n    return await asyncio.gather(f(1))\nasyncio.run(main())"
@@ -288,14 +292,14 @@ defmodule ExMonty.SandboxTest do
           ] do
         {result, ms} = timed(fn -> Sandbox.run(code, [limits: @half] ++ opts) end)
         assert {:error, %ExMonty.Exception{type: :timeout_error}} = result, inspect(opts)
-        assert ms < 3_000
+        assert ms < 10_000
       end
     end
 
     test "with return_os the error keeps the filesystem" do
       assert {:error, %ExMonty.Exception{type: :timeout_error}, %ExMonty.PseudoFS{}} =
                Sandbox.run("f()",
-                 functions: %{"f" => fn _, _ -> Process.sleep(5_000) end},
+                 functions: %{"f" => fn _, _ -> Process.sleep(20_000) end},
                  os: ExMonty.PseudoFS.new(),
                  return_os: true,
                  limits: @half

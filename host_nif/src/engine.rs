@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine};
 
-use crate::instance::{GuestPre, HostState};
+use crate::bindings::{GuestPre, HostState};
 
 /// How often the engine's epoch advances: the granularity of deadlines and
 /// cancellation (an interrupted guest stops within about two ticks).
@@ -35,9 +35,11 @@ pub struct Runtime {
 static RUNTIME: OnceLock<Arc<Runtime>> = OnceLock::new();
 static TICKER_STARTED: AtomicBool = AtomicBool::new(false);
 
-/// The runtime, if `init` has run.
-pub fn runtime() -> Option<Arc<Runtime>> {
-    RUNTIME.get().cloned()
+/// The runtime, once `init` has run.
+pub fn runtime() -> Result<Arc<Runtime>, String> {
+    RUNTIME.get().cloned().ok_or_else(|| {
+        "ExMonty is not initialised (is the :ex_monty application started?)".to_owned()
+    })
 }
 
 fn engine_config() -> Config {

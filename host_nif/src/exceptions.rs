@@ -7,8 +7,9 @@ use rustler::{Atom, Encoder, Env, Term};
 use strum::VariantNames;
 
 use crate::atoms;
-use crate::instance::{GuestError, Interruption, Trapped};
-use crate::values::make_struct;
+use crate::bindings::{GuestError, GuestException};
+use crate::instance::{Interruption, Trapped};
+use crate::terms::make_struct;
 
 /// The Elixir atom for a Python exception class: its name in snake_case,
 /// with the module kept where the class name alone would be ambiguous
@@ -76,10 +77,7 @@ pub fn exc_type_of_atom(env: Env<'_>, atom: Atom) -> Option<ExcType> {
 }
 
 /// `%ExMonty.Exception{}` for a Python exception raised in the guest.
-pub fn python_exception<'a>(
-    env: Env<'a>,
-    exc: &crate::instance::exports::ex_monty::sandbox::types::Exception,
-) -> Term<'a> {
+pub fn python_exception<'a>(env: Env<'a>, exc: &GuestException) -> Term<'a> {
     let type_term = match ExcType::from_str(&exc.type_name) {
         Ok(exc_type) => exc_atom(exc_type).encode(env),
         Err(_) => atoms::exception().encode(env),
@@ -228,6 +226,15 @@ pub fn trap_error<'a>(env: Env<'a>, trapped: &Trapped) -> Term<'a> {
     (
         atoms::error(),
         sandbox_exception(env, kind, python_type, &message),
+    )
+        .encode(env)
+}
+
+/// `{:error, %ExMonty.Exception{}}` for one of ExMonty's own error kinds.
+pub fn sandbox_error<'a>(env: Env<'a>, kind: Atom, message: &str) -> Term<'a> {
+    (
+        atoms::error(),
+        sandbox_exception(env, kind, sandbox_python_type(kind), message),
     )
         .encode(env)
 }

@@ -1,5 +1,5 @@
-//! One guest instance: a wasmtime `Store` with its limits, plus the typed
-//! bindings of the `ex-monty:sandbox/runtime` export.
+//! One guest instance: a wasmtime `Store` with its limits, and the calls
+//! into the `ex-monty:sandbox/runtime` export.
 //!
 //! An instance is used by one execution at a time. After any trap it is
 //! dropped, never reused; after a clean execution it goes back to the pool
@@ -12,18 +12,17 @@ use std::time::Instant;
 
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{ResourceTable, WasiCtx};
 
+use crate::bindings::{
+    Answer, Guest, GuestError, GuestLimits, HostState, Progress, RunOptions, Step,
+};
 use crate::engine::Runtime;
 
-wasmtime::component::bindgen!({
-    path: "../wit",
-    world: "guest",
-});
-
-pub use exports::ex_monty::sandbox::types::{
-    Answer, Error as GuestError, HostError, Limits, Options, Progress, Step,
-};
+/// The outcome of one call into the guest: its answer (or the Python error /
+/// refused request it reported, after which the instance is still sound), or
+/// a trap, after which the instance must be dropped.
+pub type CallResult<T> = Result<Result<T, GuestError>, CallError>;
 
 /// Executions an instance serves before it is replaced.
 pub const MAX_USES: u32 = 500;
@@ -39,26 +38,6 @@ pub const MEMORY_CEILING: usize = 4 * 1024 * 1024 * 1024 - 64 * 1024;
 pub enum Interruption {
     Deadline,
     Cancelled,
-}
-
-/// Per-store host state.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    limiter: Limiter,
-    stderr: MemoryOutputPipe,
-    cancel: Arc<AtomicBool>,
-    deadline: Option<Instant>,
-    interrupted: Option<Interruption>,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
 }
 
 /// How one call into the guest ended.
@@ -107,6 +86,14 @@ impl Drop for Instance {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// What `eval` compiles and runs.
+pub struct EvalCall<'a> {
+    pub code: &'a str,
+    pub script_name: &'a str,
+    pub input_names: &'a [String],
+    pub inputs: &'a [Vec<u8>],
 }
 
 /// Per-call controls.
@@ -233,7 +220,7 @@ impl Instance {
         code: &str,
         script_name: &str,
         input_names: &[String],
-    ) -> Result<Result<Vec<u8>, GuestError>, CallError> {
+    ) -> CallResult<Vec<u8>> {
         self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
@@ -245,7 +232,7 @@ impl Instance {
         &mut self,
         control: &CallControl,
         program: &[u8],
-    ) -> Result<Result<(String, Vec<String>), GuestError>, CallError> {
+    ) -> CallResult<(String, Vec<String>)> {
         self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
@@ -258,9 +245,9 @@ impl Instance {
         control: &CallControl,
         program: &[u8],
         inputs: &[Vec<u8>],
-        limits: &Limits,
-        options: &Options,
-    ) -> Result<Result<Step, GuestError>, CallError> {
+        limits: &GuestLimits,
+        options: &RunOptions,
+    ) -> CallResult<Step> {
         self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
@@ -268,35 +255,27 @@ impl Instance {
         })
     }
 
-    #[allow(clippy::too_many_arguments)]
     pub fn eval(
         &mut self,
         control: &CallControl,
-        code: &str,
-        script_name: &str,
-        input_names: &[String],
-        inputs: &[Vec<u8>],
-        limits: &Limits,
-        options: &Options,
-    ) -> Result<Result<Step, GuestError>, CallError> {
+        call: &EvalCall<'_>,
+        limits: &GuestLimits,
+        options: &RunOptions,
+    ) -> CallResult<Step> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_eval(
                 store,
-                code,
-                script_name,
-                input_names,
-                inputs,
+                call.code,
+                call.script_name,
+                call.input_names,
+                call.inputs,
                 *limits,
                 options,
             )
         })
     }
 
-    pub fn resume(
-        &mut self,
-        control: &CallControl,
-        answer: &Answer,
-    ) -> Result<Result<Step, GuestError>, CallError> {
+    pub fn resume(&mut self, control: &CallControl, answer: &Answer) -> CallResult<Step> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_resume(store, answer)
         })
@@ -306,7 +285,7 @@ impl Instance {
         &mut self,
         control: &CallControl,
         results: &[(u32, Answer)],
-    ) -> Result<Result<Step, GuestError>, CallError> {
+    ) -> CallResult<Step> {
         self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
@@ -314,10 +293,7 @@ impl Instance {
         })
     }
 
-    pub fn dump_snapshot(
-        &mut self,
-        control: &CallControl,
-    ) -> Result<Result<Vec<u8>, GuestError>, CallError> {
+    pub fn dump_snapshot(&mut self, control: &CallControl) -> CallResult<Vec<u8>> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_dump_snapshot(store)
         })
@@ -327,9 +303,9 @@ impl Instance {
         &mut self,
         control: &CallControl,
         bytes: &[u8],
-        limits: &Limits,
+        limits: &GuestLimits,
         typed_os_calls: bool,
-    ) -> Result<Result<Progress, GuestError>, CallError> {
+    ) -> CallResult<Progress> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_load_snapshot(
                 store,
@@ -350,14 +326,14 @@ impl Instance {
 
 /// Caps the guest's linear memory (the backstop under Monty's own
 /// `max_memory`) and its tables, and remembers whether it refused a growth.
-struct Limiter {
-    cap: usize,
-    current: usize,
-    refused: bool,
+pub struct Limiter {
+    pub cap: usize,
+    pub current: usize,
+    pub refused: bool,
 }
 
 impl Limiter {
-    fn new(cap: usize) -> Self {
+    pub fn new(cap: usize) -> Self {
         Self {
             cap,
             current: 0,

@@ -5,15 +5,39 @@
 //! VM's own memory: every execution runs inside a wasm instance on a worker
 //! thread, under Monty's limits and wasmtime's (memory cap, epoch deadline,
 //! bounded wasm stack). A trap poisons only that instance.
+//!
+//! One file per concern; the NIFs sit beside the resource they act on:
+//!
+//! * `runtime` — start, stats, tables; `engine` — wasmtime, the compiled
+//!   guest and its cache; `pool` — worker threads and warm instances;
+//! * `bindings` — the WIT bindings and per-store state; `instance` — one
+//!   instance and the calls into it;
+//! * `job` — queued work, replies by message, cancellation, deferred results;
+//! * `runner` — compiled programs (compile, load, start, eval);
+//! * `snapshot` — paused executions (resume, futures, dump, load), `pause` —
+//!   where they live (their instance, or hibernated as bytes);
+//! * `step` — a guest step to terms, mount serving, the outcome of a call;
+//! * `settings` — limits and run options; `schedule` — normal/dirty NIFs;
+//! * `values` — Python values <-> terms, by direction; `terms` — term
+//!   helpers; `exceptions` — `%ExMonty.Exception{}`; `mounts` — host
+//!   directories (monty-fs).
 
-mod api;
 mod atoms;
+mod bindings;
 mod engine;
 mod exceptions;
 mod instance;
+mod job;
 mod mounts;
+mod pause;
 mod pool;
-mod resources;
+mod runner;
+mod runtime;
+mod schedule;
+mod settings;
+mod snapshot;
+mod step;
+mod terms;
 mod values;
 
 rustler::init!("Elixir.ExMonty.Native");

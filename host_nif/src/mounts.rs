@@ -13,8 +13,8 @@ use monty_types::{ExcType, MontyObject, MontyPath, OsFunctionCall};
 use rustler::{Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
+use crate::bindings::{Answer, HostError};
 use crate::exceptions::sandbox_exception;
-use crate::instance::{Answer, HostError};
 use crate::values;
 
 /// A mount table, shared by the executions it is given to (calls on it are
@@ -265,7 +265,7 @@ fn host_call<'a>(env: Env<'a>, mounts: &MountsRes, call: OsFunctionCall) -> Term
         }
     };
     match outcome {
-        MountCallOutcome::Handled(Ok(value)) => match values::to_term(env, &value) {
+        MountCallOutcome::Handled(Ok(value)) => match values::object_to_term(env, &value) {
             Ok(term) => (atoms::ok(), term).encode(env),
             Err(message) => (
                 atoms::error(),

@@ -12,7 +12,7 @@ defmodule ExMonty.Application do
     workers = Application.get_env(:ex_monty, :workers, System.schedulers_online())
     max_live_paused = Application.get_env(:ex_monty, :max_live_paused, 256)
 
-    case ExMonty.Native.init(wasm, cache_dir, workers, max_live_paused) do
+    case ExMonty.Native.runtime_init(wasm, cache_dir, workers, max_live_paused) do
       {:ok, {source, _workers}} ->
         # Where the compiled guest came from ("cache", "compiled", or
         # "compiled (cache not trusted: ...)"), for operators and tests.

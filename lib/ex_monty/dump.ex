@@ -79,7 +79,7 @@ defmodule ExMonty.Dump do
 
     case binary do
       _ when byte_size(binary) > max_bytes ->
-        ExMonty.invalid(
+        ExMonty.Exception.invalid(
           "this dump is #{byte_size(binary)} bytes, over the limit of #{max_bytes} bytes " <>
             "(the :max_bytes option, or config :ex_monty, max_dump_bytes: ...)"
         )
@@ -88,35 +88,35 @@ defmodule ExMonty.Dump do
         verify(flags, binary, rest, key)
 
       <<@magic, @version, other, _::binary>> ->
-        ExMonty.invalid("this dump holds a #{kind_name(other)}, not a #{kind}")
+        ExMonty.Exception.invalid("this dump holds a #{kind_name(other)}, not a #{kind}")
 
       <<@magic, version, _::binary>> ->
-        ExMonty.invalid(
+        ExMonty.Exception.invalid(
           "dump format version #{version} is not supported (this ExMonty reads version #{@version})"
         )
 
       _ ->
-        ExMonty.invalid("not an ExMonty dump")
+        ExMonty.Exception.invalid("not an ExMonty dump")
     end
   end
 
   def decode(_kind, other, _opts),
-    do: ExMonty.invalid("a dump must be a binary, got: #{inspect(other, limit: 5)}")
+    do: ExMonty.Exception.invalid("a dump must be a binary, got: #{inspect(other, limit: 5)}")
 
   defp verify(0, _binary, payload, key) when key in [nil, :unsigned], do: {:ok, payload}
 
   defp verify(0, _binary, _payload, _key),
     do:
-      ExMonty.invalid(
+      ExMonty.Exception.invalid(
         "this dump is not signed, and a signing key is configured: refusing to load it"
       )
 
   defp verify(1, _binary, _rest, nil),
-    do: ExMonty.invalid("this dump is signed, but no signing key is configured")
+    do: ExMonty.Exception.invalid("this dump is signed, but no signing key is configured")
 
   defp verify(1, _binary, _rest, :unsigned),
     do:
-      ExMonty.invalid(
+      ExMonty.Exception.invalid(
         "this dump is signed, and key: :unsigned accepts only unsigned dumps: pass its key"
       )
 
@@ -128,13 +128,13 @@ defmodule ExMonty.Dump do
     if :crypto.hash_equals(expected, mac) do
       {:ok, binary_part(rest, 0, byte_size(rest) - @mac_size)}
     else
-      ExMonty.invalid(
+      ExMonty.Exception.invalid(
         "the dump's signature does not match: it was altered or signed with another key"
       )
     end
   end
 
-  defp verify(_flags, _binary, _rest, _key), do: ExMonty.invalid("corrupt ExMonty dump")
+  defp verify(_flags, _binary, _rest, _key), do: ExMonty.Exception.invalid("corrupt ExMonty dump")
 
   defp header(kind, flags), do: <<@magic, @version, Map.fetch!(@kinds, kind), flags>>
 

@@ -70,11 +70,18 @@ defmodule ExMonty.Exception do
     do: "#{python_type}: #{message}"
 
   @doc false
-  # Prepends what earlier steps printed to an exception's output. Works on
-  # structs built by an older NIF that does not set :output.
+  # `{:error, %ExMonty.Exception{type: :invalid_input}}`: data (inputs,
+  # dumps, answers) that cannot be used. Programmer errors raise instead.
+  @spec invalid(String.t()) :: {:error, t()}
+  def invalid(message) do
+    {:error, %__MODULE__{type: :invalid_input, message: message, python_type: "ValueError"}}
+  end
+
+  @doc false
+  # Prepends what earlier steps printed to an exception's output.
   @spec prepend_output(t(), String.t()) :: t()
-  def prepend_output(%__MODULE__{} = exception, earlier) when is_binary(earlier) do
-    Map.put(exception, :output, earlier <> Map.get(exception, :output, ""))
+  def prepend_output(%__MODULE__{output: output} = exception, earlier) when is_binary(earlier) do
+    %{exception | output: earlier <> output}
   end
 
   # Every exception class Monty 1.4 defines, with its atom.

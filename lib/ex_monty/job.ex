@@ -31,7 +31,7 @@ defmodule ExMonty.Job do
       {:ex_monty, ^job, result} -> finish(result)
     after
       timeout ->
-        Native.cancel(job)
+        Native.job_cancel(job)
 
         receive do
           {:ex_monty, ^job, {:error, %ExMonty.Exception{type: :cancelled}}} ->
@@ -52,7 +52,7 @@ defmodule ExMonty.Job do
 
   # Values holding large maps are built here, on a dirty scheduler: the VM
   # builds large maps only on its own threads.
-  defp finish({:deferred, pending}), do: Native.materialize(pending)
+  defp finish({:deferred, pending}), do: Native.job_materialize(pending)
 
   defp finish(result), do: result
 end

@@ -153,24 +153,4 @@ defmodule ExMonty.Limits do
       raise ArgumentError, "#{key} must be a positive integer, got: #{inspect(value)}"
     end
   end
-
-  @default_native {{30_000_000, 256 * 1024 * 1024, 1000, nil},
-                   {10_000, 10 * 1024 * 1024, 30_000_000, nil}}
-
-  @doc false
-  # The shape the NIF expects (the defaults' is precomputed: it is the common case).
-  @spec to_native(t()) :: tuple()
-  def to_native(@defaults), do: @default_native
-  def to_native(limits), do: compute_native(limits)
-
-  @doc false
-  def compute_native(limits) do
-    {{micros(limits.max_duration_secs), limits.max_memory, limits.max_recursion_depth,
-      limits.gc_interval},
-     {limits.max_suspensions, limits.max_output_bytes, micros(limits.max_total_sleep_secs),
-      limits.max_allocations}}
-  end
-
-  defp micros(nil), do: nil
-  defp micros(secs), do: round(secs * 1_000_000)
 end

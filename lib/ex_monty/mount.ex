@@ -67,13 +67,16 @@ defmodule ExMonty.Mount do
     with {:ok, native} <- native_specs(specs) do
       case Native.mounts_new(native) do
         {:ok, resource} -> {:ok, %__MODULE__{resource: resource}}
-        {:error, message} -> ExMonty.invalid(message)
+        {:error, message} -> ExMonty.Exception.invalid(message)
       end
     end
   end
 
   def new(other),
-    do: ExMonty.invalid("mounts are a list of {virtual, host, mode}, got: #{inspect(other)}")
+    do:
+      ExMonty.Exception.invalid(
+        "mounts are a list of {virtual, host, mode}, got: #{inspect(other)}"
+      )
 
   @doc "Like `new/1`, but raises `ArgumentError` on error."
   @spec new!([spec()]) :: t()
@@ -160,14 +163,14 @@ defmodule ExMonty.Mount do
 
   defp native_spec(other),
     do:
-      ExMonty.invalid(
+      ExMonty.Exception.invalid(
         "a mount is {\"/virtual/path\", \"host/dir\", :read_only | :read_write | :overlay}, got: #{inspect(other)}"
       )
 
   defp mode_string(:read_only), do: {:ok, "read-only"}
   defp mode_string(:read_write), do: {:ok, "read-write"}
   defp mode_string(:overlay), do: {:ok, "overlay"}
-  defp mode_string(other), do: ExMonty.invalid("unknown mount mode #{inspect(other)}")
+  defp mode_string(other), do: ExMonty.Exception.invalid("unknown mount mode #{inspect(other)}")
 
   defp mode_atom("read-only"), do: :read_only
   defp mode_atom("read-write"), do: :read_write

@@ -1,10 +1,10 @@
 defmodule ExMonty.Native do
   @moduledoc false
-  # NIF stubs only. Everything here is implemented in host_nif/src/api.rs.
+  # NIF stubs only, named by the resource they act on (host_nif/src/<resource>.rs).
   # Calls that run Python return {:ok, job} at once; the result arrives as
-  # {:ex_monty, job, result}. A normal-scheduler call whose arguments are too
-  # large to convert quickly returns :dirty and is repeated through the
-  # `_dirty` variant (see ExMonty.Job).
+  # {:ex_monty, job, result} (see ExMonty.Job). A normal-scheduler call whose
+  # arguments are too large to convert quickly returns :dirty and is repeated
+  # through its `_dirty` twin.
 
   @on_load :load_nif
 
@@ -21,28 +21,35 @@ defmodule ExMonty.Native do
 
   defp err, do: :erlang.nif_error(:nif_not_loaded)
 
-  def init(_wasm_path, _cache_dir, _workers, _max_live_paused), do: err()
-  def stats, do: err()
-  def drain_pool, do: err()
-  def cancel(_job), do: err()
-  def materialize(_pending), do: err()
-  def compile(_code, _script_name, _input_names), do: err()
-  def compile_dirty(_code, _script_name, _input_names), do: err()
-  def start(_runner, _inputs, _limits, _interactive), do: err()
-  def start_dirty(_runner, _inputs, _limits, _interactive), do: err()
-  def eval(_code, _script_name, _input_names, _inputs, _limits, _interactive), do: err()
-  def eval_dirty(_code, _script_name, _input_names, _inputs, _limits, _interactive), do: err()
-  def resume(_snapshot, _answer), do: err()
-  def resume_dirty(_snapshot, _answer), do: err()
-  def resume_futures(_snapshot, _results), do: err()
-  def resume_futures_dirty(_snapshot, _results), do: err()
-  def runner_meta(_runner), do: err()
+  # runtime.rs
+  def runtime_init(_wasm_path, _cache_dir, _workers, _max_live_paused), do: err()
+  def runtime_stats, do: err()
+  def runtime_drain, do: err()
+  def runtime_exception_types, do: err()
+  # step.rs
+  def runtime_os_functions, do: err()
+  # job.rs
+  def job_cancel(_job), do: err()
+  def job_materialize(_pending), do: err()
+  # runner.rs
+  def runner_compile(_code, _script_name, _input_names), do: err()
+  def runner_compile_dirty(_code, _script_name, _input_names), do: err()
+  def runner_load(_program), do: err()
+  def runner_load_dirty(_program), do: err()
   def runner_program(_runner), do: err()
-  def load_runner(_program), do: err()
-  def load_runner_dirty(_program), do: err()
-  def dump_snapshot(_snapshot), do: err()
-  def load_snapshot(_bytes, _limits), do: err()
-  def load_snapshot_dirty(_bytes, _limits), do: err()
+  def runner_start(_runner, _inputs, _settings), do: err()
+  def runner_start_dirty(_runner, _inputs, _settings), do: err()
+  def runner_eval(_source, _inputs, _settings), do: err()
+  def runner_eval_dirty(_source, _inputs, _settings), do: err()
+  # snapshot.rs
+  def snapshot_resume(_snapshot, _answer), do: err()
+  def snapshot_resume_dirty(_snapshot, _answer), do: err()
+  def snapshot_resume_futures(_snapshot, _results), do: err()
+  def snapshot_resume_futures_dirty(_snapshot, _results), do: err()
+  def snapshot_dump(_snapshot), do: err()
+  def snapshot_load(_bytes, _limits), do: err()
+  def snapshot_load_dirty(_bytes, _limits), do: err()
+  # mounts.rs
   def mounts_new(_specs), do: err()
   def mounts_read(_mounts, _path), do: err()
   def mounts_list(_mounts, _path), do: err()

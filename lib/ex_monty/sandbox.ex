@@ -448,28 +448,10 @@ defmodule ExMonty.Sandbox do
   # OS calls
   # ---------------------------------------------------------------------------
 
-  defp os_answer(%OsCall{function: function} = call, state)
-       when function in [:system_sleep, :system_async_sleep] do
-    seconds =
-      case call.args do
-        [s | _] when is_number(s) -> s
-        _ -> 0
-      end
-
-    case state.sleep_left do
-      left when is_number(left) and seconds > left ->
-        {{:error, :timeout_error, "total sleep limit (max_total_sleep_secs) exceeded"}, state}
-
-      left ->
-        slept = sleep(seconds)
-
-        {{:ok, nil},
-         %{
-           state
-           | sleep_left: if(is_number(left), do: left - seconds, else: left),
-             deadline: extend(state.deadline, slept)
-         }}
-    end
+  defp os_answer(%OsCall{} = call, state)
+       when call.function in [:system_sleep, :system_async_sleep] do
+    {answer, left, slept} = ExMonty.Driver.sleep(call, state.sleep_left)
+    {answer, %{state | sleep_left: left, deadline: extend(state.deadline, slept)}}
   end
 
   defp os_answer(%OsCall{} = call, %State{os: %PseudoFS{} = fs} = state) do
@@ -794,12 +776,6 @@ defmodule ExMonty.Sandbox do
   defp shutdown_tasks(%State{tasks: tasks}) do
     Enum.each(tasks, fn {_id, {{watchdog, _ref}, _name}} -> send(watchdog, :ex_monty_cancel) end)
     Enum.each(tasks, fn {_id, {{watchdog, ref}, _name}} -> await_down(watchdog, ref) end)
-  end
-
-  defp sleep(seconds) do
-    started = System.monotonic_time(:millisecond)
-    Process.sleep(round(seconds * 1000))
-    System.monotonic_time(:millisecond) - started
   end
 
   defp extend(nil, _ms), do: nil

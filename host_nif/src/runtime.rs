@@ -1,0 +1,60 @@
+//! The runtime as a whole: start it, count it, shed its idle instances, and
+//! the tables Elixir checks its own against.
+
+use rustler::{Encoder, Env, Term};
+
+use crate::engine;
+use crate::exceptions::exc_atom;
+use crate::instance;
+use crate::pause;
+use crate::pool;
+
+/// Compiles (or loads) the guest and starts the workers:
+/// `{:ok, {loaded_from, workers}}`.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn runtime_init(
+    wasm_path: String,
+    cache_dir: String,
+    workers: usize,
+    max_live_paused: usize,
+) -> Result<(String, usize), String> {
+    let runtime = engine::init(
+        std::path::Path::new(&wasm_path),
+        std::path::Path::new(&cache_dir),
+    )?;
+    let workers = pool::start(workers)?;
+    pause::set_max_live_paused(max_live_paused);
+    Ok((runtime.load_source.clone(), workers))
+}
+
+/// `{workers, idle_instances, live_instances, live_paused}`
+#[rustler::nif]
+fn runtime_stats() -> (usize, usize, usize, usize) {
+    let (workers, idle) = pool::stats();
+    (
+        workers,
+        idle,
+        instance::live_instances(),
+        pause::live_paused(),
+    )
+}
+
+/// Drops every idle instance; returns how many.
+#[rustler::nif]
+fn runtime_drain() -> usize {
+    pool::drain()
+}
+
+/// `[{python_class_name, atom}]` for every exception class Monty defines
+/// (`ExMonty.Exception.python_types/0` is checked against it).
+#[rustler::nif]
+fn runtime_exception_types(env: Env<'_>) -> Term<'_> {
+    use std::str::FromStr;
+    use strum::VariantNames;
+    monty_types::ExcType::VARIANTS
+        .iter()
+        .filter_map(|name| monty_types::ExcType::from_str(name).ok())
+        .map(|exc_type| (exc_type.to_string(), exc_atom(exc_type)))
+        .collect::<Vec<_>>()
+        .encode(env)
+}

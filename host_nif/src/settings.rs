@@ -1,0 +1,187 @@
+//! Limits and run options, as Elixir sends them and as an execution keeps
+//! them.
+//!
+//! Elixir passes `ExMonty.Limits.normalize!/1`'s map and a settings map; both
+//! are decoded by name ([`LimitsMap`], [`RunSettings`]), so a field can never
+//! be read from the wrong position. [`ExecLimits`] is what an execution
+//! carries through all its steps: Monty's limits for the guest plus
+//! wasmtime's backstops above them.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustler::{NifMap, ResourceArc};
+
+use crate::bindings::{GuestLimits, RunOptions};
+use crate::instance::{CallControl, MEMORY_CEILING};
+use crate::mounts::MountsRes;
+
+/// Backstop for compiling, dumping and other calls that run no Python.
+pub const SERVICE_DEADLINE: Duration = Duration::from_secs(60);
+/// Linear memory the guest may use beyond `max_memory` (its own baseline,
+/// program, output buffers and the values crossing the boundary).
+const MEMORY_SLACK: usize = 64 * 1024 * 1024;
+
+/// `ExMonty.Limits` as a map (validated there); `nil` means no limit.
+#[derive(NifMap, Clone, Copy, Debug, Default, PartialEq)]
+pub struct LimitsMap {
+    pub max_duration_secs: Option<f64>,
+    pub max_memory: Option<u64>,
+    pub max_recursion_depth: Option<u32>,
+    pub max_allocations: Option<u64>,
+    pub max_suspensions: Option<u64>,
+    pub max_output_bytes: Option<u64>,
+    pub max_total_sleep_secs: Option<f64>,
+    pub gc_interval: Option<u64>,
+}
+
+/// How to run an execution: `%{limits: map, interactive: bool, cwd: nil |
+/// path, mounts: nil | mounts}`.
+#[derive(NifMap)]
+pub struct RunSettings {
+    pub limits: LimitsMap,
+    pub interactive: bool,
+    pub cwd: Option<String>,
+    pub mounts: Option<ResourceArc<MountsRes>>,
+}
+
+/// Per-execution settings, kept for every step of the execution.
+#[derive(Clone)]
+pub struct ExecLimits {
+    /// Monty's limits, enforced inside the guest.
+    pub guest: GuestLimits,
+    /// Wasmtime's deadline per call, a little after Monty's own.
+    pub backstop: Option<Duration>,
+    /// Linear-memory cap of the instance.
+    pub memory_cap: usize,
+    /// Host directories that serve this execution's file calls.
+    pub mounts: Option<ResourceArc<MountsRes>>,
+    /// Whether host calls come back to Elixir (`start`) or are answered by
+    /// default (`eval`/`run`).
+    pub interactive: bool,
+}
+
+fn micros(seconds: Option<f64>) -> Option<u64> {
+    // Validated as positive and at most a year by `ExMonty.Limits`.
+    seconds.map(|s| (s * 1_000_000.0).round() as u64)
+}
+
+impl From<LimitsMap> for ExecLimits {
+    fn from(limits: LimitsMap) -> Self {
+        let max_duration_us = micros(limits.max_duration_secs);
+        let guest = GuestLimits {
+            max_duration_us,
+            max_memory: limits.max_memory,
+            max_recursion_depth: limits.max_recursion_depth,
+            gc_interval: limits.gc_interval,
+            max_suspensions: limits.max_suspensions,
+            max_output_bytes: limits.max_output_bytes,
+            max_total_sleep_us: micros(limits.max_total_sleep_secs),
+            max_allocations: limits.max_allocations,
+        };
+        // Monty checks its deadline every few hundred instructions; wasmtime's
+        // epoch deadline fires only if Monty's check is missed (a long native
+        // operation), with a grace of a tenth of the budget (at least 100 ms).
+        let backstop = max_duration_us.map(|us| {
+            let budget = Duration::from_micros(us);
+            budget + (budget / 10).max(Duration::from_millis(100))
+        });
+        let output = usize::try_from(limits.max_output_bytes.unwrap_or(0)).unwrap_or(usize::MAX);
+        let memory_cap = limits.max_memory.map_or(MEMORY_CEILING, |bytes| {
+            let bytes = usize::try_from(bytes).unwrap_or(usize::MAX);
+            bytes
+                .saturating_add(bytes / 4)
+                .saturating_add(output)
+                .saturating_add(MEMORY_SLACK)
+                .min(MEMORY_CEILING)
+        });
+        ExecLimits {
+            guest,
+            backstop,
+            memory_cap,
+            mounts: None,
+            interactive: true,
+        }
+    }
+}
+
+impl RunSettings {
+    /// The execution's limits and the guest's run options.
+    pub fn split(self) -> (ExecLimits, RunOptions) {
+        let mut limits = ExecLimits::from(self.limits);
+        limits.interactive = self.interactive;
+        let options = RunOptions {
+            interactive: self.interactive,
+            cwd: self.cwd,
+            typed_os_calls: self.mounts.is_some(),
+        };
+        limits.mounts = self.mounts;
+        (limits, options)
+    }
+}
+
+impl ExecLimits {
+    /// The control of one call of this execution, cancelled by `cancel`.
+    pub fn control(&self, cancel: Arc<AtomicBool>) -> CallControl {
+        control(cancel, self.backstop, self.memory_cap)
+    }
+}
+
+pub fn control(
+    cancel: Arc<AtomicBool>,
+    backstop: Option<Duration>,
+    memory_cap: usize,
+) -> CallControl {
+    CallControl {
+        cancel,
+        deadline: backstop.map(|d| Instant::now() + d),
+        memory_cap,
+    }
+}
+
+/// A control for calls that must not be interrupted half-way: dumping a
+/// paused execution (an interrupted dump would lose it) and loading one.
+pub fn service_control() -> CallControl {
+    control(
+        Arc::new(AtomicBool::new(false)),
+        Some(SERVICE_DEADLINE),
+        MEMORY_CEILING,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_decode_into_guest_limits_and_backstops() {
+        let limits = ExecLimits::from(LimitsMap {
+            max_duration_secs: Some(2.5),
+            max_memory: Some(100 * 1024 * 1024),
+            max_total_sleep_secs: Some(0.25),
+            max_output_bytes: Some(1024),
+            ..LimitsMap::default()
+        });
+        assert_eq!(limits.guest.max_duration_us, Some(2_500_000));
+        assert_eq!(limits.guest.max_total_sleep_us, Some(250_000));
+        // A tenth of the budget, at least 100 ms, after Monty's deadline.
+        assert_eq!(limits.backstop, Some(Duration::from_millis(2_750)));
+        assert_eq!(
+            limits.memory_cap,
+            100 * 1024 * 1024 + 25 * 1024 * 1024 + 1024 + MEMORY_SLACK
+        );
+    }
+
+    #[test]
+    fn no_limits_means_the_wasm_ceiling() {
+        let limits = ExecLimits::from(LimitsMap::default());
+        assert_eq!(limits.backstop, None);
+        assert_eq!(limits.memory_cap, MEMORY_CEILING);
+        let short = ExecLimits::from(LimitsMap {
+            max_duration_secs: Some(0.01),
+            ..LimitsMap::default()
+        });
+        assert_eq!(short.backstop, Some(Duration::from_millis(110)));
+    }
+}

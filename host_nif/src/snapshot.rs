@@ -1,0 +1,519 @@
+//! Paused executions as a resource: resume, resolve futures, dump and load.
+//!
+//! Every operation takes the execution out on a worker thread
+//! ([`SnapshotRes::acquire`]) and either puts it back unchanged (dumps,
+//! answers the guest refused) or ends it (a resume that ran). Concurrent
+//! operations wait their turn instead of failing, so only a resume that
+//! really ran consumes a snapshot. Which answers a pause accepts is decided
+//! by the guest alone; a refused answer leaves the pause as it was.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Encoder, Env, Resource, ResourceArc, Term};
+
+use crate::atoms;
+use crate::bindings::{Answer, GuestError, HostError, Progress, Step};
+use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_error, trap_error};
+use crate::instance::{CallControl, CallError, CallResult, Instance};
+use crate::job::{deferred, spawn, spawn_with_instance, Reply};
+use crate::pause::{hold, wake, Held, Paused, PausedInstance};
+use crate::pool;
+use crate::schedule::{conversion_error, nif_pair, Sched};
+use crate::settings::{service_control, ExecLimits, LimitsMap};
+use crate::step::{progress_term, reply_failure, serve_mounts, settle};
+use crate::terms::{binary, make_struct, short_inspect};
+use crate::values::{self, Budget, FromTermError, Site, ToTermError};
+
+/// What a paused execution waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseKind {
+    FunctionCall,
+    OsCall,
+    NameLookup,
+    Futures,
+}
+
+enum State {
+    Ready(Paused),
+    /// A job (resume or dump) has it; others wait for it to come back.
+    Busy,
+    /// A resume went through (or the execution was lost with its instance).
+    Consumed,
+}
+
+/// A paused execution, shared by the snapshot terms that refer to it.
+///
+/// Every operation takes the execution out (`acquire`, on a worker thread)
+/// and either puts it back unchanged (`release`: dumps, refused answers) or
+/// ends it (`consume`: a resume that ran). Concurrent operations wait their
+/// turn instead of failing, so only a resume that really ran consumes it.
+pub struct SnapshotRes {
+    kind: PauseKind,
+    state: Mutex<State>,
+    turn: Condvar,
+}
+
+#[rustler::resource_impl]
+impl Resource for SnapshotRes {}
+
+/// What `acquire` found.
+pub enum Acquired {
+    Paused(Paused),
+    Consumed,
+    Cancelled,
+}
+
+impl SnapshotRes {
+    pub fn new(kind: PauseKind, paused: Paused) -> Self {
+        Self {
+            kind,
+            state: Mutex::new(State::Ready(paused)),
+            turn: Condvar::new(),
+        }
+    }
+
+    /// What the execution waits for (fixed for the snapshot's life).
+    pub fn kind(&self) -> PauseKind {
+        self.kind
+    }
+
+    /// Whether a resume already went through.
+    pub fn is_consumed(&self) -> bool {
+        self.state
+            .lock()
+            .map_or(true, |state| matches!(*state, State::Consumed))
+    }
+
+    /// Takes the execution, waiting while another job has it (or until
+    /// `cancel` is set: the caller died or gave up).
+    pub fn acquire(&self, cancel: &AtomicBool) -> Acquired {
+        let Ok(mut state) = self.state.lock() else {
+            return Acquired::Consumed;
+        };
+        loop {
+            match std::mem::replace(&mut *state, State::Busy) {
+                State::Ready(paused) => return Acquired::Paused(paused),
+                State::Consumed => {
+                    *state = State::Consumed;
+                    return Acquired::Consumed;
+                }
+                State::Busy => {
+                    if cancel.load(Ordering::Relaxed) {
+                        return Acquired::Cancelled;
+                    }
+                    state = match self.turn.wait_timeout(state, Duration::from_millis(5)) {
+                        Ok((state, _)) => state,
+                        Err(_) => return Acquired::Consumed,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Puts the execution back as it was.
+    pub fn release(&self, paused: Paused) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = State::Ready(paused);
+        }
+        self.turn.notify_all();
+    }
+
+    /// Marks the execution as resumed (or lost).
+    pub fn consume(&self) {
+        if let Ok(mut state) = self.state.lock() {
+            *state = State::Consumed;
+        }
+        self.turn.notify_all();
+    }
+}
+
+/// `%ExMonty.Snapshot{resource: ...}`
+fn snapshot_term<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>) -> Term<'a> {
+    make_struct(
+        env,
+        atoms::elixir_exmonty_snapshot(),
+        &[(atoms::resource(), snapshot.encode(env))],
+    )
+    .unwrap_or_else(|_| atoms::error().encode(env))
+}
+
+/// Replies with the outcome of a call that may pause: the value, the error,
+/// or a new snapshot holding the paused execution.
+pub fn reply_step(
+    reply: Reply,
+    mut instance: Instance,
+    result: CallResult<Step>,
+    limits: ExecLimits,
+) {
+    let result = serve_mounts(&reply, &mut instance, result, &limits);
+    let step = match result {
+        Ok(Ok(Step {
+            progress: Progress::Complete(value),
+            output,
+        })) => {
+            pool::checkin(instance);
+            return reply.send(
+                move |env| match values::value_to_term(env, &value, Site::Worker) {
+                    Ok(term) => (atoms::ok(), (atoms::complete(), term, &output)).encode(env),
+                    Err(ToTermError::Invalid(message)) => {
+                        sandbox_error(env, atoms::invalid_input(), &message)
+                    }
+                    Err(ToTermError::NeedsScheduler) => deferred(env, move |env| {
+                        match values::value_to_term(env, &value, Site::Scheduler) {
+                            Ok(term) => {
+                                (atoms::ok(), (atoms::complete(), term, &output)).encode(env)
+                            }
+                            Err(error) => to_term_error(env, error),
+                        }
+                    }),
+                },
+            );
+        }
+        Ok(Ok(step)) => step,
+        other => {
+            return match settle(instance, other) {
+                Ok(_) => reply.send(|env| {
+                    sandbox_error(env, atoms::invalid_input(), "internal: unexpected step")
+                }),
+                Err(failure) => reply_failure(reply, failure),
+            }
+        }
+    };
+    let Step { progress, output } = step;
+    let kind = match &progress {
+        Progress::FunctionCall(_) => PauseKind::FunctionCall,
+        Progress::OsCall(_) => PauseKind::OsCall,
+        Progress::NameLookup(_) => PauseKind::NameLookup,
+        _ => PauseKind::Futures,
+    };
+    let held = match hold(instance) {
+        Ok(held) => held,
+        Err(CallError::Trap(trapped)) => return reply.send(move |env| trap_error(env, &trapped)),
+    };
+    let snapshot = ResourceArc::new(SnapshotRes::new(kind, Paused { held, limits }));
+    reply.send(move |env| {
+        let term = snapshot_term(env, snapshot.clone());
+        match progress_term(env, &progress, term, &output, Site::Worker) {
+            Ok(term) => (atoms::ok(), term).encode(env),
+            Err(ToTermError::Invalid(message)) => {
+                sandbox_error(env, atoms::invalid_input(), &message)
+            }
+            Err(ToTermError::NeedsScheduler) => deferred(env, move |env| {
+                let term = snapshot_term(env, snapshot);
+                match progress_term(env, &progress, term, &output, Site::Scheduler) {
+                    Ok(term) => (atoms::ok(), term).encode(env),
+                    Err(error) => to_term_error(env, error),
+                }
+            }),
+        }
+    });
+}
+
+fn to_term_error(env: Env<'_>, error: ToTermError) -> Term<'_> {
+    match error {
+        ToTermError::Invalid(message) => sandbox_error(env, atoms::invalid_input(), &message),
+        ToTermError::NeedsScheduler => sandbox_error(
+            env,
+            atoms::invalid_input(),
+            "internal: value could not be built",
+        ),
+    }
+}
+
+/// Takes the paused execution of `snapshot` on a worker and runs `work` on
+/// it; a consumed snapshot, or a caller that gave up while waiting its turn,
+/// is answered without touching it.
+fn with_paused<'a, F>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, work: F) -> Term<'a>
+where
+    F: FnOnce(Reply, &SnapshotRes, Paused) + Send + 'static,
+{
+    spawn(env, move |reply| {
+        match snapshot.acquire(&reply.cancel_flag()) {
+            Acquired::Paused(paused) => work(reply, &snapshot, paused),
+            Acquired::Consumed => reply.send(consumed),
+            Acquired::Cancelled => {
+                reply.send(|env| sandbox_error(env, atoms::cancelled(), "execution was cancelled"))
+            }
+        }
+    })
+}
+
+/// Answers a paused execution with `call` (a resume or a futures resolution).
+/// A refused answer leaves the execution exactly as it was; anything else
+/// consumes the snapshot and carries on with the next step.
+fn answer_paused<F>(reply: Reply, snapshot: &SnapshotRes, paused: Paused, call: F)
+where
+    F: FnOnce(&mut Instance, &CallControl, Option<u64>) -> CallResult<Step>,
+{
+    let Paused { held, limits } = paused;
+    let hibernated = match &held {
+        Held::Hibernated(bytes) => Some(bytes.clone()),
+        Held::Live(_) => None,
+    };
+    let mut instance = match wake(held, &limits) {
+        Ok(instance) => instance,
+        Err(failure) => {
+            match hibernated {
+                Some(bytes) => snapshot.release(Paused {
+                    held: Held::Hibernated(bytes),
+                    limits,
+                }),
+                None => snapshot.consume(),
+            }
+            return match failure {
+                Ok(error) => reply.send(move |env| guest_error(env, &error)),
+                Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
+            };
+        }
+    };
+    let ctl = limits.control(reply.cancel_flag());
+    let result = call(&mut instance, &ctl, limits.guest.max_memory);
+    if let Ok(Err(GuestError::Invalid(message))) = result {
+        // The guest refused the answer and kept the pause as it was.
+        let held = match hibernated {
+            Some(bytes) => {
+                if instance.abandon(&service_control()).is_ok() {
+                    pool::checkin(instance);
+                }
+                Held::Hibernated(bytes)
+            }
+            None => Held::Live(PausedInstance::new(instance)),
+        };
+        snapshot.release(Paused { held, limits });
+        return reply.send(move |env| sandbox_error(env, atoms::invalid_input(), &message));
+    }
+    snapshot.consume();
+    reply_step(reply, instance, result, limits);
+}
+
+/// A value larger than the execution's `max_memory` cannot enter the guest:
+/// the call raises MemoryError in Python instead.
+fn fit_answer(answer: Answer, max_memory: Option<u64>) -> Answer {
+    match (&answer, max_memory) {
+        (Answer::Value(bytes), Some(max)) if bytes.len() as u64 > max => Answer::Raise(HostError {
+            type_name: "MemoryError".to_owned(),
+            message: format!(
+                "the host's answer ({} bytes encoded) exceeds max_memory ({max} bytes)",
+                bytes.len()
+            ),
+        }),
+        _ => answer,
+    }
+}
+
+/// Decodes an answer term, as `ExMonty.resume/3` documents it:
+/// `{:ok, value}`, `{:error, type, message}`, `:pending` or `:undefined`.
+fn decode_answer(
+    env: Env<'_>,
+    term: Term<'_>,
+    budget: &mut Budget,
+) -> Result<Answer, FromTermError> {
+    let invalid = || FromTermError::Invalid(format!("invalid answer {}", short_inspect(term)));
+    if let Ok(atom) = term.decode::<Atom>() {
+        return if atom == atoms::pending() {
+            Ok(Answer::Pending)
+        } else if atom == atoms::undefined() {
+            Ok(Answer::Undefined)
+        } else {
+            Err(invalid())
+        };
+    }
+    let parts = get_tuple(term).map_err(|_| invalid())?;
+    match parts.as_slice() {
+        [tag, value] if tag.decode::<Atom>().is_ok_and(|a| a == atoms::ok()) => {
+            let object = values::term_to_value(*value, "result", budget)?;
+            let bytes = postcard::to_allocvec(&object)
+                .map_err(|e| FromTermError::Invalid(e.to_string()))?;
+            Ok(Answer::Value(bytes))
+        }
+        [tag, kind, message] if tag.decode::<Atom>().is_ok_and(|a| a == atoms::error()) => {
+            let type_name = kind
+                .decode::<Atom>()
+                .ok()
+                .and_then(|atom| exc_type_of_atom(env, atom))
+                .map(|exc_type| exc_type.to_string())
+                .ok_or_else(|| {
+                    FromTermError::Invalid(format!(
+                        "{} is not a Python exception type (see ExMonty.Exception.python_types/0)",
+                        short_inspect(*kind)
+                    ))
+                })?;
+            let message = message.decode::<String>().map_err(|_| {
+                FromTermError::Invalid("the exception message must be a UTF-8 string".to_owned())
+            })?;
+            Ok(Answer::Raise(HostError { type_name, message }))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+fn consumed(env: Env<'_>) -> Term<'_> {
+    sandbox_error(
+        env,
+        atoms::snapshot_consumed(),
+        "this snapshot was already resumed (a snapshot resumes once; dump and load it to fork)",
+    )
+}
+
+fn resume<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    answer: Term<'a>,
+    sched: Sched,
+) -> Term<'a> {
+    if snapshot.is_consumed() {
+        return consumed(env);
+    }
+    if snapshot.kind() == PauseKind::Futures {
+        return sandbox_error(
+            env,
+            atoms::invalid_input(),
+            "the execution waits for futures: use ExMonty.resume_futures/3",
+        );
+    }
+    // Decode first: a bad answer leaves the snapshot usable.
+    let answer = match decode_answer(env, answer, &mut sched.budget()) {
+        Ok(answer) => answer,
+        Err(error) => return conversion_error(env, error),
+    };
+    with_paused(env, snapshot, move |reply, snapshot, paused| {
+        answer_paused(reply, snapshot, paused, move |instance, ctl, max_memory| {
+            instance.resume(ctl, &fit_answer(answer, max_memory))
+        });
+    })
+}
+
+nif_pair!('a, snapshot_resume, snapshot_resume_dirty, resume, (
+    snapshot: [ResourceArc<SnapshotRes>],
+    answer: [Term<'a>],
+));
+
+fn resolve<'a>(
+    env: Env<'a>,
+    snapshot: ResourceArc<SnapshotRes>,
+    results: Vec<(u32, Term<'a>)>,
+    sched: Sched,
+) -> Term<'a> {
+    if snapshot.is_consumed() {
+        return consumed(env);
+    }
+    if snapshot.kind() != PauseKind::Futures {
+        return sandbox_error(
+            env,
+            atoms::invalid_input(),
+            "the execution does not wait for futures: use ExMonty.resume/3",
+        );
+    }
+    let mut budget = sched.budget();
+    let mut answers = Vec::with_capacity(results.len());
+    for (id, term) in results {
+        match decode_answer(env, term, &mut budget) {
+            Ok(answer) => answers.push((id, answer)),
+            Err(FromTermError::Invalid(message)) => {
+                return conversion_error(
+                    env,
+                    FromTermError::Invalid(format!("the answer for call {id}: {message}")),
+                )
+            }
+            Err(error) => return conversion_error(env, error),
+        }
+    }
+    with_paused(env, snapshot, move |reply, snapshot, paused| {
+        answer_paused(reply, snapshot, paused, move |instance, ctl, max_memory| {
+            let answers: Vec<(u32, Answer)> = answers
+                .into_iter()
+                .map(|(id, answer)| (id, fit_answer(answer, max_memory)))
+                .collect();
+            instance.resolve_futures(ctl, &answers)
+        });
+    })
+}
+
+nif_pair!('a, snapshot_resume_futures, snapshot_resume_futures_dirty, resolve, (
+    snapshot: [ResourceArc<SnapshotRes>],
+    results: [Vec<(u32, Term<'a>)>],
+));
+
+/// Serialises a paused execution: `{:ok, {bytes, kind}}`. The snapshot stays
+/// usable whatever happens: the dump cannot be interrupted by the caller,
+/// its memory is not charged to the execution's limit, and concurrent dumps
+/// take turns.
+#[rustler::nif]
+fn snapshot_dump(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
+    if snapshot.is_consumed() {
+        return consumed(env);
+    }
+    let kind = kind_tag(snapshot.kind());
+    with_paused(env, snapshot, move |reply, snapshot, mut paused| {
+        let dumped = match &mut paused.held {
+            Held::Hibernated(bytes) => Ok(Ok(bytes.clone())),
+            Held::Live(live) => match live.instance_mut() {
+                Some(instance) => instance.dump_snapshot(&service_control()),
+                None => Ok(Err(GuestError::Invalid(
+                    "internal: the paused execution lost its instance".to_owned(),
+                ))),
+            },
+        };
+        match dumped {
+            Ok(Ok(bytes)) => {
+                snapshot.release(paused);
+                reply.send(move |env| (atoms::ok(), (binary(env, &bytes), kind)).encode(env));
+            }
+            Ok(Err(error)) => {
+                snapshot.release(paused);
+                reply.send(move |env| guest_error(env, &error));
+            }
+            // The instance trapped: the paused execution is lost with it.
+            Err(CallError::Trap(trapped)) => {
+                snapshot.consume();
+                reply.send(move |env| trap_error(env, &trapped));
+            }
+        }
+    })
+}
+
+fn kind_tag(kind: PauseKind) -> u8 {
+    match kind {
+        PauseKind::FunctionCall => 0,
+        PauseKind::OsCall => 1,
+        PauseKind::NameLookup => 2,
+        PauseKind::Futures => 3,
+    }
+}
+
+/// Restores a dumped execution into a fresh instance and reports what it
+/// waits for.
+fn load<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsMap, sched: Sched) -> Term<'a> {
+    let bytes = match sched.copy(env, bytes) {
+        Ok(bytes) => bytes,
+        Err(term) => return term,
+    };
+    let limits = ExecLimits::from(limits);
+    // A fresh instance: a loaded snapshot never shares one with anything.
+    spawn_with_instance(env, true, move |reply, mut instance| {
+        let typed = limits.mounts.is_some();
+        let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
+        match result {
+            Ok(Ok(progress)) => {
+                let step = Step {
+                    progress,
+                    output: String::new(),
+                };
+                reply_step(reply, instance, Ok(Ok(step)), limits);
+            }
+            other => {
+                if let Err(failure) = settle(instance, other) {
+                    reply_failure(reply, failure);
+                }
+            }
+        }
+    })
+}
+
+nif_pair!('a, snapshot_load, snapshot_load_dirty, load, (
+    bytes: [Binary<'a>],
+    limits: [LimitsMap],
+));

@@ -1,0 +1,73 @@
+defmodule ExMonty.Driver do
+  @moduledoc false
+  # The host's side of the steps Python does not decide: sleeps, and the
+  # resume that follows them. Used by `ExMonty.eval/2` / `run/3` (where the
+  # guest answers every other host call itself) and by `ExMonty.Sandbox`.
+  #
+  # A sleep is waited in the calling process, never on a worker thread, and
+  # charged to `max_total_sleep_secs`.
+
+  alias ExMonty.{Exception, Job, Native, OsCall, Snapshot}
+
+  @sleeps [:system_sleep, :system_async_sleep]
+
+  @doc false
+  # Drives an eval/run result through its sleeps to `{:ok, value, output}`
+  # or `{:error, exception}` (whose `output` holds everything printed).
+  @spec drive({:ok, ExMonty.progress()} | {:error, Exception.t()}, ExMonty.Limits.t()) ::
+          ExMonty.result()
+  def drive(result, limits), do: drive(result, limits.max_total_sleep_secs, "")
+
+  defp drive({:ok, {:complete, value, output}}, _left, acc), do: {:ok, value, acc <> output}
+
+  defp drive({:ok, {:os_call, %OsCall{function: f} = call, snapshot, output}}, left, acc)
+       when f in @sleeps do
+    {answer, left, _slept_ms} = sleep(call, left)
+    drive(resume(snapshot, answer, :infinity), left, acc <> output)
+  end
+
+  defp drive({:ok, _other}, _left, _acc),
+    do: Exception.invalid("unexpected pause in a non-interactive run")
+
+  defp drive({:error, exception}, _left, acc),
+    do: {:error, Exception.prepend_output(exception, acc)}
+
+  @doc false
+  # Whether an OS call is a sleep.
+  @spec sleep?(OsCall.t()) :: boolean()
+  def sleep?(%OsCall{function: function}), do: function in @sleeps
+
+  @doc false
+  # Waits for a sleep within what is left of `max_total_sleep_secs` (`nil`:
+  # no limit). Returns the answer for the paused call, what is left, and the
+  # milliseconds actually slept.
+  @spec sleep(OsCall.t(), number() | nil) :: {ExMonty.answer(), number() | nil, non_neg_integer()}
+  def sleep(%OsCall{args: args}, left) do
+    seconds =
+      case args do
+        [s | _] when is_number(s) and s > 0 -> s
+        _ -> 0
+      end
+
+    if is_number(left) and seconds > left do
+      {{:error, :timeout_error, "total sleep limit (max_total_sleep_secs) exceeded"}, left, 0}
+    else
+      started = System.monotonic_time(:millisecond)
+      Process.sleep(round(seconds * 1000))
+      slept = System.monotonic_time(:millisecond) - started
+      {{:ok, nil}, if(is_number(left), do: left - seconds, else: left), slept}
+    end
+  end
+
+  @doc false
+  # Answers a paused execution (see `ExMonty.resume/3`).
+  @spec resume(Snapshot.t(), ExMonty.answer(), timeout()) ::
+          {:ok, ExMonty.progress()} | {:error, Exception.t()}
+  def resume(%Snapshot{resource: resource}, answer, timeout) do
+    Job.run(
+      fn -> Native.snapshot_resume(resource, answer) end,
+      fn -> Native.snapshot_resume_dirty(resource, answer) end,
+      timeout
+    )
+  end
+end

@@ -1,0 +1,393 @@
+defmodule ExMonty.Execution do
+  @moduledoc false
+  # What `ExMonty`'s functions do (their documentation lives there): check
+  # the arguments, convert them into what the NIF takes, queue the job and
+  # wait for its answer (`ExMonty.Job`), and drive eval/run through their
+  # sleeps (`ExMonty.Driver`).
+
+  alias ExMonty.{Driver, Exception, Job, Limits, Native, Options, Runner, Snapshot}
+
+  @default_script "main.py"
+
+  # ---------------------------------------------------------------------------
+  # One-shot evaluation
+  # ---------------------------------------------------------------------------
+
+  def eval(code, opts \\ []) do
+    opts = Options.validate!(opts, :eval)
+
+    with {:ok, code} <- check_code(code, "ExMonty.eval/2"),
+         {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
+         {:ok, limits} <- limits(opts) do
+      source = %{
+        code: code,
+        script_name: script_name(opts),
+        input_names: Enum.map(inputs, &elem(&1, 0))
+      }
+
+      values = Enum.map(inputs, &elem(&1, 1))
+      settings = settings(opts, limits, false)
+
+      Job.run(
+        fn -> Native.runner_eval(source, values, settings) end,
+        fn -> Native.runner_eval_dirty(source, values, settings) end,
+        timeout(opts)
+      )
+      |> Driver.drive(limits)
+    end
+  end
+
+  def eval!(code, opts \\ []) do
+    case eval(code, opts) do
+      {:ok, value, _output} -> value
+      {:error, exception} -> raise exception
+    end
+  end
+
+  # ---------------------------------------------------------------------------
+  # Compile and run
+  # ---------------------------------------------------------------------------
+
+  def compile(code, opts \\ []) do
+    opts = Options.validate!(opts, :compile)
+
+    with {:ok, code} <- check_code(code, "ExMonty.compile/2"),
+         {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])) do
+      script = script_name(opts)
+
+      Job.run(
+        fn -> Native.runner_compile(code, script, names) end,
+        fn -> Native.runner_compile_dirty(code, script, names) end
+      )
+    end
+  end
+
+  def run(runner, inputs \\ %{}, opts \\ [])
+
+  def run(%Runner{} = runner, inputs, opts) do
+    opts = Options.validate!(opts, :run)
+
+    with {:ok, values} <- runner_inputs(runner, inputs),
+         {:ok, limits} <- limits(opts) do
+      settings = settings(opts, limits, false)
+
+      Job.run(
+        fn -> Native.runner_start(runner.resource, values, settings) end,
+        fn -> Native.runner_start_dirty(runner.resource, values, settings) end,
+        timeout(opts)
+      )
+      |> Driver.drive(limits)
+    end
+  end
+
+  def run(other, _inputs, _opts), do: not_a!("ExMonty.run/3", "an ExMonty.Runner", other)
+
+  def run!(runner, inputs \\ %{}, opts \\ []) do
+    case run(runner, inputs, opts) do
+      {:ok, value, _output} -> value
+      {:error, exception} -> raise exception
+    end
+  end
+
+  # ---------------------------------------------------------------------------
+  # Interactive execution
+  # ---------------------------------------------------------------------------
+
+  def start(runner, inputs \\ %{}, opts \\ [])
+
+  def start(%Runner{} = runner, inputs, opts) do
+    opts = Options.validate!(opts, :start)
+
+    with {:ok, values} <- runner_inputs(runner, inputs),
+         {:ok, limits} <- limits(opts) do
+      settings = settings(opts, limits, true)
+
+      Job.run(
+        fn -> Native.runner_start(runner.resource, values, settings) end,
+        fn -> Native.runner_start_dirty(runner.resource, values, settings) end
+      )
+    end
+  end
+
+  def start(other, _inputs, _opts), do: not_a!("ExMonty.start/3", "an ExMonty.Runner", other)
+
+  def resume(snapshot, answer, opts \\ [])
+
+  def resume(%Snapshot{resource: resource}, answer, opts) do
+    timeout = timeout(validate_opts!(opts, [:timeout]))
+
+    Driver.resume(%Snapshot{resource: resource}, answer, timeout)
+  end
+
+  def resume(other, _answer, _opts), do: not_a!("ExMonty.resume/3", "an ExMonty.Snapshot", other)
+
+  def resume_futures(snapshot, results, opts \\ [])
+
+  def resume_futures(%Snapshot{resource: resource}, results, opts)
+      when is_map(results) or is_list(results) do
+    timeout = timeout(validate_opts!(opts, [:timeout]))
+
+    results
+    |> Enum.reduce_while({:ok, []}, fn
+      {id, answer}, {:ok, acc} when is_integer(id) and id >= 0 ->
+        {:cont, {:ok, [{id, answer} | acc]}}
+
+      other, _ ->
+        raise ArgumentError,
+              "ExMonty.resume_futures/2 takes {call_id, answer} pairs (call_id a non-negative " <>
+                "integer), got: #{inspect(other, limit: 10)}"
+    end)
+    |> case do
+      {:ok, natives} ->
+        natives = Enum.reverse(natives)
+
+        Job.run(
+          fn -> Native.snapshot_resume_futures(resource, natives) end,
+          fn -> Native.snapshot_resume_futures_dirty(resource, natives) end,
+          timeout
+        )
+
+      error ->
+        error
+    end
+  end
+
+  def resume_futures(%Snapshot{}, other, _opts) do
+    raise ArgumentError,
+          "ExMonty.resume_futures/3 takes a map or list of {call_id, answer}, got: " <>
+            inspect(other, limit: 10)
+  end
+
+  def resume_futures(other, _results, _opts),
+    do: not_a!("ExMonty.resume_futures/3", "an ExMonty.Snapshot", other)
+
+  # ---------------------------------------------------------------------------
+  # Serialization
+  # ---------------------------------------------------------------------------
+
+  def dump(runner, opts \\ [])
+
+  def dump(%Runner{resource: resource}, opts) do
+    opts = validate_opts!(opts, [:key])
+    ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts)
+  end
+
+  def dump(other, _opts), do: not_a!("ExMonty.dump/2", "an ExMonty.Runner", other)
+
+  def load_runner(binary, opts \\ []) do
+    opts = validate_opts!(opts, [:key, :max_bytes])
+
+    with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts) do
+      Job.run(fn -> Native.runner_load(program) end, fn -> Native.runner_load_dirty(program) end)
+    end
+  end
+
+  def dump_snapshot(snapshot, opts \\ [])
+
+  def dump_snapshot(%Snapshot{resource: resource}, opts) do
+    opts = validate_opts!(opts, [:key])
+
+    case Job.await(Native.snapshot_dump(resource)) do
+      {:ok, {bytes, _kind}} -> ExMonty.Dump.encode(:snapshot, bytes, opts)
+      {:error, _} = error -> error
+    end
+  end
+
+  def dump_snapshot(other, _opts),
+    do: not_a!("ExMonty.dump_snapshot/2", "an ExMonty.Snapshot", other)
+
+  def load_snapshot(binary, opts \\ []) do
+    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
+
+    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
+         {:ok, limits} <- limits(opts),
+         {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <- load_native(bytes, limits) do
+      {:ok, snapshot}
+    end
+  end
+
+  def load_progress(binary, opts \\ []) do
+    opts = validate_opts!(opts, [:key, :max_bytes, :limits])
+
+    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
+         {:ok, limits} <- limits(opts) do
+      load_native(bytes, limits)
+    end
+  end
+
+  defp load_native(bytes, limits) do
+    Job.run(
+      fn -> Native.snapshot_load(bytes, limits) end,
+      fn -> Native.snapshot_load_dirty(bytes, limits) end
+    )
+  end
+
+  # ---------------------------------------------------------------------------
+  # Argument checks
+  # ---------------------------------------------------------------------------
+
+  # Source that is not a string is a programmer error; source that is not
+  # UTF-8 is data (it may come from anywhere): an error result.
+  defp check_code(code, _fun) when is_binary(code) do
+    if String.valid?(code),
+      do: {:ok, code},
+      else: Exception.invalid("Python source must be valid UTF-8")
+  end
+
+  defp check_code(code, fun), do: not_a!(fun, "Python source (a string)", code)
+
+  defp not_a!(fun, expected, got) do
+    raise ArgumentError, "#{fun} expects #{expected}, got: #{inspect(got, limit: 5)}"
+  end
+
+  defp check_inputs(inputs) when is_map(inputs) do
+    Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->
+      case input_name(name) do
+        {:ok, name} -> {:cont, {:ok, [{name, value} | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, pairs} ->
+        pairs = Enum.sort_by(pairs, &elem(&1, 0))
+
+        if length(Enum.uniq_by(pairs, &elem(&1, 0))) == length(pairs),
+          do: {:ok, pairs},
+          else: Exception.invalid("input names collide after conversion to strings")
+
+      error ->
+        error
+    end
+  end
+
+  defp check_inputs(other),
+    do: Exception.invalid("inputs must be a map of name => value, got: #{inspect(other)}")
+
+  defp check_names(names) when is_list(names) do
+    Enum.reduce_while(names, {:ok, []}, fn name, {:ok, acc} ->
+      case input_name(name) do
+        {:ok, name} -> {:cont, {:ok, [name | acc]}}
+        error -> {:halt, error}
+      end
+    end)
+    |> case do
+      {:ok, names} ->
+        names = Enum.reverse(names)
+
+        if length(Enum.uniq(names)) == length(names),
+          do: {:ok, names},
+          else: Exception.invalid("input names must be unique")
+
+      error ->
+        error
+    end
+  end
+
+  defp check_names(other),
+    do: Exception.invalid("inputs must be a list of names, got: #{inspect(other)}")
+
+  defp input_name(name) when is_atom(name) and name not in [nil, true, false],
+    do: input_name(Atom.to_string(name))
+
+  # Keywords cannot be assigned; the soft keywords (match, case, type, _)
+  # can, as in CPython.
+  @keywords ~w(False None True and as assert async await break class continue def del elif
+               else except finally for from global if import in is lambda nonlocal not or
+               pass raise return try while with yield)
+
+  defp input_name(name) when is_binary(name) do
+    cond do
+      not Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/, name) ->
+        Exception.invalid("input name #{inspect(name)} is not a valid Python identifier")
+
+      name in @keywords ->
+        Exception.invalid("input name #{inspect(name)} is a Python keyword")
+
+      true ->
+        {:ok, name}
+    end
+  end
+
+  defp input_name(other),
+    do: Exception.invalid("input names must be strings, got: #{inspect(other)}")
+
+  # The fast path: exactly the declared names, as strings.
+  defp runner_inputs(%Runner{input_names: names}, inputs)
+       when is_map(inputs) and map_size(inputs) == length(names) do
+    case fetch_all(names, inputs, []) do
+      {:ok, values} -> {:ok, values}
+      :error -> runner_inputs_checked(names, inputs)
+    end
+  end
+
+  defp runner_inputs(%Runner{input_names: names}, inputs) when is_map(inputs),
+    do: runner_inputs_checked(names, inputs)
+
+  defp runner_inputs(_runner, other),
+    do: Exception.invalid("inputs must be a map of name => value, got: #{inspect(other)}")
+
+  defp fetch_all([], _inputs, acc), do: {:ok, Enum.reverse(acc)}
+
+  defp fetch_all([name | rest], inputs, acc) do
+    case inputs do
+      %{^name => value} -> fetch_all(rest, inputs, [value | acc])
+      _ -> :error
+    end
+  end
+
+  defp runner_inputs_checked(names, inputs) do
+    with {:ok, pairs} <- check_inputs(inputs) do
+      given = Map.new(pairs)
+      missing = Enum.reject(names, &Map.has_key?(given, &1))
+      extra = Map.keys(given) -- names
+
+      cond do
+        missing != [] ->
+          Exception.invalid("missing input(s): #{Enum.join(missing, ", ")}")
+
+        extra != [] ->
+          Exception.invalid(
+            "unknown input(s): #{Enum.join(extra, ", ")} (the runner declares #{inspect(names)})"
+          )
+
+        true ->
+          {:ok, Enum.map(names, &Map.fetch!(given, &1))}
+      end
+    end
+  end
+
+  # Unknown options raise ArgumentError naming the valid ones.
+  defp validate_opts!(opts, keys) when is_list(opts), do: Keyword.validate!(opts, keys)
+
+  defp validate_opts!(opts, keys),
+    do:
+      raise(
+        ArgumentError,
+        "options must be a keyword list of #{inspect(keys)}, got: #{inspect(opts, limit: 5)}"
+      )
+
+  # Invalid limits are a programming error: they raise ArgumentError.
+  # (The options were validated by ExMonty.Options; these only read them.)
+  defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
+
+  defp timeout(opts), do: Keyword.get(opts, :timeout, :infinity)
+
+  # What the NIF runs an execution with (decoded there by field name).
+  defp settings(opts, limits, interactive) do
+    mounts =
+      case Keyword.get(opts, :mounts) do
+        nil -> nil
+        %ExMonty.Mount{resource: resource} -> resource
+      end
+
+    %{limits: limits, interactive: interactive, cwd: Keyword.get(opts, :cwd), mounts: mounts}
+  end
+
+  defp script_name(opts), do: Keyword.get(opts, :script_name, @default_script)
+
+  @spec stats() :: map()
+  def stats do
+    {workers, idle, live, paused} = Native.runtime_stats()
+    %{workers: workers, idle_instances: idle, live_instances: live, live_paused: paused}
+  end
+end
