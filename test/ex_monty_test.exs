@@ -2,9 +2,6 @@ defmodule ExMontyTest do
   use ExUnit.Case, async: true
 
   doctest ExMonty
-  doctest ExMonty.Exception
-  doctest ExMonty.Limits
-  doctest ExMonty.Dataclass
 
   alias ExMonty.TestHelpers
 

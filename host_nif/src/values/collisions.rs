@@ -101,3 +101,34 @@ pub(crate) fn python_literal(nodes: &[MontyNode], id: NodeId) -> String {
         _ => "a value".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monty_types::unstable::MontyGraph;
+
+    #[test]
+    fn equal_numbers_of_different_types_collide() {
+        let mut graph = MontyGraph::new();
+        let one = graph.push(MontyNode::Int(1));
+        let one_float = graph.push(MontyNode::Float(1.0));
+        let truth = graph.push(MontyNode::Bool(true));
+        let two = graph.push(MontyNode::Int(2));
+        let name = graph.push(MontyNode::String("1".to_owned()));
+        let nodes = graph.nodes();
+        let error = check_collisions(nodes, &[one, one_float], "dict keys").unwrap_err();
+        assert!(error.contains("1") && error.contains("1.0"), "{error}");
+        assert!(check_collisions(nodes, &[one, truth], "set elements").is_err());
+        assert!(check_collisions(nodes, &[one, two, name], "dict keys").is_ok());
+    }
+
+    #[test]
+    fn containers_of_equal_numbers_collide() {
+        let mut graph = MontyGraph::new();
+        let one = graph.push(MontyNode::Int(1));
+        let a = graph.push(MontyNode::Tuple(vec![one]));
+        let one_float = graph.push(MontyNode::Float(1.0));
+        let b = graph.push(MontyNode::Tuple(vec![one_float]));
+        assert!(check_collisions(graph.nodes(), &[a, b], "dict keys").is_err());
+    }
+}

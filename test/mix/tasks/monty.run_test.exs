@@ -81,7 +81,7 @@ defmodule Mix.Tasks.Monty.RunTest do
     end
 
     # A stale source makes mix recompile first: its notices stay off stdout.
-    File.touch!(Path.expand("../lib/ex_monty/repr.ex", __DIR__))
+    File.touch!(Path.expand("../../../lib/ex_monty/repr.ex", __DIR__))
     assert {"'a'\n", 0} = mix.(["-e", "'a'"])
     assert {"x\n", 1} = mix.(["-e", "print('x')\nimport time\ntime.sleep(0.01)\n1/0"])
     assert {"", 2} = mix.(["--timeout", "abc", "-e", "1"])
