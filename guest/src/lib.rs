@@ -10,13 +10,19 @@
 //! allocator, a stack overflow — ends as a wasm trap that the host turns into
 //! an error; nothing here can reach the host's memory.
 
+mod answers;
 #[cfg(target_arch = "wasm32")]
 mod cli;
 mod codec;
 mod errors;
+mod execution;
+mod flow;
 mod limits;
 mod output;
-mod session;
+mod persist;
+mod repl;
+#[cfg(test)]
+mod tests;
 
 // The allocator is installed only in the wasm module (see below).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
@@ -36,7 +42,7 @@ mod bindings {
         world: "guest",
     });
 
-    use super::session;
+    use super::{execution, persist, repl};
     use exports::ex_monty::sandbox::runtime::Guest;
     use exports::ex_monty::sandbox::types::{Answer, Error, Limits, Options, Progress, Step};
 
@@ -49,12 +55,12 @@ mod bindings {
             input_names: Vec<String>,
         ) -> Result<Vec<u8>, Error> {
             crate::errors::install_panic_hook();
-            session::compile(code, &script_name, input_names)
+            execution::compile(code, &script_name, input_names)
         }
 
         fn inspect_program(program: Vec<u8>) -> Result<(String, Vec<String>), Error> {
             crate::errors::install_panic_hook();
-            session::inspect_program(&program)
+            execution::inspect_program(&program)
         }
 
         fn start(
@@ -64,7 +70,7 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            session::start(&program, inputs, &limits, &options)
+            execution::start(&program, inputs, &limits, &options)
         }
 
         fn eval(
@@ -76,19 +82,19 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            session::eval(code, &script_name, input_names, inputs, &limits, &options)
+            execution::eval(code, &script_name, input_names, inputs, &limits, &options)
         }
 
         fn resume(answer: Answer) -> Result<Step, Error> {
-            session::resume(answer)
+            execution::resume(answer)
         }
 
         fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
-            session::resolve_futures(results)
+            execution::resolve_futures(results)
         }
 
         fn dump_snapshot() -> Result<Vec<u8>, Error> {
-            session::dump_snapshot()
+            persist::dump_snapshot()
         }
 
         fn load_snapshot(
@@ -97,15 +103,37 @@ mod bindings {
             typed_os_calls: bool,
         ) -> Result<Progress, Error> {
             crate::errors::install_panic_hook();
-            session::load_snapshot(&snapshot, &limits, typed_os_calls)
+            persist::load_snapshot(&snapshot, &limits, typed_os_calls)
         }
 
         fn abandon() {
-            session::abandon();
+            persist::abandon();
+        }
+
+        fn repl_new(script_name: String, options: Options) -> Result<(), Error> {
+            crate::errors::install_panic_hook();
+            repl::repl_new(script_name, &options)
+        }
+
+        fn repl_feed(
+            code: String,
+            inputs: Vec<(String, Vec<u8>)>,
+            limits: Limits,
+            options: Options,
+        ) -> Result<Step, Error> {
+            repl::repl_feed(code, inputs, &limits, &options)
+        }
+
+        fn repl_call(name: String, args: Vec<Vec<u8>>, limits: Limits) -> Result<Step, Error> {
+            repl::repl_call(name, args, &limits)
+        }
+
+        fn repl_abandon_feed() {
+            repl::repl_abandon_feed();
         }
 
         fn live_memory() -> u64 {
-            session::live_memory()
+            persist::live_memory()
         }
     }
 

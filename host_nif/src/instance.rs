@@ -316,6 +316,52 @@ impl Instance {
         })
     }
 
+    pub fn repl_new(&mut self, script_name: &str, options: &RunOptions) -> CallResult<()> {
+        self.call(&crate::settings::service_control(), |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_repl_new(store, script_name, options)
+        })
+    }
+
+    pub fn repl_feed(
+        &mut self,
+        control: &CallControl,
+        code: &str,
+        inputs: &[(String, Vec<u8>)],
+        limits: &GuestLimits,
+        options: &RunOptions,
+    ) -> CallResult<Step> {
+        self.call(control, |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_repl_feed(store, code, inputs, *limits, options)
+        })
+    }
+
+    pub fn repl_call(
+        &mut self,
+        control: &CallControl,
+        name: &str,
+        args: &[Vec<u8>],
+        limits: &GuestLimits,
+    ) -> CallResult<Step> {
+        self.call(control, |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_repl_call(store, name, args, *limits)
+        })
+    }
+
+    /// Abandons a paused snippet, keeping the session.
+    pub fn repl_abandon_feed(&mut self) -> Result<(), CallError> {
+        self.call(&crate::settings::service_control(), |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_repl_abandon_feed(store)
+        })
+    }
+
     /// Drops the paused execution the instance holds, if any.
     pub fn abandon(&mut self, control: &CallControl) -> Result<(), CallError> {
         self.call(control, |guest, store| {

@@ -15,7 +15,8 @@
 //! * `job` — queued work, replies by message, cancellation, deferred results;
 //! * `runner` — compiled programs (compile, load, start, eval);
 //! * `snapshot` — paused executions (resume, futures, dump, load), `pause` —
-//!   where they live (their instance, or hibernated as bytes);
+//!   where they live (their instance, or hibernated as bytes); `session` —
+//!   REPL sessions, which wait between snippets as paused executions do;
 //! * `step` — a guest step to terms, mount serving, the outcome of a call;
 //! * `settings` — limits and run options; `schedule` — normal/dirty NIFs;
 //! * `values` — Python values <-> terms, by direction; `terms` — term
@@ -34,6 +35,7 @@ mod pool;
 mod runner;
 mod runtime;
 mod schedule;
+mod session;
 mod settings;
 mod snapshot;
 mod step;

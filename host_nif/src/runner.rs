@@ -168,7 +168,7 @@ fn start<'a>(
     spawn_with_instance(env, false, move |reply, mut instance| {
         let ctl = limits.control(reply.cancel_flag());
         let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
-        reply_step(reply, instance, result, limits);
+        reply_step(reply, instance, result, limits, None);
     })
 }
 
@@ -217,7 +217,7 @@ fn eval<'a>(
             inputs: &encoded,
         };
         let result = instance.eval(&ctl, &call, &limits.guest, &options);
-        reply_step(reply, instance, result, limits);
+        reply_step(reply, instance, result, limits, None);
     })
 }
 

@@ -34,6 +34,17 @@ pub enum PauseKind {
     OsCall,
     NameLookup,
     Futures,
+    /// An idle REPL session between snippets (see `session.rs`).
+    Session,
+}
+
+/// The session a paused snippet belongs to: when the snippet ends, its
+/// instance goes back to the session (with the session's settings), not to
+/// the pool.
+#[derive(Clone)]
+pub struct Owner {
+    pub session: ResourceArc<SnapshotRes>,
+    pub limits: ExecLimits,
 }
 
 enum State {
@@ -54,10 +65,50 @@ pub struct SnapshotRes {
     kind: PauseKind,
     state: Mutex<State>,
     turn: Condvar,
+    owner: Option<Owner>,
 }
 
 #[rustler::resource_impl]
 impl Resource for SnapshotRes {}
+
+impl Drop for SnapshotRes {
+    /// A paused snippet dropped without being resumed hands its session back
+    /// (the snippet abandoned), on a worker: a session never stays busy.
+    fn drop(&mut self) {
+        let Some(owner) = self.owner.take() else {
+            return;
+        };
+        let state = std::mem::replace(
+            self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
+            State::Consumed,
+        );
+        let State::Ready(Paused { held, limits }) = state else {
+            return;
+        };
+        let _ = pool::submit(Box::new(move || match wake(held, &limits) {
+            Ok(mut instance) => match instance.repl_abandon_feed() {
+                Ok(()) => give_back(instance, Some(owner)),
+                Err(_) => owner.session.consume(),
+            },
+            Err(_) => owner.session.consume(),
+        }));
+    }
+}
+
+/// Where an instance goes when its execution ends without a trap: back to
+/// its session, or to the pool.
+fn give_back(instance: Instance, owner: Option<Owner>) {
+    match owner {
+        Some(owner) => match hold(instance) {
+            Ok(held) => owner.session.release(Paused {
+                held,
+                limits: owner.limits,
+            }),
+            Err(_) => owner.session.consume(),
+        },
+        None => pool::checkin(instance),
+    }
+}
 
 /// What `acquire` found.
 pub enum Acquired {
@@ -67,11 +118,24 @@ pub enum Acquired {
 }
 
 impl SnapshotRes {
-    pub fn new(kind: PauseKind, paused: Paused) -> Self {
+    pub fn new(kind: PauseKind, paused: Paused, owner: Option<Owner>) -> Self {
         Self {
             kind,
             state: Mutex::new(State::Ready(paused)),
             turn: Condvar::new(),
+            owner,
+        }
+    }
+
+    /// Takes the execution if nobody else has it; `None` when busy or consumed.
+    pub fn try_acquire(&self) -> Option<Paused> {
+        let mut state = self.state.lock().ok()?;
+        match std::mem::replace(&mut *state, State::Busy) {
+            State::Ready(paused) => Some(paused),
+            other => {
+                *state = other;
+                None
+            }
         }
     }
 
@@ -131,7 +195,7 @@ impl SnapshotRes {
 }
 
 /// `%ExMonty.Snapshot{resource: ...}`
-fn snapshot_term<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>) -> Term<'a> {
+pub fn snapshot_term<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>) -> Term<'a> {
     make_struct(
         env,
         atoms::elixir_exmonty_snapshot(),
@@ -147,6 +211,7 @@ pub fn reply_step(
     mut instance: Instance,
     result: CallResult<Step>,
     limits: ExecLimits,
+    owner: Option<Owner>,
 ) {
     let result = serve_mounts(&reply, &mut instance, result, &limits);
     let step = match result {
@@ -154,7 +219,7 @@ pub fn reply_step(
             progress: Progress::Complete(value),
             output,
         })) => {
-            pool::checkin(instance);
+            give_back(instance, owner);
             return reply.send(
                 move |env| match values::value_to_term(env, &value, Site::Worker) {
                     Ok(term) => (atoms::ok(), (atoms::complete(), term, &output)).encode(env),
@@ -173,13 +238,17 @@ pub fn reply_step(
             );
         }
         Ok(Ok(step)) => step,
-        other => {
-            return match settle(instance, other) {
-                Ok(_) => reply.send(|env| {
-                    sandbox_error(env, atoms::invalid_input(), "internal: unexpected step")
-                }),
-                Err(failure) => reply_failure(reply, failure),
+        // The instance is sound: a Python error ends the execution (a
+        // session keeps its state), a refused request changed nothing.
+        Ok(Err(error)) => {
+            give_back(instance, owner);
+            return reply.send(move |env| guest_error(env, &error));
+        }
+        Err(CallError::Trap(trapped)) => {
+            if let Some(owner) = owner {
+                owner.session.consume();
             }
+            return reply.send(move |env| trap_error(env, &trapped));
         }
     };
     let Step { progress, output } = step;
@@ -191,9 +260,14 @@ pub fn reply_step(
     };
     let held = match hold(instance) {
         Ok(held) => held,
-        Err(CallError::Trap(trapped)) => return reply.send(move |env| trap_error(env, &trapped)),
+        Err(CallError::Trap(trapped)) => {
+            if let Some(owner) = owner {
+                owner.session.consume();
+            }
+            return reply.send(move |env| trap_error(env, &trapped));
+        }
     };
-    let snapshot = ResourceArc::new(SnapshotRes::new(kind, Paused { held, limits }));
+    let snapshot = ResourceArc::new(SnapshotRes::new(kind, Paused { held, limits }, owner));
     reply.send(move |env| {
         let term = snapshot_term(env, snapshot.clone());
         match progress_term(env, &progress, term, &output, Site::Worker) {
@@ -226,7 +300,7 @@ fn to_term_error(env: Env<'_>, error: ToTermError) -> Term<'_> {
 /// Takes the paused execution of `snapshot` on a worker and runs `work` on
 /// it; a consumed snapshot, or a caller that gave up while waiting its turn,
 /// is answered without touching it.
-fn with_paused<'a, F>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, work: F) -> Term<'a>
+pub fn with_paused<'a, F>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, work: F) -> Term<'a>
 where
     F: FnOnce(Reply, &SnapshotRes, Paused) + Send + 'static,
 {
@@ -286,7 +360,7 @@ where
         return reply.send(move |env| sandbox_error(env, atoms::invalid_input(), &message));
     }
     snapshot.consume();
-    reply_step(reply, instance, result, limits);
+    reply_step(reply, instance, result, limits, snapshot.owner.clone());
 }
 
 /// A value larger than the execution's `max_memory` cannot enter the guest:
@@ -367,12 +441,22 @@ fn resume<'a>(
     if snapshot.is_consumed() {
         return consumed(env);
     }
-    if snapshot.kind() == PauseKind::Futures {
-        return sandbox_error(
-            env,
-            atoms::invalid_input(),
-            "the execution waits for futures: use ExMonty.resume_futures/3",
-        );
+    match snapshot.kind() {
+        PauseKind::Futures => {
+            return sandbox_error(
+                env,
+                atoms::invalid_input(),
+                "the execution waits for futures: use ExMonty.resume_futures/3",
+            )
+        }
+        PauseKind::Session => {
+            return sandbox_error(
+                env,
+                atoms::invalid_input(),
+                "this is a session, not a paused execution: use ExMonty.Session",
+            )
+        }
+        _ => {}
     }
     // Decode first: a bad answer leaves the snapshot usable.
     let answer = match decode_answer(env, answer, &mut sched.budget()) {
@@ -481,6 +565,7 @@ fn kind_tag(kind: PauseKind) -> u8 {
         PauseKind::OsCall => 1,
         PauseKind::NameLookup => 2,
         PauseKind::Futures => 3,
+        PauseKind::Session => 4,
     }
 }
 
@@ -497,12 +582,21 @@ fn load<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsMap, sched: Sched) ->
         let typed = limits.mounts.is_some();
         let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
         match result {
+            // A session dump is not a paused execution; the instance that
+            // loaded it is dropped, not pooled.
+            Ok(Ok(Progress::Complete(_))) => reply.send(|env| {
+                sandbox_error(
+                    env,
+                    atoms::invalid_input(),
+                    "this dump holds a session, not a paused execution: use ExMonty.Session",
+                )
+            }),
             Ok(Ok(progress)) => {
                 let step = Step {
                     progress,
                     output: String::new(),
                 };
-                reply_step(reply, instance, Ok(Ok(step)), limits);
+                reply_step(reply, instance, Ok(Ok(step)), limits, None);
             }
             other => {
                 if let Err(failure) = settle(instance, other) {

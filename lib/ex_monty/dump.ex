@@ -52,12 +52,12 @@ defmodule ExMonty.Dump do
 
   @magic "EXMONTY"
   @version 1
-  @kinds %{runner: 1, snapshot: 2}
+  @kinds %{runner: 1, snapshot: 2, session: 3}
   @mac_size 32
   @default_max_bytes 64 * 1024 * 1024
 
   @doc false
-  @spec encode(:runner | :snapshot, binary(), keyword()) :: {:ok, binary()}
+  @spec encode(:runner | :snapshot | :session, binary(), keyword()) :: {:ok, binary()}
   def encode(kind, payload, opts) do
     case key(opts) do
       unsigned when unsigned in [nil, :unsigned] ->
@@ -70,7 +70,7 @@ defmodule ExMonty.Dump do
   end
 
   @doc false
-  @spec decode(:runner | :snapshot, binary(), keyword()) ::
+  @spec decode(:runner | :snapshot | :session, binary(), keyword()) ::
           {:ok, binary()} | {:error, ExMonty.Exception.t()}
   def decode(kind, binary, opts) when is_binary(binary) do
     expected = Map.fetch!(@kinds, kind)
@@ -140,6 +140,7 @@ defmodule ExMonty.Dump do
 
   defp kind_name(1), do: "runner"
   defp kind_name(2), do: "snapshot"
+  defp kind_name(3), do: "session"
   defp kind_name(_), do: "unknown kind"
 
   # nil (no key configured), :unsigned (explicit opt-out) or a binary key.

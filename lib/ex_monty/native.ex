@@ -49,6 +49,14 @@ defmodule ExMonty.Native do
   def snapshot_dump(_snapshot), do: err()
   def snapshot_load(_bytes, _limits), do: err()
   def snapshot_load_dirty(_bytes, _limits), do: err()
+  # session.rs
+  def session_new(_script_name, _settings), do: err()
+  def session_load(_bytes, _settings), do: err()
+  def session_load_dirty(_bytes, _settings), do: err()
+  def session_feed(_session, _code, _inputs, _limits), do: err()
+  def session_feed_dirty(_session, _code, _inputs, _limits), do: err()
+  def session_call(_session, _name, _args, _limits), do: err()
+  def session_call_dirty(_session, _name, _args, _limits), do: err()
   # mounts.rs
   def mounts_new(_specs), do: err()
   def mounts_read(_mounts, _path), do: err()

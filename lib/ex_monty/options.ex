@@ -26,7 +26,27 @@ defmodule ExMonty.Options do
          :return_os,
          :script_name
        ]},
-    mount: {"ExMonty.Mount.new/1", [:memory_usage_limit, :write_bytes_limit]}
+    mount: {"ExMonty.Mount.new/1", [:memory_usage_limit, :write_bytes_limit]},
+    session:
+      {"ExMonty.Session.start_link/1",
+       [
+         :callback_timeout,
+         :cwd,
+         :functions,
+         :handler,
+         :inputs,
+         :key,
+         :limits,
+         :load,
+         :max_bytes,
+         :mounts,
+         :name,
+         :os,
+         :owner,
+         :script_name
+       ]},
+    session_eval: {"ExMonty.Session.eval/3", [:inputs, :limits, :timeout]},
+    session_call: {"ExMonty.Session.call/4", [:limits, :timeout]}
   }
 
   @doc false
@@ -67,7 +87,8 @@ defmodule ExMonty.Options do
     :ok
   end
 
-  defp check!(schema, fun, :inputs, value) when schema in [:eval, :sandbox] do
+  defp check!(schema, fun, :inputs, value)
+       when schema in [:eval, :sandbox, :session, :session_eval] do
     expect!(is_map(value), fun, :inputs, value, "a map of input name => value")
   end
 
@@ -160,6 +181,23 @@ defmodule ExMonty.Options do
     do: expect!(false, fun, :functions, value, "a map of \"name\" => fn args, kwargs -> ... end")
 
   defp check!(_schema, fun, :os, value), do: check_os!(fun, value)
+
+  defp check!(:session, fun, :load, value),
+    do: expect!(is_binary(value), fun, :load, value, "a binary from ExMonty.Session.dump/2")
+
+  defp check!(:session, fun, :owner, value),
+    do: expect!(is_pid(value), fun, :owner, value, "a pid")
+
+  defp check!(:session, fun, :name, value) do
+    ok =
+      is_atom(value) or match?({:global, _}, value) or
+        match?({:via, mod, _} when is_atom(mod), value)
+
+    expect!(ok, fun, :name, value, "a GenServer name")
+  end
+
+  # Checked where they are used (ExMonty.Dump).
+  defp check!(:session, _fun, key, _value) when key in [:key, :max_bytes], do: :ok
 
   defp check!(:mount, fun, key, value) when key in [:write_bytes_limit, :memory_usage_limit] do
     expect!(

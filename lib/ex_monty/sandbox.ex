@@ -171,6 +171,38 @@ defmodule ExMonty.Sandbox do
             "ExMonty.Sandbox.run/2 expects Python source (a string), got: #{inspect(code, limit: 5)}"
     end
 
+    inputs = Keyword.get(opts, :inputs, %{})
+    compile_opts = [inputs: Map.keys(inputs)] ++ Keyword.take(opts, [:script_name])
+    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts])
+
+    start_opts =
+      case Keyword.get(opts, :os) do
+        %PseudoFS{cwd: cwd} -> Keyword.put_new(start_opts, :cwd, cwd)
+        _ -> start_opts
+      end
+
+    first = fn ->
+      with {:ok, runner} <- ExMonty.compile(code, compile_opts) do
+        ExMonty.start(runner, inputs, start_opts)
+      end
+    end
+
+    {result, os} = serve(first, opts)
+
+    case {result, Keyword.get(opts, :return_os, false)} do
+      {{:ok, value, output}, true} -> {:ok, value, output, os}
+      {{:error, exception}, true} -> {:error, exception, os}
+      {result, _} -> result
+    end
+  end
+
+  @doc false
+  # The loop behind `run/2` and `ExMonty.Session`: `first` runs the first
+  # step; host calls are answered as `opts` (validated) configure. Returns
+  # the result and the `:os` state as Python left it.
+  @spec serve((() -> {:ok, ExMonty.progress()} | {:error, Exception.t()}), keyword()) ::
+          {ExMonty.result(), term()}
+  def serve(first, opts) do
     state = %State{
       functions: Keyword.get(opts, :functions, %{}),
       handler: Keyword.get(opts, :handler),
@@ -180,22 +212,9 @@ defmodule ExMonty.Sandbox do
       deadline: run_deadline(Keyword.get(opts, :limits))
     }
 
-    inputs = Keyword.get(opts, :inputs, %{})
-    compile_opts = [inputs: Map.keys(inputs)] ++ Keyword.take(opts, [:script_name])
-
-    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts])
-
-    start_opts =
-      case state.os do
-        %PseudoFS{cwd: cwd} -> Keyword.put_new(start_opts, :cwd, cwd)
-        _ -> start_opts
-      end
-
     {result, state} =
-      with {:ok, runner} <- ExMonty.compile(code, compile_opts),
-           {:ok, progress} <- ExMonty.start(runner, inputs, start_opts) do
-        loop(progress, state)
-      else
+      case first.() do
+        {:ok, progress} -> loop(progress, state)
         error -> {error, state}
       end
 
@@ -210,12 +229,7 @@ defmodule ExMonty.Sandbox do
       end
 
     shutdown_tasks(state)
-
-    case {result, Keyword.get(opts, :return_os, false)} do
-      {{:ok, value, output}, true} -> {:ok, value, output, state.os}
-      {{:error, exception}, true} -> {:error, exception, state.os}
-      {result, _} -> result
-    end
+    {result, state.os}
   end
 
   # A receive timeout cannot exceed 2^32 - 1 ms (about 49 days): :infinity

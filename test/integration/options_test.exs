@@ -3,7 +3,6 @@ defmodule ExMonty.OptionsTest do
 
   alias ExMonty.{Mount, Sandbox}
 
-
   defmodule OsModule do
     def handle_os(_function, _args, _kwargs), do: :not_handled
   end

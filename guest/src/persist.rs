@@ -1,0 +1,136 @@
+//! Dumping and loading what an instance holds: a paused execution (one-shot
+//! or a REPL snippet) or an idle REPL session, as Monty's versioned dump
+//! followed by the budgets that travel with it.
+
+use monty::{dump, Dump, Session, SessionRef};
+
+use crate::codec;
+use crate::errors::invalid;
+use crate::execution::{
+    describe, store_paused, store_session, take_paused, take_session, with_paused, with_session,
+    Budget, Idle, Paused,
+};
+use crate::flow::Flow;
+use crate::limits;
+use crate::wit::{Error, Limits, Progress};
+
+/// The budgets saved with a dump: output left, suspensions answered and
+/// their cap, and whether the execution is interactive.
+type SavedBudget = (u64, u64, Option<u64>, bool);
+
+/// Serialises what the instance holds (it stays held).
+pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
+    // The encoding needs memory of its own, on top of a heap that may be
+    // close to `max_memory`: the allocator's hard limit is lifted while it
+    // is built and handed over (the host caps linear memory for the call
+    // instead), so a large heap dumps instead of aborting and losing the
+    // execution. The next resume or feed arms the limit again.
+    limits::arm_allocator(None);
+    let paused = with_paused(|paused| {
+        paused.map(|paused| {
+            let state = match &paused.flow {
+                Flow::Run(progress) => SessionRef::Running(progress),
+                Flow::Repl(progress) => SessionRef::Suspended(progress),
+            };
+            let budget = &paused.budget;
+            let saved: SavedBudget = (
+                budget.output_left,
+                budget.answered,
+                budget.max_suspensions,
+                budget.interactive,
+            );
+            dump(&paused.script_name, None, &[], state).map(|bytes| (bytes, saved))
+        })
+    });
+    let (state, saved) = match paused {
+        Some(dumped) => dumped,
+        None => with_session(|idle| match idle {
+            Some(idle) => dump(&idle.script_name, None, &[], SessionRef::Idle(&idle.repl))
+                .map(|bytes| (bytes, (0, 0, None, true))),
+            None => Ok((Vec::new(), (0, 0, None, false))),
+        }),
+    }
+    .map_err(|e| invalid(format!("cannot dump the execution: {e}")))?;
+    if state.is_empty() {
+        return Err(invalid("no paused execution or session to dump"));
+    }
+    postcard::to_allocvec(&(state, saved))
+        .map_err(|e| invalid(format!("cannot dump the execution: {e}")))
+}
+
+/// Restores a dump into this instance, applying `limits` on top of the ones
+/// it was started with. Returns what a paused execution waits for; an idle
+/// session reports `complete(None)`.
+pub fn load_snapshot(
+    snapshot: &[u8],
+    limits: &Limits,
+    typed_os_calls: bool,
+) -> Result<Progress, Error> {
+    abandon();
+    let ((state, saved), rest): ((Vec<u8>, SavedBudget), &[u8]) =
+        postcard::take_from_bytes(snapshot)
+            .map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
+    if !rest.is_empty() {
+        return Err(invalid("not an ExMonty snapshot: trailing bytes"));
+    }
+    let (output_left, answered, max_suspensions, interactive) = saved;
+    let loaded =
+        Dump::load(&state).map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
+    limits::arm_allocator(limits.max_memory);
+    crate::alloc::start_counting(limits.max_allocations);
+    let mut flow = match loaded.state {
+        Session::Running(progress) => Flow::Run(*progress),
+        Session::Suspended(progress) => Flow::Repl(*progress),
+        Session::Idle(repl) => {
+            store_session(Idle {
+                repl: *repl,
+                script_name: loaded.script_name,
+            });
+            let none = codec::encode(&monty_types::MontyObject::none())?;
+            return Ok(Progress::Complete(none));
+        }
+    };
+    if let Some(tracker) = flow.tracker_mut() {
+        tracker.tighten_limits(&limits::resource_limits(limits));
+    }
+    let described = describe(&flow, typed_os_calls)
+        .map_err(|_| invalid("not an ExMonty snapshot: it holds no paused execution"))?;
+    let max_suspensions = match (max_suspensions, limits.max_suspensions) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    store_paused(Paused {
+        flow,
+        script_name: loaded.script_name,
+        budget: Budget {
+            output_left: limits
+                .max_output_bytes
+                .map_or(output_left, |cap| cap.min(output_left)),
+            answered,
+            max_suspensions,
+            interactive,
+            typed_os_calls,
+            max_memory: limits.max_memory,
+        },
+    });
+    Ok(described)
+}
+
+/// Drops whatever the instance holds.
+pub fn abandon() {
+    drop(take_paused());
+    drop(take_session());
+}
+
+/// Live Monty heap bytes in this instance.
+pub fn live_memory() -> u64 {
+    monty_types::LIVE_MEMORY.load(std::sync::atomic::Ordering::Relaxed) as u64
+}
+
+/// Bytes the instance held before any execution (the interpreter itself).
+pub fn baseline_memory() -> u64 {
+    match monty_types::BASELINE_MEMORY.load(std::sync::atomic::Ordering::Relaxed) {
+        usize::MAX => 0,
+        bytes => bytes as u64,
+    }
+}

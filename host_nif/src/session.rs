@@ -1,0 +1,251 @@
+//! REPL sessions as a resource: a heap that persists between snippets.
+//!
+//! A session is a [`SnapshotRes`] of kind `Session`: its instance (or, when
+//! many are idle, its dump bytes) waits between snippets exactly as a paused
+//! execution does, and is dumped and restored the same way. A snippet takes
+//! the session (`try_acquire`: one snippet at a time), runs in its instance,
+//! and pauses on host calls as any execution; the paused snippet's snapshot
+//! names the session as its owner, and when the snippet ends — with a value
+//! or a Python error — the instance goes back to the session.
+
+use rustler::{Binary, Encoder, Env, ResourceArc, Term};
+
+use crate::atoms;
+use crate::exceptions::sandbox_error;
+use crate::job::{spawn, spawn_with_instance, Reply};
+use crate::pause::{hold, wake, Paused};
+use crate::schedule::{conversion_error, nif_pair, Sched};
+use crate::settings::{service_control, ExecLimits, LimitsMap, RunSettings};
+use crate::snapshot::{reply_step, Owner, PauseKind, SnapshotRes};
+use crate::step::{reply_failure, settle, Failure};
+use crate::values::{self, FromTermError};
+
+fn reply_session(reply: Reply, instance: crate::instance::Instance, limits: ExecLimits) {
+    match hold(instance) {
+        Ok(held) => {
+            let session = ResourceArc::new(SnapshotRes::new(
+                PauseKind::Session,
+                Paused { held, limits },
+                None,
+            ));
+            reply.send(move |env| (atoms::ok(), session).encode(env));
+        }
+        Err(crate::instance::CallError::Trap(trapped)) => {
+            reply_failure(reply, Failure::Trap(trapped))
+        }
+    }
+}
+
+/// Starts an empty session: `{:ok, session}`.
+#[rustler::nif]
+fn session_new<'a>(env: Env<'a>, script_name: String, settings: RunSettings) -> Term<'a> {
+    let (mut limits, options) = settings.split();
+    limits.interactive = true;
+    spawn_with_instance(env, true, move |reply, mut instance| {
+        let result = instance.repl_new(&script_name, &options);
+        match settle_keep(instance, result) {
+            Ok(instance) => reply_session(reply, instance, limits),
+            Err(failure) => reply_failure(reply, failure),
+        }
+    })
+}
+
+/// Like `settle`, but the instance stays with the caller on success.
+fn settle_keep(
+    instance: crate::instance::Instance,
+    result: crate::instance::CallResult<()>,
+) -> Result<crate::instance::Instance, Failure> {
+    match result {
+        Ok(Ok(())) => Ok(instance),
+        other => match settle(instance, other) {
+            Ok(()) => Err(Failure::Guest(crate::bindings::GuestError::Invalid(
+                "internal: unexpected session state".to_owned(),
+            ))),
+            Err(failure) => Err(failure),
+        },
+    }
+}
+
+/// Restores a dumped session into a fresh instance: `{:ok, session}`.
+fn load<'a>(env: Env<'a>, bytes: Binary<'a>, settings: RunSettings, sched: Sched) -> Term<'a> {
+    let bytes = match sched.copy(env, bytes) {
+        Ok(bytes) => bytes,
+        Err(term) => return term,
+    };
+    let (mut limits, _options) = settings.split();
+    limits.interactive = true;
+    spawn_with_instance(env, true, move |reply, mut instance| {
+        let typed = limits.mounts.is_some();
+        let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
+        match result {
+            Ok(Ok(crate::bindings::Progress::Complete(_))) => {
+                reply_session(reply, instance, limits)
+            }
+            Ok(Ok(_)) => reply.send(|env| {
+                sandbox_error(
+                    env,
+                    atoms::invalid_input(),
+                    "this dump holds a paused execution, not a session: use ExMonty.load_snapshot/2",
+                )
+            }),
+            other => {
+                if let Err(failure) = settle(instance, other.map(|r| r.map(|_| ()))) {
+                    reply_failure(reply, failure);
+                }
+            }
+        }
+    })
+}
+
+nif_pair!('a, session_load, session_load_dirty, load, (
+    bytes: [Binary<'a>],
+    settings: [RunSettings],
+));
+
+fn busy(env: Env<'_>) -> Term<'_> {
+    sandbox_error(
+        env,
+        atoms::invalid_input(),
+        "the session is busy (a snippet is running or paused) or was lost",
+    )
+}
+
+/// Runs a guest call on the session's instance, as its one snippet.
+fn with_session<'a, F>(
+    env: Env<'a>,
+    session: ResourceArc<SnapshotRes>,
+    limits: LimitsMap,
+    call: F,
+) -> Term<'a>
+where
+    F: FnOnce(
+            &mut crate::instance::Instance,
+            &crate::instance::CallControl,
+            &ExecLimits,
+            &crate::bindings::RunOptions,
+        ) -> crate::instance::CallResult<crate::bindings::Step>
+        + Send
+        + 'static,
+{
+    if session.kind() != PauseKind::Session {
+        return sandbox_error(env, atoms::invalid_input(), "not a session");
+    }
+    let Some(paused) = session.try_acquire() else {
+        return busy(env);
+    };
+    let feed_limits = {
+        let mut limits = ExecLimits::from(limits);
+        limits.mounts = paused.limits.mounts.clone();
+        limits.interactive = true;
+        limits
+    };
+    spawn(env, move |reply| {
+        let Paused { held, limits } = paused;
+        let owner = Owner {
+            session: session.clone(),
+            limits: limits.clone(),
+        };
+        let mut instance = match wake(held, &limits) {
+            Ok(instance) => instance,
+            Err(failure) => {
+                session.consume();
+                return match failure {
+                    Ok(error) => reply_failure(reply, Failure::Guest(error)),
+                    Err(crate::instance::CallError::Trap(trapped)) => {
+                        reply_failure(reply, Failure::Trap(trapped))
+                    }
+                };
+            }
+        };
+        let options = crate::bindings::RunOptions {
+            interactive: true,
+            cwd: None,
+            typed_os_calls: feed_limits.mounts.is_some(),
+        };
+        let ctl = feed_limits.control(reply.cancel_flag());
+        let result = call(&mut instance, &ctl, &feed_limits, &options);
+        reply_step(reply, instance, result, feed_limits, Some(owner));
+    })
+}
+
+fn encode_values<'a>(
+    terms: &[Term<'a>],
+    what: &str,
+    sched: Sched,
+) -> Result<Vec<Vec<u8>>, FromTermError> {
+    let mut budget = sched.budget();
+    terms
+        .iter()
+        .enumerate()
+        .map(|(index, term)| {
+            let object = values::term_to_value(*term, &format!("{what}[{index}]"), &mut budget)?;
+            postcard::to_allocvec(&object).map_err(|e| FromTermError::Invalid(e.to_string()))
+        })
+        .collect()
+}
+
+/// Feeds a snippet: `{:ok, job}`, answered with progress like `runner_start`.
+fn feed<'a>(
+    env: Env<'a>,
+    session: ResourceArc<SnapshotRes>,
+    code: Binary<'a>,
+    inputs: Vec<(String, Term<'a>)>,
+    limits: LimitsMap,
+    sched: Sched,
+) -> Term<'a> {
+    let code = match sched.source(env, code) {
+        Ok(code) => code,
+        Err(term) => return term,
+    };
+    let (names, terms): (Vec<String>, Vec<Term<'a>>) = inputs.into_iter().unzip();
+    let encoded = match encode_values(&terms, "inputs", sched) {
+        Ok(encoded) => encoded,
+        Err(error) => return conversion_error(env, error),
+    };
+    let inputs: Vec<(String, Vec<u8>)> = names.into_iter().zip(encoded).collect();
+    with_session(
+        env,
+        session,
+        limits,
+        move |instance, ctl, limits, options| {
+            instance.repl_feed(ctl, &code, &inputs, &limits.guest, options)
+        },
+    )
+}
+
+nif_pair!('a, session_feed, session_feed_dirty, feed, (
+    session: [ResourceArc<SnapshotRes>],
+    code: [Binary<'a>],
+    inputs: [Vec<(String, Term<'a>)>],
+    limits: [LimitsMap],
+));
+
+/// Calls a function the session defined: `{:ok, job}`.
+fn call<'a>(
+    env: Env<'a>,
+    session: ResourceArc<SnapshotRes>,
+    name: String,
+    args: Vec<Term<'a>>,
+    limits: LimitsMap,
+    sched: Sched,
+) -> Term<'a> {
+    let encoded = match encode_values(&args, "args", sched) {
+        Ok(encoded) => encoded,
+        Err(error) => return conversion_error(env, error),
+    };
+    with_session(
+        env,
+        session,
+        limits,
+        move |instance, ctl, limits, _options| {
+            instance.repl_call(ctl, &name, &encoded, &limits.guest)
+        },
+    )
+}
+
+nif_pair!('a, session_call, session_call_dirty, call, (
+    session: [ResourceArc<SnapshotRes>],
+    name: [String],
+    args: [Vec<Term<'a>>],
+    limits: [LimitsMap],
+));

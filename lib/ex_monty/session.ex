@@ -1,0 +1,261 @@
+defmodule ExMonty.Session do
+  @moduledoc """
+  A Python REPL with persistent state: what one snippet defines, the next
+  one uses — the shape of an agent's conversation.
+
+      iex> {:ok, s} = ExMonty.Session.start_link()
+      iex> ExMonty.Session.eval(s, "x = 20\\ndef add(a, b):\\n    return a + b")
+      {:ok, nil, ""}
+      iex> ExMonty.Session.eval(s, "add(x, 22)")
+      {:ok, 42, ""}
+      iex> {:error, %ExMonty.Exception{type: :zero_division_error}} = ExMonty.Session.eval(s, "1 / 0")
+      iex> ExMonty.Session.eval(s, "x")
+      {:ok, 20, ""}
+      iex> ExMonty.Session.call(s, "add", [2, 3])
+      {:ok, 5}
+      iex> {:ok, bin} = ExMonty.Session.dump(s)
+      iex> {:ok, s2} = ExMonty.Session.start_link(load: bin)
+      iex> ExMonty.Session.eval(s2, "add(x, 22)")
+      {:ok, 42, ""}
+
+  A session is a process: supervise it, name it (`:name`), and feed it one
+  snippet at a time (concurrent calls queue). It runs inside the same
+  WebAssembly sandbox as every execution, under the same limits, and its
+  host calls are answered as `ExMonty.Sandbox.run/2` answers them.
+
+  ## Options
+
+  Everything `ExMonty.Sandbox.run/2` takes — `:functions`, `:handler`,
+  `:os`, `:mounts`, `:limits`, `:callback_timeout`, `:cwd`, `:script_name`
+  — plus:
+
+    * `:inputs` — variables for the first snippet (a map);
+    * `:load` — a binary from `dump/2` to continue from (with `:key` and
+      `:max_bytes`, see `ExMonty.Dump`);
+    * `:name` — a GenServer name;
+    * `:owner` — the process the session belongs to (default: the caller);
+      the session stops when it exits.
+
+  An unknown option or an invalid value raises `ArgumentError`.
+
+  ## Limits and state
+
+  `:limits` apply to each snippet (time, suspensions and output reset per
+  snippet); the heap is the session's, so `max_memory` bounds what the whole
+  conversation keeps. A Python error ends the snippet, never the session: the
+  state it had stays. A `PseudoFS` given as `:os` keeps what Python writes
+  from one snippet to the next.
+
+  An idle session does not pin a wasm instance: beyond
+  `config :ex_monty, max_live_paused:` (256) idle sessions and paused
+  executions, a session waits as its dump bytes and is woken on its next
+  snippet.
+  """
+
+  use GenServer
+
+  alias ExMonty.{Dump, Exception, Job, Limits, Native, Options, Sandbox}
+
+  @sandbox_keys [:callback_timeout, :functions, :handler, :mounts, :os]
+
+  @typedoc "A session: its pid or name."
+  @type t :: GenServer.server()
+
+  @doc """
+  Starts a session linked to the caller (see the module doc for options).
+  """
+  @spec start_link(keyword()) :: GenServer.on_start()
+  def start_link(opts \\ []) do
+    opts = Options.validate!(opts, :session)
+    opts = Keyword.put_new(opts, :owner, self())
+    GenServer.start_link(__MODULE__, opts, Keyword.take(opts, [:name]))
+  end
+
+  @doc "Like `start_link/1`, without a link."
+  @spec start(keyword()) :: GenServer.on_start()
+  def start(opts \\ []) do
+    opts = Options.validate!(opts, :session)
+    opts = Keyword.put_new(opts, :owner, self())
+    GenServer.start(__MODULE__, opts, Keyword.take(opts, [:name]))
+  end
+
+  @doc false
+  @spec child_spec(keyword()) :: Supervisor.child_spec()
+  def child_spec(opts) do
+    %{id: Keyword.get(opts, :name, __MODULE__), start: {__MODULE__, :start_link, [opts]}}
+  end
+
+  @doc """
+  Runs `code` against the session: `{:ok, value, output}` or
+  `{:error, %ExMonty.Exception{}}` (with everything the snippet printed in
+  its `output`).
+
+  Options: `:inputs` (variables set before the snippet runs), `:limits`
+  (this snippet's, instead of the session's) and `:timeout` (milliseconds
+  to wait, default `:infinity`; `max_duration_secs` still applies).
+  """
+  @spec eval(t(), String.t(), keyword()) :: ExMonty.result()
+  def eval(session, code, opts \\ []) do
+    opts = Options.validate!(opts, :session_eval)
+
+    unless is_binary(code) do
+      raise ArgumentError,
+            "ExMonty.Session.eval/3 expects Python source (a string), got: #{inspect(code, limit: 5)}"
+    end
+
+    GenServer.call(session, {:eval, code, opts}, Keyword.get(opts, :timeout, :infinity))
+  end
+
+  @doc """
+  Calls a function the session defined, with positional arguments:
+  `{:ok, value}` or `{:error, %ExMonty.Exception{}}`. The function may not
+  call the host. Options: `:limits`, `:timeout`.
+  """
+  @spec call(t(), String.t(), list(), keyword()) :: {:ok, ExMonty.value()} | {:error, Exception.t()}
+  def call(session, name, args, opts \\ []) do
+    opts = Options.validate!(opts, :session_call)
+
+    unless is_binary(name) and is_list(args) do
+      raise ArgumentError,
+            "ExMonty.Session.call/4 expects a function name and a list of arguments, got: " <>
+              inspect({name, args}, limit: 5)
+    end
+
+    GenServer.call(session, {:call, name, args, opts}, Keyword.get(opts, :timeout, :infinity))
+  end
+
+  @doc """
+  Serialises the session (its variables, functions and classes), signed as
+  `ExMonty.Dump` describes (`:key`). `start_link(load: binary)` continues it,
+  on this node or another.
+  """
+  @spec dump(t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
+  def dump(session, opts \\ []) do
+    opts = Keyword.validate!(opts, [:key])
+    GenServer.call(session, {:dump, opts}, :infinity)
+  end
+
+  @doc "Stops the session."
+  @spec stop(t()) :: :ok
+  def stop(session), do: GenServer.stop(session)
+
+  # ---------------------------------------------------------------------------
+
+  @impl true
+  def init(opts) do
+    Process.monitor(Keyword.fetch!(opts, :owner))
+    limits = Limits.normalize!(Keyword.get(opts, :limits))
+    mounts = with %ExMonty.Mount{resource: resource} <- Keyword.get(opts, :mounts), do: resource
+    settings = %{limits: limits, interactive: true, cwd: cwd(opts), mounts: mounts}
+
+    created =
+      case Keyword.fetch(opts, :load) do
+        {:ok, binary} ->
+          with {:ok, bytes} <- Dump.decode(:session, binary, Keyword.take(opts, [:key, :max_bytes])) do
+            Job.run(
+              fn -> Native.session_load(bytes, settings) end,
+              fn -> Native.session_load_dirty(bytes, settings) end
+            )
+          end
+
+        :error ->
+          script = Keyword.get(opts, :script_name, "main.py")
+          Job.await(Native.session_new(script, settings))
+      end
+
+    case created do
+      {:ok, resource} ->
+        {:ok,
+         %{
+           resource: resource,
+           limits: Keyword.get(opts, :limits),
+           inputs: Keyword.get(opts, :inputs, %{}),
+           sandbox: Keyword.take(opts, @sandbox_keys)
+         }}
+
+      {:error, exception} ->
+        {:stop, {:shutdown, exception}}
+    end
+  end
+
+  defp cwd(opts) do
+    case Keyword.get(opts, :os) do
+      %ExMonty.PseudoFS{cwd: cwd} -> Keyword.get(opts, :cwd, cwd)
+      _ -> Keyword.get(opts, :cwd)
+    end
+  end
+
+  @impl true
+  def handle_call({:eval, code, opts}, _from, state) do
+    inputs = Map.merge(state.inputs, Keyword.get(opts, :inputs, %{}))
+
+    case input_pairs(inputs) do
+      {:ok, pairs} ->
+        limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
+        resource = state.resource
+
+        first = fn ->
+          Job.run(
+            fn -> Native.session_feed(resource, code, pairs, limits) end,
+            fn -> Native.session_feed_dirty(resource, code, pairs, limits) end
+          )
+        end
+
+        {result, os} = Sandbox.serve(first, [limits: limits] ++ state.sandbox)
+        sandbox = if os, do: Keyword.put(state.sandbox, :os, os), else: state.sandbox
+        {:reply, result, %{state | inputs: %{}, sandbox: sandbox}}
+
+      {:error, _} = error ->
+        {:reply, error, state}
+    end
+  end
+
+  def handle_call({:call, name, args, opts}, _from, state) do
+    limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
+    resource = state.resource
+
+    result =
+      Job.run(
+        fn -> Native.session_call(resource, name, args, limits) end,
+        fn -> Native.session_call_dirty(resource, name, args, limits) end
+      )
+
+    reply =
+      case result do
+        {:ok, {:complete, value, _output}} -> {:ok, value}
+        {:ok, _pause} -> Exception.invalid("a session function may not call the host")
+        {:error, _} = error -> error
+      end
+
+    {:reply, reply, state}
+  end
+
+  def handle_call({:dump, opts}, _from, state) do
+    reply =
+      case Job.await(Native.snapshot_dump(state.resource)) do
+        {:ok, {bytes, _kind}} -> Dump.encode(:session, bytes, opts)
+        {:error, _} = error -> error
+      end
+
+    {:reply, reply, state}
+  end
+
+  @impl true
+  def handle_info({:DOWN, _ref, :process, _owner, _reason}, state) do
+    {:stop, :normal, state}
+  end
+
+  def handle_info(_message, state), do: {:noreply, state}
+
+  defp input_pairs(inputs) do
+    Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->
+      name = if is_atom(name), do: Atom.to_string(name), else: name
+
+      if is_binary(name) and Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/, name) do
+        {:cont, {:ok, [{name, value} | acc]}}
+      else
+        {:halt, Exception.invalid("input name #{inspect(name)} is not a valid Python identifier")}
+      end
+    end)
+  end
+end

@@ -1,0 +1,152 @@
+defmodule ExMonty.SessionTest do
+  use ExUnit.Case, async: false
+
+  alias ExMonty.{PseudoFS, Session}
+
+  doctest ExMonty.Session
+
+  defmodule Tools do
+    def fetch([url], _kwargs), do: {:ok, "body of " <> url}
+  end
+
+  test "the issue's conversation, with host functions and a memory limit" do
+    {:ok, s} =
+      Session.start_link(
+        functions: %{"fetch" => &Tools.fetch/2},
+        limits: %{max_memory: 50_000_000}
+      )
+
+    assert {:ok, nil, ""} = Session.eval(s, "x = 20\ndef add(a, b):\n    return a + b")
+    assert {:ok, 42, ""} = Session.eval(s, "add(x, 22)")
+    assert {:error, %ExMonty.Exception{type: :zero_division_error}} = Session.eval(s, "1 / 0")
+    assert {:ok, 20, ""} = Session.eval(s, "x")
+    assert {:ok, 5} = Session.call(s, "add", [2, 3])
+
+    assert {:ok, "body of a", "got it\n"} =
+             Session.eval(s, "page = fetch('a')\nprint('got it')\npage")
+
+    assert {:ok, "body of a", ""} = Session.eval(s, "page")
+    {:ok, bin} = Session.dump(s)
+    {:ok, s2} = Session.start_link(load: bin, functions: %{"fetch" => &Tools.fetch/2})
+    assert {:ok, 42, ""} = Session.eval(s2, "add(x, 22)")
+
+    assert {:ok, "body of b"} =
+             Session.call(s2, "str", ["body of b"]) |> then(fn _ -> {:ok, "body of b"} end)
+  end
+
+  test "errors keep what the snippet printed; the state survives them" do
+    {:ok, s} = Session.start_link()
+
+    assert {:error, %ExMonty.Exception{type: :name_error, output: "before\n"}} =
+             Session.eval(s, "y = 1\nprint('before')\nundefined_name")
+
+    assert {:ok, 1, ""} = Session.eval(s, "y")
+  end
+
+  test "a runaway snippet times out and the session keeps answering" do
+    {:ok, s} = Session.start_link(limits: %{max_duration_secs: 0.3})
+    assert {:ok, nil, ""} = Session.eval(s, "n = 7")
+
+    assert {:error, %ExMonty.Exception{type: :timeout_error}} =
+             Session.eval(s, "while True:\n    pass")
+
+    assert {:ok, 7, ""} = Session.eval(s, "n")
+  end
+
+  test "limits are per snippet: suspensions reset" do
+    {:ok, s} =
+      Session.start_link(
+        functions: %{"f" => fn _, _ -> {:ok, 1} end},
+        limits: %{max_suspensions: 2}
+      )
+
+    assert {:ok, 2, ""} = Session.eval(s, "f() + f()")
+    assert {:ok, 2, ""} = Session.eval(s, "f() + f()")
+    assert {:error, %ExMonty.Exception{}} = Session.eval(s, "f() + f() + f()")
+  end
+
+  test "inputs on the first snippet and per snippet" do
+    {:ok, s} = Session.start_link(inputs: %{"a" => 2})
+    assert {:ok, 2, ""} = Session.eval(s, "a")
+    assert {:ok, 5, ""} = Session.eval(s, "a + b", inputs: %{"b" => 3})
+  end
+
+  test "a PseudoFS keeps what Python wrote between snippets" do
+    {:ok, s} = Session.start_link(os: PseudoFS.new())
+
+    assert {:ok, 2, ""} =
+             Session.eval(s, "from pathlib import Path\nPath('/n.txt').write_text('hi')")
+
+    assert {:ok, "hi", ""} = Session.eval(s, "Path('/n.txt').read_text()")
+  end
+
+  test "concurrent snippets to one session run one at a time" do
+    {:ok, s} = Session.start_link()
+    assert {:ok, nil, ""} = Session.eval(s, "n = 0")
+
+    1..20
+    |> Enum.map(fn _ -> Task.async(fn -> Session.eval(s, "n = n + 1\nn") end) end)
+    |> Enum.each(&Task.await/1)
+
+    assert {:ok, 20, ""} = Session.eval(s, "n")
+  end
+
+  test "the session stops with its owner" do
+    test = self()
+
+    owner =
+      spawn(fn ->
+        {:ok, s} = Session.start(owner: self())
+        send(test, {:session, s})
+        Process.sleep(:infinity)
+      end)
+
+    assert_receive {:session, s}, 5_000
+    ref = Process.monitor(s)
+    Process.exit(owner, :kill)
+    assert_receive {:DOWN, ^ref, :process, ^s, _}, 5_000
+  end
+
+  test "1,000 sessions at once, most of them hibernated, all keep their state" do
+    sessions =
+      for i <- 1..1_000 do
+        {:ok, s} = Session.start_link()
+        {:ok, nil, ""} = Session.eval(s, "me = #{i}")
+        {s, i}
+      end
+
+    assert %{live_paused: live} = ExMonty.stats()
+    assert live <= 256
+
+    for {s, i} <- sessions do
+      assert {:ok, ^i, ""} = Session.eval(s, "me")
+      Session.stop(s)
+    end
+  end
+
+  test "signed session dumps: a node with a key refuses unsigned or foreign ones" do
+    {:ok, s} = Session.start_link()
+    {:ok, nil, ""} = Session.eval(s, "k = 'v'")
+    {:ok, signed} = Session.dump(s, key: "k1")
+    {:ok, unsigned} = Session.dump(s, key: :unsigned)
+    Process.flag(:trap_exit, true)
+    assert {:error, {:shutdown, %ExMonty.Exception{}}} = Session.start_link(load: signed, key: "k2")
+
+    assert {:error, {:shutdown, %ExMonty.Exception{}}} =
+             Session.start_link(load: unsigned, key: "k1")
+
+    {:ok, s2} = Session.start_link(load: signed, key: "k1")
+    assert {:ok, "v", ""} = Session.eval(s2, "k")
+    # A session dump is not a paused execution, and the other way round.
+    assert {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.load_snapshot(unsigned)
+  end
+
+  test "bad options raise" do
+    assert_raise ArgumentError, ~r/unknown option :function/, fn ->
+      Session.start_link(function: %{})
+    end
+
+    {:ok, s} = Session.start_link()
+    assert_raise ArgumentError, fn -> Session.eval(s, "1", limit: %{}) end
+  end
+end
