@@ -189,6 +189,7 @@ fn begin(
         .collect::<Result<Vec<MontyObject>, Error>>()?;
     let mut budget = Budget::new(limits, options);
     let tracker = limits::tracker(limits);
+    let run = run.with_os_policy(crate::policy::current());
     let (result, output) = collect(budget.output_left, |print| {
         run.start(values, tracker, print)
     });

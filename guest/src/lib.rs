@@ -20,6 +20,7 @@ mod flow;
 mod limits;
 mod output;
 mod persist;
+mod policy;
 mod repl;
 #[cfg(test)]
 mod tests;
@@ -42,9 +43,11 @@ mod bindings {
         world: "guest",
     });
 
-    use super::{execution, persist, repl};
+    use super::{execution, persist, policy, repl};
     use exports::ex_monty::sandbox::runtime::Guest;
-    use exports::ex_monty::sandbox::types::{Answer, Error, Limits, Options, Progress, Step};
+    use exports::ex_monty::sandbox::types::{
+        Answer, Error, Limits, Options, OsPolicy, Progress, Step,
+    };
 
     struct Component;
 
@@ -108,6 +111,10 @@ mod bindings {
 
         fn abandon() {
             persist::abandon();
+        }
+
+        fn set_os_policy(policy: OsPolicy) -> Result<(), Error> {
+            policy::set(policy)
         }
 
         fn repl_new(script_name: String, options: Options) -> Result<(), Error> {

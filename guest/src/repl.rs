@@ -21,7 +21,8 @@ use crate::wit::{Error, Limits, Options, Progress, Step};
 pub fn repl_new(script_name: String, options: &Options) -> Result<(), Error> {
     crate::persist::abandon();
     let tracker = ResourceTracker::new(ResourceLimits::default());
-    let mut repl = MontyRepl::new(&script_name, tracker, CompileOptions::default());
+    let mut repl = MontyRepl::new(&script_name, tracker, CompileOptions::default())
+        .with_os_policy(crate::policy::current());
     if let Some(cwd) = &options.cwd {
         let cwd = monty_types::validate_cwd(cwd).map_err(invalid)?;
         repl.set_cwd(&cwd);

@@ -19,8 +19,9 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::ex_monty::sandbox::types::{
-    Answer, Error as GuestError, Exception as GuestException, HostError, Limits as GuestLimits,
-    Options as RunOptions, Progress, Step,
+    Answer, Clock, Error as GuestError, Exception as GuestException, HostError,
+    Limits as GuestLimits, Options as RunOptions, OsPolicy, ProcessTime, Progress, RandomSeed,
+    RandomStart, SleepMode, Step, TimeZone,
 };
 
 /// Per-store host state.

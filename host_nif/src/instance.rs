@@ -15,7 +15,8 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx};
 
 use crate::bindings::{
-    Answer, Guest, GuestError, GuestLimits, HostState, Progress, RunOptions, Step,
+    Answer, Clock, Guest, GuestError, GuestLimits, HostState, OsPolicy, ProcessTime, Progress,
+    RandomStart, RunOptions, SleepMode, Step, TimeZone,
 };
 use crate::engine::Runtime;
 
@@ -73,6 +74,8 @@ pub struct Instance {
     store: Store<HostState>,
     bindings: Guest,
     uses: u32,
+    /// The OS policy last set in the guest (`None`: the default).
+    policy: Option<String>,
 }
 
 /// Instances alive right now (pooled, running or held by snapshots).
@@ -151,6 +154,7 @@ impl Instance {
             store,
             bindings,
             uses: 0,
+            policy: None,
         })
     }
 
@@ -314,6 +318,31 @@ impl Instance {
                 typed_os_calls,
             )
         })
+    }
+
+    /// Makes the guest start its next executions under `policy` (`None`:
+    /// the default), calling it only when the policy changes.
+    pub fn apply_policy(&mut self, policy: Option<&OsPolicy>) -> CallResult<()> {
+        let key = policy.map(|policy| format!("{policy:?}"));
+        if key == self.policy {
+            return Ok(Ok(()));
+        }
+        let wanted = policy.cloned().unwrap_or(OsPolicy {
+            clock: Clock::System,
+            timezone: TimeZone::Fixed((0, None)),
+            sleep: SleepMode::System(10_000_000),
+            process_time: ProcessTime::Zero,
+            random_start: RandomStart::System,
+        });
+        let result = self.call(&crate::settings::service_control(), |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_set_os_policy(store, &wanted)
+        });
+        if matches!(result, Ok(Ok(()))) {
+            self.policy = key;
+        }
+        result
     }
 
     pub fn repl_new(&mut self, script_name: &str, options: &RunOptions) -> CallResult<()> {

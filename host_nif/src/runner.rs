@@ -16,7 +16,7 @@ use crate::job::{spawn_with_instance, Reply};
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, RunSettings};
 use crate::snapshot::reply_step;
-use crate::step::{reply_failure, settle};
+use crate::step::{reply_failure, settle, with_policy};
 use crate::terms::{binary, make_struct};
 use crate::values::{self, Budget, FromTermError};
 
@@ -165,7 +165,10 @@ fn start<'a>(
             Ok(prepared) => prepared,
             Err(error) => return error,
         };
-    spawn_with_instance(env, false, move |reply, mut instance| {
+    spawn_with_instance(env, false, move |reply, instance| {
+        let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
+            return;
+        };
         let ctl = limits.control(reply.cancel_flag());
         let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
         reply_step(reply, instance, result, limits, None);
@@ -208,7 +211,10 @@ fn eval<'a>(
         Ok(prepared) => prepared,
         Err(error) => return error,
     };
-    spawn_with_instance(env, false, move |reply, mut instance| {
+    spawn_with_instance(env, false, move |reply, instance| {
+        let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
+            return;
+        };
         let ctl = limits.control(reply.cancel_flag());
         let call = EvalCall {
             code: &code,

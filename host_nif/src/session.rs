@@ -17,7 +17,7 @@ use crate::pause::{hold, wake, Paused};
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, LimitsMap, RunSettings};
 use crate::snapshot::{reply_step, Owner, PauseKind, SnapshotRes};
-use crate::step::{reply_failure, settle, Failure};
+use crate::step::{reply_failure, settle, with_policy, Failure};
 use crate::values::{self, FromTermError};
 
 fn reply_session(reply: Reply, instance: crate::instance::Instance, limits: ExecLimits) {
@@ -41,7 +41,10 @@ fn reply_session(reply: Reply, instance: crate::instance::Instance, limits: Exec
 fn session_new<'a>(env: Env<'a>, script_name: String, settings: RunSettings) -> Term<'a> {
     let (mut limits, options) = settings.split();
     limits.interactive = true;
-    spawn_with_instance(env, true, move |reply, mut instance| {
+    spawn_with_instance(env, true, move |reply, instance| {
+        let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
+            return;
+        };
         let result = instance.repl_new(&script_name, &options);
         match settle_keep(instance, result) {
             Ok(instance) => reply_session(reply, instance, limits),

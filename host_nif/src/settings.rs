@@ -11,9 +11,12 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustler::{NifMap, ResourceArc};
+use rustler::{Atom, Binary, Decoder, Error, NifMap, NifResult, ResourceArc, Term};
 
-use crate::bindings::{GuestLimits, RunOptions};
+use crate::bindings::{
+    Clock, GuestLimits, OsPolicy, ProcessTime, RandomSeed, RandomStart, RunOptions, SleepMode,
+    TimeZone,
+};
 use crate::instance::{CallControl, MEMORY_CEILING};
 use crate::mounts::MountsRes;
 
@@ -37,13 +40,96 @@ pub struct LimitsMap {
 }
 
 /// How to run an execution: `%{limits: map, interactive: bool, cwd: nil |
-/// path, mounts: nil | mounts}`.
-#[derive(NifMap)]
+/// path, mounts: nil | mounts, os_policy: nil | policy}`.
 pub struct RunSettings {
     pub limits: LimitsMap,
     pub interactive: bool,
     pub cwd: Option<String>,
     pub mounts: Option<ResourceArc<MountsRes>>,
+    pub os_policy: Option<Policy>,
+}
+
+/// An OS policy as `ExMonty.OsPolicy` normalises it:
+/// `%{clock: :system | :call_host | {unix_seconds, microsecond},
+///    timezone: {offset_seconds, name | nil} | iana_name,
+///    sleep: cap_microseconds | :call_host | :zero,
+///    process_time: :zero | :elapsed,
+///    random_start: :system | :call_host | {:integer, digits} | {:float, f} |
+///                  {:text, s} | {:bytes, b}}`
+#[derive(Clone, Debug)]
+pub struct Policy(pub OsPolicy);
+
+impl<'a> Decoder<'a> for RunSettings {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        Ok(RunSettings {
+            limits: field(term, "limits")?.decode()?,
+            interactive: field(term, "interactive")?.decode()?,
+            cwd: field(term, "cwd")?.decode()?,
+            mounts: field(term, "mounts")?.decode()?,
+            os_policy: field(term, "os_policy")?.decode()?,
+        })
+    }
+}
+
+fn field<'a>(map: Term<'a>, key: &str) -> NifResult<Term<'a>> {
+    map.map_get(Atom::from_str(map.get_env(), key)?)
+}
+
+fn tag(term: Term<'_>) -> Option<String> {
+    term.atom_to_string().ok()
+}
+
+impl<'a> Decoder<'a> for Policy {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        let clock = field(term, "clock")?;
+        let clock = match tag(clock).as_deref() {
+            Some("system") => Clock::System,
+            Some("call_host") => Clock::CallHost,
+            Some(_) => return Err(Error::BadArg),
+            None => Clock::Fixed(clock.decode::<(i64, u32)>()?),
+        };
+        let zone = field(term, "timezone")?;
+        let timezone = match zone.decode::<String>() {
+            Ok(name) => TimeZone::Named(name),
+            Err(_) => TimeZone::Fixed(zone.decode::<(i32, Option<String>)>()?),
+        };
+        let sleep = field(term, "sleep")?;
+        let sleep = match tag(sleep).as_deref() {
+            Some("call_host") => SleepMode::CallHost,
+            Some("zero") => SleepMode::Zero,
+            Some(_) => return Err(Error::BadArg),
+            None => SleepMode::System(sleep.decode::<u64>()?),
+        };
+        let process_time = match tag(field(term, "process_time")?).as_deref() {
+            Some("zero") => ProcessTime::Zero,
+            Some("elapsed") => ProcessTime::Elapsed,
+            _ => return Err(Error::BadArg),
+        };
+        let random = field(term, "random_start")?;
+        let random_start = match tag(random).as_deref() {
+            Some("system") => RandomStart::System,
+            Some("call_host") => RandomStart::CallHost,
+            Some(_) => return Err(Error::BadArg),
+            None => {
+                let (kind, value): (Atom, Term<'a>) = random.decode()?;
+                let seed = match kind.to_term(term.get_env()).atom_to_string()?.as_str() {
+                    "integer" => RandomSeed::Integer(value.decode()?),
+                    "float" => RandomSeed::Float(value.decode()?),
+                    "text" => RandomSeed::Text(value.decode()?),
+                    "bytes" => RandomSeed::Bytes(value.decode::<Binary>()?.as_slice().to_vec()),
+                    _ => return Err(Error::BadArg),
+                };
+                RandomStart::Seed(seed)
+            }
+        };
+        Ok(Policy(OsPolicy {
+            clock,
+            timezone,
+            sleep,
+            process_time,
+            random_start,
+        }))
+    }
 }
 
 /// Per-execution settings, kept for every step of the execution.
@@ -60,6 +146,8 @@ pub struct ExecLimits {
     /// Whether host calls come back to Elixir (`start`) or are answered by
     /// default (`eval`/`run`).
     pub interactive: bool,
+    /// The OS policy executions start with (`None`: the default).
+    pub os_policy: Option<Arc<Policy>>,
 }
 
 fn micros(seconds: Option<f64>) -> Option<u64> {
@@ -102,6 +190,7 @@ impl From<LimitsMap> for ExecLimits {
             memory_cap,
             mounts: None,
             interactive: true,
+            os_policy: None,
         }
     }
 }
@@ -117,6 +206,7 @@ impl RunSettings {
             typed_os_calls: self.mounts.is_some(),
         };
         limits.mounts = self.mounts;
+        limits.os_policy = self.os_policy.map(Arc::new);
         (limits, options)
     }
 }

@@ -48,7 +48,7 @@ pub struct Owner {
 }
 
 enum State {
-    Ready(Paused),
+    Ready(Box<Paused>),
     /// A job (resume or dump) has it; others wait for it to come back.
     Busy,
     /// A resume went through (or the execution was lost with its instance).
@@ -82,9 +82,10 @@ impl Drop for SnapshotRes {
             self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
             State::Consumed,
         );
-        let State::Ready(Paused { held, limits }) = state else {
+        let State::Ready(paused) = state else {
             return;
         };
+        let Paused { held, limits } = *paused;
         let _ = pool::submit(Box::new(move || match wake(held, &limits) {
             Ok(mut instance) => match instance.repl_abandon_feed() {
                 Ok(()) => give_back(instance, Some(owner)),
@@ -112,7 +113,7 @@ fn give_back(instance: Instance, owner: Option<Owner>) {
 
 /// What `acquire` found.
 pub enum Acquired {
-    Paused(Paused),
+    Paused(Box<Paused>),
     Consumed,
     Cancelled,
 }
@@ -121,7 +122,7 @@ impl SnapshotRes {
     pub fn new(kind: PauseKind, paused: Paused, owner: Option<Owner>) -> Self {
         Self {
             kind,
-            state: Mutex::new(State::Ready(paused)),
+            state: Mutex::new(State::Ready(Box::new(paused))),
             turn: Condvar::new(),
             owner,
         }
@@ -131,7 +132,7 @@ impl SnapshotRes {
     pub fn try_acquire(&self) -> Option<Paused> {
         let mut state = self.state.lock().ok()?;
         match std::mem::replace(&mut *state, State::Busy) {
-            State::Ready(paused) => Some(paused),
+            State::Ready(paused) => Some(*paused),
             other => {
                 *state = other;
                 None
@@ -180,7 +181,7 @@ impl SnapshotRes {
     /// Puts the execution back as it was.
     pub fn release(&self, paused: Paused) {
         if let Ok(mut state) = self.state.lock() {
-            *state = State::Ready(paused);
+            *state = State::Ready(Box::new(paused));
         }
         self.turn.notify_all();
     }
@@ -306,7 +307,7 @@ where
 {
     spawn(env, move |reply| {
         match snapshot.acquire(&reply.cancel_flag()) {
-            Acquired::Paused(paused) => work(reply, &snapshot, paused),
+            Acquired::Paused(paused) => work(reply, &snapshot, *paused),
             Acquired::Consumed => reply.send(consumed),
             Acquired::Cancelled => {
                 reply.send(|env| sandbox_error(env, atoms::cancelled(), "execution was cancelled"))

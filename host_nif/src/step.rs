@@ -61,6 +61,25 @@ pub fn reply_failure(reply: Reply, failure: Failure) {
     reply.send(move |env| failure.term(env));
 }
 
+/// Sets the execution's OS policy in its instance. On failure (an unknown
+/// time zone, say) the error is replied and `None` returned.
+pub fn with_policy(
+    reply: Reply,
+    mut instance: Instance,
+    limits: &ExecLimits,
+) -> Option<(Reply, Instance)> {
+    let policy = limits.os_policy.as_ref().map(|policy| &policy.0);
+    match instance.apply_policy(policy) {
+        Ok(Ok(())) => Some((reply, instance)),
+        other => {
+            if let Err(failure) = settle(instance, other) {
+                reply_failure(reply, failure);
+            }
+            None
+        }
+    }
+}
+
 /// Whether the execution behind `ctl` must stop now.
 fn interrupted(ctl: &CallControl) -> Option<Interruption> {
     if ctl.cancel.load(std::sync::atomic::Ordering::Relaxed) {
@@ -146,6 +165,11 @@ pub const OS_FUNCTIONS: &[(&str, &str)] = &[
     ("os.getenv", "getenv"),
     ("os.environ", "get_environ"),
     ("os.urandom", "urandom"),
+    ("date.today", "date_today"),
+    ("datetime.now", "datetime_now"),
+    ("time.time", "time"),
+    ("time.sleep", "sleep"),
+    ("asyncio.sleep", "async_sleep"),
     ("system.sleep", "system_sleep"),
     ("system.async_sleep", "system_async_sleep"),
     ("import", "import"),

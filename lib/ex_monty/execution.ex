@@ -380,7 +380,13 @@ defmodule ExMonty.Execution do
         %ExMonty.Mount{resource: resource} -> resource
       end
 
-    %{limits: limits, interactive: interactive, cwd: Keyword.get(opts, :cwd), mounts: mounts}
+    %{
+      limits: limits,
+      interactive: interactive,
+      cwd: Keyword.get(opts, :cwd),
+      mounts: mounts,
+      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy))
+    }
   end
 
   defp script_name(opts), do: Keyword.get(opts, :script_name, @default_script)

@@ -8,10 +8,10 @@ defmodule ExMonty.Options do
   # nothing silently falls back to a default.
 
   @schemas %{
-    eval: {"ExMonty.eval/2", [:cwd, :inputs, :limits, :mounts, :script_name, :timeout]},
+    eval: {"ExMonty.eval/2", [:cwd, :inputs, :limits, :mounts, :os_policy, :script_name, :timeout]},
     compile: {"ExMonty.compile/2", [:inputs, :script_name]},
-    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :timeout]},
-    start: {"ExMonty.start/3", [:cwd, :limits, :mounts]},
+    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :os_policy, :timeout]},
+    start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :os_policy]},
     sandbox:
       {"ExMonty.Sandbox.run/2",
        [
@@ -23,6 +23,7 @@ defmodule ExMonty.Options do
          :limits,
          :mounts,
          :os,
+         :os_policy,
          :return_os,
          :script_name
        ]},
@@ -42,6 +43,7 @@ defmodule ExMonty.Options do
          :mounts,
          :name,
          :os,
+         :os_policy,
          :owner,
          :script_name
        ]},
@@ -181,6 +183,13 @@ defmodule ExMonty.Options do
     do: expect!(false, fun, :functions, value, "a map of \"name\" => fn args, kwargs -> ... end")
 
   defp check!(_schema, fun, :os, value), do: check_os!(fun, value)
+
+  defp check!(_schema, fun, :os_policy, value) do
+    ExMonty.OsPolicy.normalize!(value)
+    :ok
+  rescue
+    e in ArgumentError -> reraise ArgumentError, "#{fun}: #{Exception.message(e)}", __STACKTRACE__
+  end
 
   defp check!(:session, fun, :load, value),
     do: expect!(is_binary(value), fun, :load, value, "a binary from ExMonty.Session.dump/2")

@@ -34,9 +34,15 @@ defmodule ExMonty.OsCall do
   | `time.sleep(s)` | `:system_sleep` |
   | `asyncio.sleep(s)` | `:system_async_sleep` |
   | `import name` of an unknown module | `:import` |
+  | `date.today()` (with `os_policy: [clock: :host]`) | `:date_today` |
+  | `datetime.now(tz)` (with `os_policy: [clock: :host]`) | `:datetime_now` |
+  | `time.time()`, `time.monotonic()`, ... (with `os_policy: [clock: :host]`; the caller in `args`) | `:time` |
+  | `time.sleep(s)` (with `os_policy: [sleep: :host]`) | `:sleep` |
+  | `asyncio.sleep(s)` (with `os_policy: [sleep: :host]`) | `:async_sleep` |
 
   Clocks (`time.time()`, `date.today()`, `datetime.now()`) are answered
-  inside the sandbox from the host clock and never reach the host. Sleeps
+  inside the sandbox (from the host clock, or as `ExMonty.OsPolicy` says)
+  and reach the host only with `clock: :host`. Sleeps
   arrive as `:system_sleep` / `:system_async_sleep` (seconds in `args`);
   `ExMonty.Sandbox` and `ExMonty.eval/2` wait in the calling process, within
   `max_total_sleep_secs`.
@@ -45,7 +51,7 @@ defmodule ExMonty.OsCall do
 
       iex> :read_text in ExMonty.OsCall.functions()
       true
-      iex> :date_today in ExMonty.OsCall.functions()
+      iex> :date_tomorrow in ExMonty.OsCall.functions()
       false
   """
 
@@ -83,6 +89,11 @@ defmodule ExMonty.OsCall do
     "os.getenv" => :getenv,
     "os.environ" => :get_environ,
     "os.urandom" => :urandom,
+    "date.today" => :date_today,
+    "datetime.now" => :datetime_now,
+    "time.time" => :time,
+    "time.sleep" => :sleep,
+    "asyncio.sleep" => :async_sleep,
     "system.sleep" => :system_sleep,
     "system.async_sleep" => :system_async_sleep,
     "import" => :import,

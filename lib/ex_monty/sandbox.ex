@@ -41,7 +41,7 @@ defmodule ExMonty.Sandbox do
   value raises `ArgumentError` naming it.
 
       iex> ExMonty.Sandbox.run("1", function: %{})
-      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :os, :return_os, :script_name
+      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :os, :os_policy, :return_os, :script_name
 
   When the code raises, the exception's `output` holds everything printed
   since the run began.
@@ -173,7 +173,7 @@ defmodule ExMonty.Sandbox do
 
     inputs = Keyword.get(opts, :inputs, %{})
     compile_opts = [inputs: Map.keys(inputs)] ++ Keyword.take(opts, [:script_name])
-    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts])
+    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts, :os_policy])
 
     start_opts =
       case Keyword.get(opts, :os) do

@@ -26,7 +26,8 @@ defmodule ExMonty.Session do
   ## Options
 
   Everything `ExMonty.Sandbox.run/2` takes — `:functions`, `:handler`,
-  `:os`, `:mounts`, `:limits`, `:callback_timeout`, `:cwd`, `:script_name`
+  `:os`, `:mounts`, `:limits`, `:callback_timeout`, `:cwd`, `:script_name`,
+  `:os_policy` (see `ExMonty.OsPolicy`; a dumped session keeps its policy)
   — plus:
 
     * `:inputs` — variables for the first snippet (a map);
@@ -146,7 +147,14 @@ defmodule ExMonty.Session do
     Process.monitor(Keyword.fetch!(opts, :owner))
     limits = Limits.normalize!(Keyword.get(opts, :limits))
     mounts = with %ExMonty.Mount{resource: resource} <- Keyword.get(opts, :mounts), do: resource
-    settings = %{limits: limits, interactive: true, cwd: cwd(opts), mounts: mounts}
+
+    settings = %{
+      limits: limits,
+      interactive: true,
+      cwd: cwd(opts),
+      mounts: mounts,
+      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy))
+    }
 
     created =
       case Keyword.fetch(opts, :load) do

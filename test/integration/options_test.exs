@@ -113,7 +113,7 @@ defmodule ExMonty.OptionsTest do
             {[os: %{"read_text" => fn _, _ -> {:ok, ""} end}],
              ~r/invalid key "read_text" in option :os/},
             {[os: %{read_text: fn _ -> {:ok, ""} end}], ~r/invalid handler for :read_text/},
-            {[os: %{date_today: fn _, _ -> {:ok, nil} end}], ~r/invalid key :date_today/},
+            {[os: %{date_tomorrow: fn _, _ -> {:ok, nil} end}], ~r/invalid key :date_tomorrow/},
             {[os: NoSuchModule], ~r/option :os/},
             {[os: Enum], ~r/option :os/},
             {[script_name: :foo], ~r/option :script_name/},
