@@ -117,6 +117,10 @@ mod bindings {
             policy::set(policy)
         }
 
+        fn set_live_output(on: bool) {
+            crate::output::set_live(on);
+        }
+
         fn repl_new(script_name: String, options: Options) -> Result<(), Error> {
             crate::errors::install_panic_hook();
             repl::repl_new(script_name, &options)

@@ -7,6 +7,9 @@ rustler::atoms! {
     true_ = "true",
     false_ = "false",
     ex_monty,
+    ex_monty_output,
+    stdout,
+    stderr,
     dirty,
     // values
     ellipsis,

@@ -33,6 +33,8 @@ pub struct HostState {
     pub cancel: Arc<AtomicBool>,
     pub deadline: Option<Instant>,
     pub interrupted: Option<Interruption>,
+    /// The instance's stdout: live output, sent to the call's listener.
+    pub live: crate::output::LiveOutput,
 }
 
 impl WasiView for HostState {

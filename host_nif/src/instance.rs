@@ -76,6 +76,8 @@ pub struct Instance {
     uses: u32,
     /// The OS policy last set in the guest (`None`: the default).
     policy: Option<String>,
+    /// Whether the guest streams its prints.
+    live_output: bool,
 }
 
 /// Instances alive right now (pooled, running or held by snapshots).
@@ -105,6 +107,8 @@ pub struct CallControl {
     pub deadline: Option<Instant>,
     /// Linear-memory cap for this call.
     pub memory_cap: usize,
+    /// Who receives what Python prints while the call runs (live output).
+    pub listener: Option<crate::output::Listener>,
 }
 
 impl Instance {
@@ -112,7 +116,11 @@ impl Instance {
         let stderr = MemoryOutputPipe::new(STDERR_CAP);
         // No preopened directories, no environment, no arguments, no network:
         // the guest reaches the outside world only through the host's answers.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
+        let live = crate::output::LiveOutput::default();
+        let wasi = WasiCtx::builder()
+            .stderr(stderr.clone())
+            .stdout(live.clone())
+            .build();
         let state = HostState {
             wasi,
             table: ResourceTable::new(),
@@ -121,6 +129,7 @@ impl Instance {
             cancel: Arc::new(AtomicBool::new(false)),
             deadline: None,
             interrupted: None,
+            live,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -155,6 +164,7 @@ impl Instance {
             bindings,
             uses: 0,
             policy: None,
+            live_output: false,
         })
     }
 
@@ -212,9 +222,11 @@ impl Instance {
         f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
         self.prepare(control);
+        self.store.data().live.listen(control.listener.clone());
         let result = f(&self.bindings, &mut self.store);
-        // Never let a finished call's cancel flag reach the next one.
+        // Never let a finished call's cancel flag or listener reach the next one.
         self.store.data_mut().deadline = None;
+        self.store.data().live.listen(None);
         result.map_err(|e| self.classify(&e))
     }
 
@@ -318,6 +330,23 @@ impl Instance {
                 typed_os_calls,
             )
         })
+    }
+
+    /// Makes the guest stream (or not) what Python prints.
+    pub fn apply_live_output(&mut self, on: bool) -> CallResult<()> {
+        if on == self.live_output {
+            return Ok(Ok(()));
+        }
+        let result = self.call(&crate::settings::service_control(), |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_set_live_output(store, on)
+                .map(Ok)
+        });
+        if matches!(result, Ok(Ok(()))) {
+            self.live_output = on;
+        }
+        result
     }
 
     /// Makes the guest start its next executions under `policy` (`None`:

@@ -137,6 +137,14 @@ impl Reply {
         self.job.cancel.clone()
     }
 
+    /// The caller, as the listener of live output.
+    pub fn listener(&self) -> crate::output::Listener {
+        crate::output::Listener {
+            pid: self.pid,
+            job: self.job.clone(),
+        }
+    }
+
     pub fn send<F>(mut self, build: F)
     where
         F: for<'a> FnOnce(Env<'a>) -> Term<'a>,

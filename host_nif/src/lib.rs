@@ -30,6 +30,7 @@ mod exceptions;
 mod instance;
 mod job;
 mod mounts;
+mod output;
 mod pause;
 mod pool;
 mod runner;

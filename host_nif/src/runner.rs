@@ -169,7 +169,7 @@ fn start<'a>(
         let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
             return;
         };
-        let ctl = limits.control(reply.cancel_flag());
+        let ctl = limits.control(&reply);
         let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
         reply_step(reply, instance, result, limits, None);
     })
@@ -215,7 +215,7 @@ fn eval<'a>(
         let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
             return;
         };
-        let ctl = limits.control(reply.cancel_flag());
+        let ctl = limits.control(&reply);
         let call = EvalCall {
             code: &code,
             script_name: &script_name,

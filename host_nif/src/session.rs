@@ -139,6 +139,7 @@ where
     let feed_limits = {
         let mut limits = ExecLimits::from(limits);
         limits.mounts = paused.limits.mounts.clone();
+        limits.live_output = paused.limits.live_output;
         limits.interactive = true;
         limits
     };
@@ -160,12 +161,18 @@ where
                 };
             }
         };
+        if let Err(crate::instance::CallError::Trap(trapped)) =
+            instance.apply_live_output(feed_limits.live_output)
+        {
+            session.consume();
+            return reply_failure(reply, Failure::Trap(trapped));
+        }
         let options = crate::bindings::RunOptions {
             interactive: true,
             cwd: None,
             typed_os_calls: feed_limits.mounts.is_some(),
         };
-        let ctl = feed_limits.control(reply.cancel_flag());
+        let ctl = feed_limits.control(&reply);
         let result = call(&mut instance, &ctl, &feed_limits, &options);
         reply_step(reply, instance, result, feed_limits, Some(owner));
     })

@@ -47,6 +47,7 @@ pub struct RunSettings {
     pub cwd: Option<String>,
     pub mounts: Option<ResourceArc<MountsRes>>,
     pub os_policy: Option<Policy>,
+    pub live_output: bool,
 }
 
 /// An OS policy as `ExMonty.OsPolicy` normalises it:
@@ -67,6 +68,7 @@ impl<'a> Decoder<'a> for RunSettings {
             cwd: field(term, "cwd")?.decode()?,
             mounts: field(term, "mounts")?.decode()?,
             os_policy: field(term, "os_policy")?.decode()?,
+            live_output: field(term, "live_output")?.decode()?,
         })
     }
 }
@@ -148,6 +150,8 @@ pub struct ExecLimits {
     pub interactive: bool,
     /// The OS policy executions start with (`None`: the default).
     pub os_policy: Option<Arc<Policy>>,
+    /// Whether what Python prints is streamed to the caller as it runs.
+    pub live_output: bool,
 }
 
 fn micros(seconds: Option<f64>) -> Option<u64> {
@@ -191,6 +195,7 @@ impl From<LimitsMap> for ExecLimits {
             mounts: None,
             interactive: true,
             os_policy: None,
+            live_output: false,
         }
     }
 }
@@ -207,14 +212,20 @@ impl RunSettings {
         };
         limits.mounts = self.mounts;
         limits.os_policy = self.os_policy.map(Arc::new);
+        limits.live_output = self.live_output;
         (limits, options)
     }
 }
 
 impl ExecLimits {
-    /// The control of one call of this execution, cancelled by `cancel`.
-    pub fn control(&self, cancel: Arc<AtomicBool>) -> CallControl {
-        control(cancel, self.backstop, self.memory_cap)
+    /// The control of one call of this execution, answering `reply`: its
+    /// caller can cancel it and, with live output, receives the prints.
+    pub fn control(&self, reply: &crate::job::Reply) -> CallControl {
+        let mut control = control(reply.cancel_flag(), self.backstop, self.memory_cap);
+        if self.live_output {
+            control.listener = Some(reply.listener());
+        }
+        control
     }
 }
 
@@ -227,6 +238,7 @@ pub fn control(
         cancel,
         deadline: backstop.map(|d| Instant::now() + d),
         memory_cap,
+        listener: None,
     }
 }
 

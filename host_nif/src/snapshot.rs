@@ -344,7 +344,14 @@ where
             };
         }
     };
-    let ctl = limits.control(reply.cancel_flag());
+    // A woken execution may land in an instance that streams differently.
+    if let Err(crate::instance::CallError::Trap(trapped)) =
+        instance.apply_live_output(limits.live_output)
+    {
+        snapshot.consume();
+        return reply.send(move |env| trap_error(env, &trapped));
+    }
+    let ctl = limits.control(&reply);
     let result = call(&mut instance, &ctl, limits.guest.max_memory);
     if let Ok(Err(GuestError::Invalid(message))) = result {
         // The guest refused the answer and kept the pause as it was.

@@ -61,7 +61,7 @@ pub fn reply_failure(reply: Reply, failure: Failure) {
     reply.send(move |env| failure.term(env));
 }
 
-/// Sets the execution's OS policy in its instance. On failure (an unknown
+/// Sets the execution's OS policy and live output in its instance. On failure (an unknown
 /// time zone, say) the error is replied and `None` returned.
 pub fn with_policy(
     reply: Reply,
@@ -69,7 +69,11 @@ pub fn with_policy(
     limits: &ExecLimits,
 ) -> Option<(Reply, Instance)> {
     let policy = limits.os_policy.as_ref().map(|policy| &policy.0);
-    match instance.apply_policy(policy) {
+    let applied = match instance.apply_policy(policy) {
+        Ok(Ok(())) => instance.apply_live_output(limits.live_output),
+        failed => failed,
+    };
+    match applied {
         Ok(Ok(())) => Some((reply, instance)),
         other => {
             if let Err(failure) = settle(instance, other) {
@@ -105,7 +109,7 @@ pub fn serve_mounts(
     let Some(mounts) = limits.mounts.as_ref() else {
         return result;
     };
-    let ctl = limits.control(reply.cancel_flag());
+    let ctl = limits.control(reply);
     let mut carried = String::new();
     while let Ok(Ok(Step {
         progress: Progress::OsCall(call),

@@ -14,22 +14,27 @@ defmodule ExMonty.Driver do
   @doc false
   # Drives an eval/run result through its sleeps to `{:ok, value, output}`
   # or `{:error, exception}` (whose `output` holds everything printed).
-  @spec drive({:ok, ExMonty.progress()} | {:error, Exception.t()}, ExMonty.Limits.t()) ::
-          ExMonty.result()
-  def drive(result, limits), do: drive(result, limits.max_total_sleep_secs, "")
+  @spec drive(
+          {:ok, ExMonty.progress()} | {:error, Exception.t()},
+          ExMonty.Limits.t(),
+          Job.on_output()
+        ) :: ExMonty.result()
+  def drive(result, limits, on_output \\ nil),
+    do: drive(result, limits.max_total_sleep_secs, "", on_output)
 
-  defp drive({:ok, {:complete, value, output}}, _left, acc), do: {:ok, value, acc <> output}
+  defp drive({:ok, {:complete, value, output}}, _left, acc, _on_output),
+    do: {:ok, value, acc <> output}
 
-  defp drive({:ok, {:os_call, %OsCall{function: f} = call, snapshot, output}}, left, acc)
+  defp drive({:ok, {:os_call, %OsCall{function: f} = call, snapshot, output}}, left, acc, on_output)
        when f in @sleeps do
     {answer, left, _slept_ms} = sleep(call, left)
-    drive(resume(snapshot, answer, :infinity), left, acc <> output)
+    drive(resume(snapshot, answer, :infinity, on_output), left, acc <> output, on_output)
   end
 
-  defp drive({:ok, _other}, _left, _acc),
+  defp drive({:ok, _other}, _left, _acc, _on_output),
     do: Exception.invalid("unexpected pause in a non-interactive run")
 
-  defp drive({:error, exception}, _left, acc),
+  defp drive({:error, exception}, _left, acc, _on_output),
     do: {:error, Exception.prepend_output(exception, acc)}
 
   @doc false
@@ -61,13 +66,14 @@ defmodule ExMonty.Driver do
 
   @doc false
   # Answers a paused execution (see `ExMonty.resume/3`).
-  @spec resume(Snapshot.t(), ExMonty.answer(), timeout()) ::
+  @spec resume(Snapshot.t(), ExMonty.answer(), timeout(), Job.on_output()) ::
           {:ok, ExMonty.progress()} | {:error, Exception.t()}
-  def resume(%Snapshot{resource: resource}, answer, timeout) do
+  def resume(%Snapshot{resource: resource}, answer, timeout, on_output \\ nil) do
     Job.run(
       fn -> Native.snapshot_resume(resource, answer) end,
       fn -> Native.snapshot_resume_dirty(resource, answer) end,
-      timeout
+      timeout,
+      on_output
     )
   end
 end

@@ -31,9 +31,10 @@ defmodule ExMonty.Execution do
       Job.run(
         fn -> Native.runner_eval(source, values, settings) end,
         fn -> Native.runner_eval_dirty(source, values, settings) end,
-        timeout(opts)
+        timeout(opts),
+        on_output(opts)
       )
-      |> Driver.drive(limits)
+      |> Driver.drive(limits, on_output(opts))
     end
   end
 
@@ -74,9 +75,10 @@ defmodule ExMonty.Execution do
       Job.run(
         fn -> Native.runner_start(runner.resource, values, settings) end,
         fn -> Native.runner_start_dirty(runner.resource, values, settings) end,
-        timeout(opts)
+        timeout(opts),
+        on_output(opts)
       )
-      |> Driver.drive(limits)
+      |> Driver.drive(limits, on_output(opts))
     end
   end
 
@@ -104,7 +106,9 @@ defmodule ExMonty.Execution do
 
       Job.run(
         fn -> Native.runner_start(runner.resource, values, settings) end,
-        fn -> Native.runner_start_dirty(runner.resource, values, settings) end
+        fn -> Native.runner_start_dirty(runner.resource, values, settings) end,
+        :infinity,
+        on_output(opts)
       )
     end
   end
@@ -114,9 +118,8 @@ defmodule ExMonty.Execution do
   def resume(snapshot, answer, opts \\ [])
 
   def resume(%Snapshot{resource: resource}, answer, opts) do
-    timeout = timeout(validate_opts!(opts, [:timeout]))
-
-    Driver.resume(%Snapshot{resource: resource}, answer, timeout)
+    opts = validate_opts!(opts, [:timeout, :on_output])
+    Driver.resume(%Snapshot{resource: resource}, answer, timeout(opts), on_output(opts))
   end
 
   def resume(other, _answer, _opts), do: not_a!("ExMonty.resume/3", "an ExMonty.Snapshot", other)
@@ -125,7 +128,7 @@ defmodule ExMonty.Execution do
 
   def resume_futures(%Snapshot{resource: resource}, results, opts)
       when is_map(results) or is_list(results) do
-    timeout = timeout(validate_opts!(opts, [:timeout]))
+    opts = validate_opts!(opts, [:timeout, :on_output])
 
     results
     |> Enum.reduce_while({:ok, []}, fn
@@ -144,7 +147,8 @@ defmodule ExMonty.Execution do
         Job.run(
           fn -> Native.snapshot_resume_futures(resource, natives) end,
           fn -> Native.snapshot_resume_futures_dirty(resource, natives) end,
-          timeout
+          timeout(opts),
+          on_output(opts)
         )
 
       error ->
@@ -372,6 +376,18 @@ defmodule ExMonty.Execution do
 
   defp timeout(opts), do: Keyword.get(opts, :timeout, :infinity)
 
+  defp on_output(opts) do
+    case Keyword.get(opts, :on_output) do
+      on_output when is_pid(on_output) or is_function(on_output, 2) or is_nil(on_output) ->
+        on_output
+
+      other ->
+        raise ArgumentError,
+              "invalid value for option :on_output: expected a pid or a 2-arity function " <>
+                "(stream, text), got: #{inspect(other)}"
+    end
+  end
+
   # What the NIF runs an execution with (decoded there by field name).
   defp settings(opts, limits, interactive) do
     mounts =
@@ -385,7 +401,8 @@ defmodule ExMonty.Execution do
       interactive: interactive,
       cwd: Keyword.get(opts, :cwd),
       mounts: mounts,
-      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy))
+      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy)),
+      live_output: on_output(opts) != nil
     }
   end
 

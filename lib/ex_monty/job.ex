@@ -3,52 +3,86 @@ defmodule ExMonty.Job do
   # Runs a native call that queues work for the sandbox workers and waits for
   # its answer. The caller is monitored by the NIF: if it dies, the execution
   # is cancelled and its worker freed within a few milliseconds.
+  #
+  # While it waits, live output of the job (`{:ex_monty_output, job, stream,
+  # text}`, sent before the answer) goes to `on_output`: a pid (sent
+  # `{:ex_monty_output, stream, text}`), a 2-arity fun, or nowhere (nil).
+  # Either way it never stays in the caller's mailbox.
 
   alias ExMonty.Native
+
+  @type on_output :: pid() | (atom(), String.t() -> any()) | nil
 
   @doc false
   # `call` and `dirty_call` take no arguments and return {:ok, job} | {:error, _} | :dirty.
   # With a `timeout` (ms), an execution still running then is cancelled and
   # reported as a :timeout_error.
-  def run(call, dirty_call, timeout \\ :infinity) do
+  def run(call, dirty_call, timeout \\ :infinity, on_output \\ nil) do
     case call.() do
-      :dirty -> await(dirty_call.(), timeout)
-      other -> await(other, timeout)
+      :dirty -> await(dirty_call.(), timeout, on_output)
+      other -> await(other, timeout, on_output)
     end
   end
 
   @doc false
-  def await(submitted, timeout \\ :infinity)
+  def await(submitted, timeout \\ :infinity, on_output \\ nil)
 
-  def await({:ok, job}, :infinity) do
-    receive do
-      {:ex_monty, ^job, result} -> finish(result)
-    end
+  def await({:ok, job}, timeout, on_output) do
+    deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
+    wait(job, deadline, timeout, on_output)
   end
 
-  def await({:ok, job}, timeout) when is_integer(timeout) and timeout >= 0 do
+  def await({:error, _} = error, _timeout, _on_output), do: error
+
+  defp wait(job, deadline, timeout, on_output) do
     receive do
-      {:ex_monty, ^job, result} -> finish(result)
+      {:ex_monty_output, ^job, stream, text} ->
+        deliver(on_output, stream, text)
+        wait(job, deadline, timeout, on_output)
+
+      {:ex_monty, ^job, result} ->
+        finish(result)
     after
-      timeout ->
+      left(deadline) ->
         Native.job_cancel(job)
-
-        receive do
-          {:ex_monty, ^job, {:error, %ExMonty.Exception{type: :cancelled}}} ->
-            {:error,
-             %ExMonty.Exception{
-               type: :timeout_error,
-               python_type: "TimeoutError",
-               message: "execution exceeded the caller's timeout of #{timeout} ms"
-             }}
-
-          {:ex_monty, ^job, result} ->
-            finish(result)
-        end
+        cancelled(job, timeout, on_output)
     end
   end
 
-  def await({:error, _} = error, _timeout), do: error
+  defp cancelled(job, timeout, on_output) do
+    receive do
+      {:ex_monty_output, ^job, stream, text} ->
+        deliver(on_output, stream, text)
+        cancelled(job, timeout, on_output)
+
+      {:ex_monty, ^job, {:error, %ExMonty.Exception{type: :cancelled}}} ->
+        {:error,
+         %ExMonty.Exception{
+           type: :timeout_error,
+           python_type: "TimeoutError",
+           message: "execution exceeded the caller's timeout of #{timeout} ms"
+         }}
+
+      {:ex_monty, ^job, result} ->
+        finish(result)
+    end
+  end
+
+  defp now, do: System.monotonic_time(:millisecond)
+  defp left(:infinity), do: :infinity
+  defp left(deadline), do: max(deadline - now(), 0)
+
+  defp deliver(nil, _stream, _text), do: :ok
+  defp deliver(pid, stream, text) when is_pid(pid), do: send(pid, {:ex_monty_output, stream, text})
+
+  defp deliver(fun, stream, text) when is_function(fun, 2) do
+    # A failing output callback must not take the execution down with it.
+    try do
+      fun.(stream, text)
+    catch
+      _kind, _reason -> :ok
+    end
+  end
 
   # Values holding large maps are built here, on a dirty scheduler: the VM
   # builds large maps only on its own threads.

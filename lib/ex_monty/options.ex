@@ -8,10 +8,12 @@ defmodule ExMonty.Options do
   # nothing silently falls back to a default.
 
   @schemas %{
-    eval: {"ExMonty.eval/2", [:cwd, :inputs, :limits, :mounts, :os_policy, :script_name, :timeout]},
+    eval:
+      {"ExMonty.eval/2",
+       [:cwd, :inputs, :limits, :mounts, :on_output, :os_policy, :script_name, :timeout]},
     compile: {"ExMonty.compile/2", [:inputs, :script_name]},
-    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :os_policy, :timeout]},
-    start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :os_policy]},
+    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :on_output, :os_policy, :timeout]},
+    start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :on_output, :os_policy]},
     sandbox:
       {"ExMonty.Sandbox.run/2",
        [
@@ -22,6 +24,7 @@ defmodule ExMonty.Options do
          :inputs,
          :limits,
          :mounts,
+         :on_output,
          :os,
          :os_policy,
          :return_os,
@@ -42,6 +45,7 @@ defmodule ExMonty.Options do
          :max_bytes,
          :mounts,
          :name,
+         :on_output,
          :os,
          :os_policy,
          :owner,
@@ -183,6 +187,16 @@ defmodule ExMonty.Options do
     do: expect!(false, fun, :functions, value, "a map of \"name\" => fn args, kwargs -> ... end")
 
   defp check!(_schema, fun, :os, value), do: check_os!(fun, value)
+
+  defp check!(_schema, fun, :on_output, value) do
+    expect!(
+      is_pid(value) or is_function(value, 2),
+      fun,
+      :on_output,
+      value,
+      "a pid (sent {:ex_monty_output, stream, text}) or a function (stream, text)"
+    )
+  end
 
   defp check!(_schema, fun, :os_policy, value) do
     ExMonty.OsPolicy.normalize!(value)

@@ -41,7 +41,7 @@ defmodule ExMonty.Sandbox do
   value raises `ArgumentError` naming it.
 
       iex> ExMonty.Sandbox.run("1", function: %{})
-      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :os, :os_policy, :return_os, :script_name
+      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :on_output, :os, :os_policy, :return_os, :script_name
 
   When the code raises, the exception's `output` holds everything printed
   since the run began.
@@ -138,6 +138,7 @@ defmodule ExMonty.Sandbox do
               os: nil,
               timeout: 10_000,
               sleep_left: nil,
+              on_output: nil,
               deadline: nil,
               output: [],
               tasks: %{}
@@ -173,7 +174,7 @@ defmodule ExMonty.Sandbox do
 
     inputs = Keyword.get(opts, :inputs, %{})
     compile_opts = [inputs: Map.keys(inputs)] ++ Keyword.take(opts, [:script_name])
-    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts, :os_policy])
+    start_opts = Keyword.take(opts, [:limits, :cwd, :mounts, :os_policy, :on_output])
 
     start_opts =
       case Keyword.get(opts, :os) do
@@ -209,7 +210,8 @@ defmodule ExMonty.Sandbox do
       os: Keyword.get(opts, :os),
       timeout: callback_timeout(Keyword.get(opts, :callback_timeout, @default_callback_timeout)),
       sleep_left: ExMonty.Limits.normalize!(Keyword.get(opts, :limits)).max_total_sleep_secs,
-      deadline: run_deadline(Keyword.get(opts, :limits))
+      deadline: run_deadline(Keyword.get(opts, :limits)),
+      on_output: Keyword.get(opts, :on_output)
     }
 
     {result, state} =
@@ -314,12 +316,12 @@ defmodule ExMonty.Sandbox do
   # unconsumed: it is resumed again with a TypeError Python can catch.
   defp resume(snapshot, answer, source, state) do
     with {:ok, left} <- time_left(state) do
-      case ExMonty.resume(snapshot, answer, timeout: left) do
+      case ExMonty.resume(snapshot, answer, timeout: left, on_output: state.on_output) do
         {:error, %Exception{type: :invalid_input, message: reason}} = refused ->
           retry = {:error, :type_error, unsendable(source, reason)}
 
           with {:ok, left} <- time_left(state) do
-            case ExMonty.resume(snapshot, retry, timeout: left) do
+            case ExMonty.resume(snapshot, retry, timeout: left, on_output: state.on_output) do
               {:error, %Exception{type: type}} when type in [:invalid_input, :snapshot_consumed] ->
                 step(refused, state)
 
@@ -337,13 +339,13 @@ defmodule ExMonty.Sandbox do
   # `names`: call id => the host function that answered it.
   defp resume_futures(snapshot, results, names, state) do
     with {:ok, left} <- time_left(state) do
-      case ExMonty.resume_futures(snapshot, results, timeout: left) do
+      case ExMonty.resume_futures(snapshot, results, timeout: left, on_output: state.on_output) do
         {:error, %Exception{type: :invalid_input}} = refused ->
           # The NIF does not say which answer it refused: find them one by one.
           fixed = Enum.map(results, &sendable_future(&1, names))
 
           with true <- fixed != results, {:ok, left} <- time_left(state) do
-            case ExMonty.resume_futures(snapshot, fixed, timeout: left) do
+            case ExMonty.resume_futures(snapshot, fixed, timeout: left, on_output: state.on_output) do
               {:error, %Exception{type: type}} when type in [:invalid_input, :snapshot_consumed] ->
                 step(refused, state)
 

@@ -35,7 +35,9 @@ defmodule ExMonty.Session do
       `:max_bytes`, see `ExMonty.Dump`);
     * `:name` — a GenServer name;
     * `:owner` — the process the session belongs to (default: the caller);
-      the session stops when it exits.
+      the session stops when it exits;
+    * `:on_output` — receives what Python prints while a snippet runs (see
+      `ExMonty.Sandbox`).
 
   An unknown option or an invalid value raises `ArgumentError`.
 
@@ -57,7 +59,7 @@ defmodule ExMonty.Session do
 
   alias ExMonty.{Dump, Exception, Job, Limits, Native, Options, Sandbox}
 
-  @sandbox_keys [:callback_timeout, :functions, :handler, :mounts, :os]
+  @sandbox_keys [:callback_timeout, :functions, :handler, :mounts, :on_output, :os]
 
   @typedoc "A session: its pid or name."
   @type t :: GenServer.server()
@@ -153,7 +155,8 @@ defmodule ExMonty.Session do
       interactive: true,
       cwd: cwd(opts),
       mounts: mounts,
-      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy))
+      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy)),
+      live_output: Keyword.has_key?(opts, :on_output)
     }
 
     created =
@@ -202,10 +205,14 @@ defmodule ExMonty.Session do
         limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
         resource = state.resource
 
+        on_output = Keyword.get(state.sandbox, :on_output)
+
         first = fn ->
           Job.run(
             fn -> Native.session_feed(resource, code, pairs, limits) end,
-            fn -> Native.session_feed_dirty(resource, code, pairs, limits) end
+            fn -> Native.session_feed_dirty(resource, code, pairs, limits) end,
+            :infinity,
+            on_output
           )
         end
 
