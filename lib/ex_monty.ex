@@ -227,7 +227,8 @@ defmodule ExMonty do
   def eval(code, opts \\ []) do
     opts = Options.validate!(opts, :eval)
 
-    with {:ok, code} <- check_code(code, "ExMonty.eval/2"),
+    with :local <- ExMonty.Cluster.Remote.dispatch(:eval, [code], opts),
+         {:ok, code} <- check_code(code, "ExMonty.eval/2"),
          {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
          {:ok, limits} <- limits(opts) do
       names = Enum.map(inputs, &elem(&1, 0))
@@ -334,7 +335,8 @@ defmodule ExMonty do
   def run(%Runner{} = runner, inputs, opts) do
     opts = Options.validate!(opts, :run)
 
-    with {:ok, values} <- runner_inputs(runner, inputs),
+    with :local <- ExMonty.Cluster.Remote.dispatch(:run, [runner, inputs], opts),
+         {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       native = Limits.to_native(limits)
       run_opts = run_options(opts, false)
@@ -431,7 +433,8 @@ defmodule ExMonty do
   def start(%Runner{} = runner, inputs, opts) do
     opts = Options.validate!(opts, :start)
 
-    with {:ok, values} <- runner_inputs(runner, inputs),
+    with :local <- ExMonty.Cluster.Remote.dispatch(:start, [runner, inputs], opts),
+         {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       native = Limits.to_native(limits)
       run_opts = run_options(opts, true)

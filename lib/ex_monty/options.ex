@@ -8,10 +8,10 @@ defmodule ExMonty.Options do
   # nothing silently falls back to a default.
 
   @schemas %{
-    eval: {"ExMonty.eval/2", [:cwd, :inputs, :limits, :mounts, :script_name, :timeout]},
+    eval: {"ExMonty.eval/2", [:cwd, :inputs, :limits, :mounts, :node, :script_name, :timeout]},
     compile: {"ExMonty.compile/2", [:inputs, :script_name]},
-    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :timeout]},
-    start: {"ExMonty.start/3", [:cwd, :limits, :mounts]},
+    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :node, :timeout]},
+    start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :node]},
     sandbox:
       {"ExMonty.Sandbox.run/2",
        [
@@ -22,6 +22,7 @@ defmodule ExMonty.Options do
          :inputs,
          :limits,
          :mounts,
+         :node,
          :os,
          :return_os,
          :script_name
@@ -114,6 +115,16 @@ defmodule ExMonty.Options do
       :timeout,
       value,
       "a non-negative integer (milliseconds) or :infinity"
+    )
+  end
+
+  defp check!(_schema, fun, :node, value) do
+    expect!(
+      value in [nil, :auto] or (is_atom(value) and String.contains?(Atom.to_string(value), "@")),
+      fun,
+      :node,
+      value,
+      "a node name (an atom such as :\"b@host\"), :auto or nil (see ExMonty.Cluster)"
     )
   end
 

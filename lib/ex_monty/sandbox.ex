@@ -171,6 +171,13 @@ defmodule ExMonty.Sandbox do
             "ExMonty.Sandbox.run/2 expects Python source (a string), got: #{inspect(code, limit: 5)}"
     end
 
+    case ExMonty.Cluster.Remote.dispatch(:sandbox, [code], opts) do
+      :local -> run_here(code, opts)
+      remote -> remote
+    end
+  end
+
+  defp run_here(code, opts) do
     state = %State{
       functions: Keyword.get(opts, :functions, %{}),
       handler: Keyword.get(opts, :handler),
