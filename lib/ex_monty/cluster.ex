@@ -39,11 +39,13 @@ defmodule ExMonty.Cluster do
   Python left it. `:mounts` are directories of one node and cannot be used
   with `:node` (`ArgumentError`).
 
-      iex> ExMonty.Sandbox.run("where()",
-      ...>   node: node(),
-      ...>   functions: %{"where" => fn [], _ -> {:ok, to_string(node())} end}
-      ...> )
-      {:ok, "nonode@nohost", ""}
+      iex> {:ok, caller, ""} =
+      ...>   ExMonty.Sandbox.run("where()",
+      ...>     node: :auto,
+      ...>     functions: %{"where" => fn [], _ -> {:ok, to_string(node())} end}
+      ...>   )
+      iex> caller == to_string(node())
+      true
 
   ## Mobility
 
@@ -105,14 +107,17 @@ defmodule ExMonty.Cluster do
   end
 
   @doc """
-  The last load each node published: `%{node => %{running:, queued:, capacity:}}`.
+  The last load each node published:
+  `%{node => %{running:, queued:, capacity:, completed:}}`.
 
   `running` and `queued` count the executions the node runs for `:node`
-  callers; this node's entry is exact, the others are at most about 50 ms old.
+  callers, `completed` those it has finished since it started; this node's
+  entry is exact, the others are at most about 50 ms old (a node not heard
+  from yet shows zeros and capacity 1).
 
   ## Examples
 
-      iex> %{running: _, queued: _, capacity: capacity} = ExMonty.Cluster.loads()[node()]
+      iex> %{running: _, queued: _, capacity: capacity, completed: _} = ExMonty.Cluster.loads()[node()]
       iex> capacity > 0
       true
   """
@@ -120,13 +125,14 @@ defmodule ExMonty.Cluster do
           node() => %{
             running: non_neg_integer(),
             queued: non_neg_integer(),
-            capacity: pos_integer()
+            capacity: pos_integer(),
+            completed: non_neg_integer()
           }
         }
   def loads do
     Map.new(nodes(), fn n ->
-      {running, queued, capacity} = load(n)
-      {n, %{running: running, queued: queued, capacity: capacity}}
+      {running, queued, capacity, completed} = load(n)
+      {n, %{running: running, queued: queued, capacity: capacity, completed: completed}}
     end)
   end
 
@@ -154,7 +160,7 @@ defmodule ExMonty.Cluster do
 
       members ->
         Enum.min_by(members, fn n ->
-          {running, queued, capacity} = load(n)
+          {running, queued, capacity, _completed} = load(n)
           busy = max(running + queued, Map.get(inflight, n, 0))
           {busy / capacity, if(n == node(), do: 0, else: 1), :rand.uniform()}
         end)
@@ -163,8 +169,8 @@ defmodule ExMonty.Cluster do
 
   defp load(n) do
     case :ets.lookup(Server.loads_table(), n) do
-      [{^n, running, queued, capacity}] -> {running, queued, capacity}
-      [] -> {0, 0, 1}
+      [{^n, running, queued, capacity, completed}] -> {running, queued, capacity, completed}
+      [] -> {0, 0, 1, 0}
     end
   end
 

@@ -50,6 +50,7 @@ defmodule ExMonty.Cluster.Server do
       monitors: %{},
       # queued requests, oldest first: {ref, caller, request, caller monitor}
       queue: :queue.new(),
+      completed: 0,
       dirty: true,
       last_sent: System.monotonic_time(:millisecond)
     }
@@ -113,7 +114,8 @@ defmodule ExMonty.Cluster.Server do
               %{
                 state
                 | running: Map.delete(state.running, ref),
-                  monitors: Map.delete(monitors, caller_mon)
+                  monitors: Map.delete(monitors, caller_mon),
+                  completed: state.completed + 1
               }
               |> next()
 
@@ -126,13 +128,17 @@ defmodule ExMonty.Cluster.Server do
     end
   end
 
-  def handle_info({:ex_monty_load, node, running, queued, capacity}, state) do
-    :ets.insert(loads_table(), {node, running, queued, capacity})
+  def handle_info({:ex_monty_load, node, running, queued, capacity, completed}, state) do
+    :ets.insert(loads_table(), {node, running, queued, capacity, completed})
     {:noreply, state}
   end
 
   def handle_info(:tick, state) do
     now = System.monotonic_time(:millisecond)
+
+    # Also keeps this node's entry under its current name (distribution may
+    # start after ExMonty does).
+    publish_local(state)
 
     if state.dirty or now - state.last_sent >= @heartbeat_ms do
       broadcast(state)
@@ -197,13 +203,14 @@ defmodule ExMonty.Cluster.Server do
   defp publish_local(state) do
     :ets.insert(
       loads_table(),
-      {node(), map_size(state.running), :queue.len(state.queue), state.capacity}
+      {node(), map_size(state.running), :queue.len(state.queue), state.capacity, state.completed}
     )
   end
 
   defp broadcast(state) do
     message =
-      {:ex_monty_load, node(), map_size(state.running), :queue.len(state.queue), state.capacity}
+      {:ex_monty_load, node(), map_size(state.running), :queue.len(state.queue), state.capacity,
+       state.completed}
 
     for pid <- :pg.get_members(Cluster.scope(), Cluster.group()), pid != self() do
       send(pid, message)
