@@ -187,6 +187,8 @@ defmodule ExMonty do
     * `:timeout` — milliseconds the caller waits; past it the execution is
       cancelled and `{:error, %ExMonty.Exception{type: :timeout_error}}`
       returned (default `:infinity`; `max_duration_secs` still applies).
+    * `:node` — run on another node of the cluster (a node name, or `:auto`
+      for the least-loaded one); see `ExMonty.Cluster`.
 
   An unknown option or an invalid value raises `ArgumentError`; `nil` for
   `:cwd`, `:mounts` or `:limits` means the default.
@@ -322,6 +324,7 @@ defmodule ExMonty do
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
     * `:mounts` — as for `eval/2`.
     * `:timeout` — as for `eval/2`.
+    * `:node` — as for `eval/2`.
 
   ## Examples
 
@@ -424,6 +427,8 @@ defmodule ExMonty do
     * `:limits` — see `ExMonty.Limits`.
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
     * `:mounts` — as for `eval/2`.
+    * `:node` — run this first step on another node; a pause comes back as a
+      snapshot of this node (see `ExMonty.Cluster`).
 
   An unknown option or an invalid value raises `ArgumentError`.
   """

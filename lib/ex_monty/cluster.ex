@@ -137,24 +137,34 @@ defmodule ExMonty.Cluster do
   end
 
   @doc """
-  The least-loaded node: the lowest (running + queued) / capacity, counting
-  for each node the calls this node has sent it and not yet seen answered
-  (so that a burst does not all go to the node that was idle 50 ms ago). On
-  a tie, this node (no network hop), else any.
+  The least-loaded node among `among` (default: all of `nodes/0`): the
+  lowest (running + queued) / capacity, counting for each node the calls
+  this node has sent it and not yet seen answered (so that a burst does not
+  all go to the node that was idle 50 ms ago). On a tie, this node (no
+  network hop), else any. Nodes of `among` that are not in the group are
+  ignored; when none is, returns this node.
+
+  Pass a tenant's own nodes to keep its work on them:
+  `ExMonty.eval(code, node: ExMonty.Cluster.pick(tenant_nodes))`.
 
   ## Examples
 
       iex> ExMonty.Cluster.pick() in ExMonty.Cluster.nodes()
       true
+
+      iex> ExMonty.Cluster.pick([node()])
+      node()
   """
-  @spec pick() :: node()
-  def pick do
+  @spec pick([node()] | nil) :: node()
+  def pick(among \\ nil) do
     inflight =
       Server.loads_table()
       |> :ets.match({{:inflight, :_}, :"$1", :_})
       |> Enum.frequencies_by(&hd/1)
 
-    case nodes() do
+    members = if among == nil, do: nodes(), else: Enum.filter(nodes(), &(&1 in among))
+
+    case members do
       [] ->
         node()
 
