@@ -4,8 +4,9 @@
 #   * the latency of one small eval here, through this node's cluster server
 #     (node: node()), and on a peer node (node: peer) — the remote call's cost;
 #   * the same for run/3 of a compiled runner (the runner travels as a dump);
-#   * the throughput of small evals from BENCH_CALLERS concurrent callers on
-#     this node alone, and with node: :auto over this node + 2 peers.
+#   * the throughput of small and medium evals from BENCH_CALLERS concurrent
+#     callers on this node alone, through its server, and with node: :auto
+#     over this node + 2 peers.
 #
 # All the nodes share this machine's cores (see the "cores" line): extra
 # nodes add no CPU here, so the cluster figures show the cost of
@@ -13,7 +14,9 @@
 #
 # Options (environment): BENCH_N (latency samples, default 2000),
 # BENCH_SECS (seconds per throughput run, default 3), BENCH_CALLERS
-# (concurrent callers, default 16).
+# (concurrent callers, default 16), BENCH_PEER_FLAGS (extra `erl` flags for
+# the peers, e.g. "+sbwt none +sbwtdcpu none +sbwtdio none" so that three
+# VMs on two cores do not busy-wait against each other).
 
 defmodule ClusterBench do
   @code "sum(i * i for i in range(100))"
@@ -59,7 +62,11 @@ defmodule ClusterBench do
   def start_peer do
     name = :"ex_monty_bench_#{System.unique_integer([:positive])}"
     cookie = Node.get_cookie() |> Atom.to_charlist()
-    {:ok, peer, node} = :peer.start(%{name: name, args: [~c"-setcookie", cookie]})
+
+    flags =
+      System.get_env("BENCH_PEER_FLAGS", "") |> String.split() |> Enum.map(&String.to_charlist/1)
+
+    {:ok, peer, node} = :peer.start(%{name: name, args: [~c"-setcookie", cookie | flags]})
     :ok = :erpc.call(node, :code, :add_pathsa, [:code.get_path()])
     :ok = :erpc.call(node, Application, :put_env, [:logger, :level, :info])
     {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:ex_monty])
@@ -131,21 +138,26 @@ IO.puts(
     "(#{:erlang.float_to_binary(remote / local, decimals: 2)}x the local median)"
 )
 
-IO.puts("\nthroughput, #{callers} concurrent callers, #{secs} s each (evals/s)")
-one = ClusterBench.throughput(callers, secs, fn -> ExMonty.eval(code) end)
-IO.puts("  1 node, in the callers:         #{round(one)}")
+for {name, work} <- [{"small", code}, {"medium", "sum(i * i for i in range(20000))"}] do
+  IO.puts(
+    "\nthroughput, #{name} eval #{inspect(work)}, #{callers} concurrent callers, #{secs} s each (evals/s)"
+  )
 
-served = ClusterBench.throughput(callers, secs, fn -> ExMonty.eval(code, node: node()) end)
+  one = ClusterBench.throughput(callers, secs, fn -> ExMonty.eval(work) end)
+  IO.puts("  1 node, in the callers:         #{round(one)}")
 
-IO.puts(
-  "  1 node, node: node() (server):  #{round(served)}  (#{:erlang.float_to_binary(served / one, decimals: 2)}x)"
-)
+  served = ClusterBench.throughput(callers, secs, fn -> ExMonty.eval(work, node: node()) end)
 
-auto = ClusterBench.throughput(callers, secs, fn -> ExMonty.eval(code, node: :auto) end)
+  IO.puts(
+    "  1 node, node: node() (server):  #{round(served)}  (#{:erlang.float_to_binary(served / one, decimals: 2)}x)"
+  )
 
-IO.puts(
-  "  1 + 2 peers, node: :auto:       #{round(auto)}  (#{:erlang.float_to_binary(auto / one, decimals: 2)}x)"
-)
+  auto = ClusterBench.throughput(callers, secs, fn -> ExMonty.eval(work, node: :auto) end)
+
+  IO.puts(
+    "  1 + 2 peers, node: :auto:       #{round(auto)}  (#{:erlang.float_to_binary(auto / one, decimals: 2)}x)"
+  )
+end
 
 spread =
   ExMonty.Cluster.loads()

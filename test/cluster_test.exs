@@ -98,6 +98,8 @@ defmodule ExMonty.ClusterTest do
   test "node: runs the execution on that node", %{node1: node1} do
     {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
     assert ExMonty.run(runner, %{"x" => 21}, node: node1) == {:ok, 42, ""}
+    # Again: the runner loaded over there the first time is reused.
+    assert ExMonty.run(runner, %{"x" => 5}, node: node1) == {:ok, 10, ""}
     assert ExMonty.eval("print('hi')\n6 * 7", node: node1) == {:ok, 42, "hi\n"}
 
     assert {:error, %Exception{type: :zero_division_error, output: "a\n"}} =
@@ -294,6 +296,25 @@ defmodule ExMonty.ClusterTest do
     end
   end
 
+  test "a paused execution whose remote step was lost resumes elsewhere", %{node1: node1} do
+    {peer, node} = start_peer(dump_key: @key)
+
+    try do
+      {:ok, runner} = ExMonty.compile("spin = fetch()\nwhile spin:\n    pass\n'done'")
+      {:ok, {:function_call, _, snapshot, ""}} = ExMonty.start(runner)
+
+      task = Task.async(fn -> Cluster.resume(snapshot, {:ok, true}, node: node) end)
+      wait_until(fn -> running_on(node) == 1 end)
+      :peer.stop(peer)
+      assert {:error, %Exception{type: :node_down}} = Task.await(task, 30_000)
+
+      # The caller's snapshot was shipped as a dump, never consumed.
+      assert Cluster.resume(snapshot, {:ok, false}, node: node1) == {:ok, {:complete, "done", ""}}
+    after
+      stop_peer(peer)
+    end
+  end
+
   test "a peer stopped mid-Sandbox-run gives :node_down" do
     {peer, node} = start_peer()
 
@@ -333,6 +354,24 @@ defmodule ExMonty.ClusterTest do
       end,
       5_000
     )
+  end
+
+  test "a queued call whose caller dies is dropped; the queue moves on", %{node2: node2} do
+    # node2 runs one execution at a time: the spinner holds it, the next waits.
+    spinner = spawn(fn -> ExMonty.eval("while True:\n    pass", node: node2) end)
+    wait_until(fn -> running_on(node2) == 1 end)
+    queued = spawn(fn -> ExMonty.eval("while True:\n    pass", node: node2) end)
+    wait_until(fn -> :erpc.call(node2, Cluster, :loads, [], 10_000)[node2].queued == 1 end)
+
+    Process.exit(queued, :kill)
+    wait_until(fn -> :erpc.call(node2, Cluster, :loads, [], 10_000)[node2].queued == 0 end, 5_000)
+    assert running_on(node2) == 1
+
+    # A new call waits for the spinner's slot, then runs.
+    waiting = Task.async(fn -> ExMonty.eval("'next'", node: node2, timeout: 30_000) end)
+    wait_until(fn -> :erpc.call(node2, Cluster, :loads, [], 10_000)[node2].queued == 1 end)
+    Process.exit(spinner, :kill)
+    assert Task.await(waiting, 30_000) == {:ok, "next", ""}
   end
 
   test "the caller's :timeout cancels the remote execution", %{node2: node2} do

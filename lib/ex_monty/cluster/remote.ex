@@ -267,8 +267,43 @@ defmodule ExMonty.Cluster.Remote do
 
   defp arrive(_kind, {:here, resource}), do: {:ok, resource}
   defp arrive(_kind, {:failed, error}), do: error
-  defp arrive(:runner, {:dump, binary}), do: ExMonty.load_runner(binary)
+  defp arrive(:runner, {:dump, binary}), do: cached_runner(binary)
   defp arrive(:snapshot, {:dump, binary}), do: ExMonty.load_snapshot(binary)
+
+  # Runners loaded from dumps are kept (at most @cache_entries of them and
+  # @cache_bytes of dumps; the cache is emptied when either is passed), keyed
+  # by the dump and this node's key: a runner run again and again on this
+  # node is verified and loaded once.
+  @cache_entries 256
+  @cache_bytes 32 * 1024 * 1024
+
+  defp cached_runner(binary) do
+    table = Server.runners_table()
+
+    key =
+      :crypto.hash(:sha256, [
+        binary,
+        :erlang.term_to_binary(Application.get_env(:ex_monty, :dump_key))
+      ])
+
+    case :ets.lookup(table, key) do
+      [{^key, runner, _size}] ->
+        {:ok, runner}
+
+      [] ->
+        with {:ok, runner} <- ExMonty.load_runner(binary) do
+          total = :ets.update_counter(table, :bytes, byte_size(binary), {:bytes, 0})
+
+          if total > @cache_bytes or :ets.info(table, :size) > @cache_entries do
+            :ets.delete_all_objects(table)
+          else
+            :ets.insert(table, {key, runner, byte_size(binary)})
+          end
+
+          {:ok, runner}
+        end
+    end
+  end
 
   defp depart({:ok, {step, call, %Snapshot{} = snapshot, output}}, false) do
     case ExMonty.dump_snapshot(snapshot) do

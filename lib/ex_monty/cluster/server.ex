@@ -35,9 +35,14 @@ defmodule ExMonty.Cluster.Server do
   @spec bridges_table() :: atom()
   def bridges_table, do: ExMonty.Cluster.Bridges
 
+  @doc false
+  @spec runners_table() :: atom()
+  def runners_table, do: ExMonty.Cluster.Runners
+
   @impl true
   def init(_arg) do
     :ets.new(loads_table(), [:named_table, :public, :set, read_concurrency: true])
+    :ets.new(runners_table(), [:named_table, :public, :set, read_concurrency: true])
     :ets.new(bridges_table(), [:named_table, :public, :set, read_concurrency: true])
     capacity = capacity!()
     :ok = :pg.join(Cluster.scope(), Cluster.group(), self())
