@@ -239,6 +239,10 @@ defmodule ExMonty.Cluster.Remote do
            }}
       end
 
+    # The server first (a local send: it is queued there before the caller
+    # can even see the result), so that a caller exiting right after its
+    # result is not taken for a caller dying mid-run.
+    send(Server, {:ex_monty_done, ref, self()})
     send(ref, {ref, result})
     :ok
   end

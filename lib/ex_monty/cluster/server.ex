@@ -13,7 +13,8 @@ defmodule ExMonty.Cluster.Server do
   # Each execution process runs ExMonty on this node, so the NIF monitors it:
   # killing it cancels the Python run. The server monitors every caller and
   # kills (or unqueues) its execution when the caller dies, including when the
-  # caller's node goes away (:noconnection). Nothing is linked to callers.
+  # caller's node goes away (:noconnection). Nothing is linked to callers;
+  # executions are linked to the server (which traps exits).
 
   use GenServer
 
@@ -45,6 +46,7 @@ defmodule ExMonty.Cluster.Server do
     :ets.new(runners_table(), [:named_table, :public, :set, read_concurrency: true])
     :ets.new(bridges_table(), [:named_table, :public, :set, read_concurrency: true])
     capacity = capacity!()
+    Process.flag(:trap_exit, true)
     :ok = :pg.join(Cluster.scope(), Cluster.group(), self())
 
     state = %{
@@ -95,6 +97,26 @@ defmodule ExMonty.Cluster.Server do
     {:noreply, changed(state)}
   end
 
+  def handle_info({:ex_monty_done, ref, pid}, state) do
+    case state.running do
+      %{^ref => {^pid, mon, caller_mon}} ->
+        Process.demonitor(mon, [:flush])
+        Process.demonitor(caller_mon, [:flush])
+
+        state = %{
+          state
+          | running: Map.delete(state.running, ref),
+            monitors: Map.drop(state.monitors, [mon, caller_mon]),
+            completed: state.completed + 1
+        }
+
+        {:noreply, changed(next(state))}
+
+      _ ->
+        {:noreply, state}
+    end
+  end
+
   def handle_info({:ex_monty_cancel, ref}, state), do: {:noreply, changed(cancel(state, ref))}
 
   def handle_info({:DOWN, mon, :process, _pid, reason}, state) do
@@ -108,8 +130,8 @@ defmodule ExMonty.Cluster.Server do
         state =
           case state.running do
             %{^ref => {_pid, ^mon, caller_mon}} ->
-              # The execution ended. It sends its own result; one that
-              # crashed tells its caller here.
+              # The execution ended without saying it was done: it
+              # crashed; its caller is told here.
               if reason != :normal do
                 send(ref, {ref, {:error, crashed(reason)}})
               end
@@ -154,10 +176,16 @@ defmodule ExMonty.Cluster.Server do
     end
   end
 
+  # Exit signals of linked executions (their :DOWN does the work).
+  def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
+
   def handle_info(_other, state), do: {:noreply, state}
 
   defp spawn_exec(state, ref, caller, request, caller_mon) do
-    {pid, mon} = spawn_monitor(ExMonty.Cluster.Remote, :execute, [ref, caller, request])
+    # Linked, so that executions do not outlive a crashed server (which
+    # traps exits); monitored, to free their slot.
+    pid = spawn_link(ExMonty.Cluster.Remote, :execute, [ref, caller, request])
+    mon = Process.monitor(pid)
 
     %{
       state
