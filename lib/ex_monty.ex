@@ -128,7 +128,7 @@ defmodule ExMonty do
   holds what the code printed before the error.
 
       iex> ExMonty.eval("1", limit: %{max_memory: 1})
-      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :script_name, :timeout
+      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :node, :script_name, :timeout
   """
 
   alias ExMonty.{Exception, FunctionCall, Job, Limits, Native, Options, OsCall, Runner, Snapshot}
