@@ -156,6 +156,30 @@ defmodule ExMonty.ClusterTest do
     assert_raise ArgumentError, ~r/unknown option :limit/, fn ->
       ExMonty.Sandbox.run("1", node: node(), limit: 1)
     end
+
+    {:ok, runner} = ExMonty.compile("f()")
+    {:ok, {:function_call, _, snapshot, ""}} = ExMonty.start(runner)
+
+    assert_raise ArgumentError, ~r/needs option :node/, fn ->
+      Cluster.resume(snapshot, {:ok, 1}, timeout: 100)
+    end
+
+    assert_raise ArgumentError, ~r/unknown keys \[:nodes\]/, fn ->
+      Cluster.resume(snapshot, {:ok, 1}, nodes: [node()])
+    end
+
+    assert_raise ArgumentError,
+                 ~r/invalid value for option :timeout of ExMonty.Cluster.resume/,
+                 fn ->
+                   Cluster.resume(snapshot, {:ok, 1}, node: node(), timeout: -1)
+                 end
+
+    assert_raise ArgumentError, ~r/invalid value for option :node of ExMonty.start/, fn ->
+      ExMonty.start(runner, %{}, node: 42)
+    end
+
+    # Nothing was consumed by the refused calls.
+    assert Cluster.resume(snapshot, {:ok, 1}, node: :auto) == {:ok, {:complete, 1, ""}}
   end
 
   # --- callbacks ---------------------------------------------------------------------

@@ -216,7 +216,16 @@ defmodule ExMonty.Cluster do
                 "ExMonty.Cluster.resume/3 needs option :node (a node name or :auto), got: #{inspect(other)}"
       end
 
-    ExMonty.Options.validate!(Keyword.take(opts, [:timeout]), :run)
+    case Keyword.get(opts, :timeout, :infinity) do
+      t when t == :infinity or (is_integer(t) and t >= 0) ->
+        :ok
+
+      other ->
+        raise ArgumentError,
+              "invalid value for option :timeout of ExMonty.Cluster.resume/3: expected a " <>
+                "non-negative integer (milliseconds) or :infinity, got: #{inspect(other)}"
+    end
+
     Remote.call(:resume, [snapshot, answer], Keyword.take(opts, [:timeout]), target)
   end
 
