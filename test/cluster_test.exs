@@ -399,11 +399,20 @@ defmodule ExMonty.ClusterTest do
   end
 
   test "the caller's :timeout cancels the remote execution", %{node2: node2} do
+    wait_until(fn -> busy_instances(node2) == 0 end, 5_000)
+
     assert {:error, %Exception{type: :timeout_error, message: message}} =
              ExMonty.eval("while True:\n    pass", node: node2, timeout: 300)
 
     assert message =~ "300 ms"
     wait_until(fn -> running_on(node2) == 0 end, 5_000)
+    # The wasm instance is free again, long before max_duration_secs.
+    wait_until(fn -> busy_instances(node2) == 0 end, 5_000)
+  end
+
+  defp busy_instances(node) do
+    stats = :erpc.call(node, ExMonty, :stats, [], 10_000)
+    stats.live_instances - stats.idle_instances - stats.live_paused
   end
 end
 
