@@ -128,7 +128,7 @@ defmodule ExMonty do
   holds what the code printed before the error.
 
       iex> ExMonty.eval("1", limit: %{max_memory: 1})
-      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :on_output, :os_policy, :script_name, :timeout
+      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout
   """
 
   alias ExMonty.{Exception, Execution, FunctionCall, OsCall, Runner, Snapshot}
@@ -181,6 +181,13 @@ defmodule ExMonty do
     * `:timeout` — milliseconds the caller waits; past it the execution is
       cancelled and `{:error, %ExMonty.Exception{type: :timeout_error}}`
       returned (default `:infinity`; `max_duration_secs` still applies).
+    * `:node` — run on another node of the cluster (a node name, or `:auto`
+      for the least-loaded one); see `ExMonty.Cluster`.
+    * `:os_policy` — clocks, time zone, `random` and sleeps; see
+      `ExMonty.OsPolicy`.
+    * `:on_output` — receives what Python prints while it runs: a pid (sent
+      `{:ex_monty_output, :stdout | :stderr, text}`) or a function
+      `(stream, text)`. The result's `output` still holds all of it.
 
   An unknown option or an invalid value raises `ArgumentError`; `nil` for
   `:cwd`, `:mounts` or `:limits` means the default.
@@ -268,6 +275,7 @@ defmodule ExMonty do
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
     * `:mounts` — as for `eval/2`.
     * `:timeout` — as for `eval/2`.
+    * `:node`, `:os_policy`, `:on_output` — as for `eval/2`.
 
   ## Examples
 
@@ -306,6 +314,9 @@ defmodule ExMonty do
     * `:limits` — see `ExMonty.Limits`.
     * `:cwd` — the working directory relative paths resolve against (`"/"`).
     * `:mounts` — as for `eval/2`.
+    * `:node` — run this first step on another node; a pause comes back as a
+      snapshot of this node (see `ExMonty.Cluster`).
+    * `:os_policy`, `:on_output` — as for `eval/2`.
 
   An unknown option or an invalid value raises `ArgumentError`.
   """

@@ -18,7 +18,11 @@ defmodule ExMonty.Application do
         # "compiled (cache not trusted: ...)"), for operators and tests.
         Application.put_env(:ex_monty, :guest_loaded_from, source)
         Logger.debug("ExMonty guest loaded (#{source})")
-        Supervisor.start_link([], strategy: :one_for_one, name: ExMonty.Supervisor)
+
+        Supervisor.start_link([ExMonty.Cluster.Supervisor],
+          strategy: :one_for_one,
+          name: ExMonty.Supervisor
+        )
 
       {:error, reason} ->
         {:error, {:ex_monty_init_failed, reason}}

@@ -16,7 +16,8 @@ defmodule ExMonty.Execution do
   def eval(code, opts \\ []) do
     opts = Options.validate!(opts, :eval)
 
-    with {:ok, code} <- check_code(code, "ExMonty.eval/2"),
+    with :local <- ExMonty.Cluster.Remote.dispatch(:eval, [code], opts),
+         {:ok, code} <- check_code(code, "ExMonty.eval/2"),
          {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
          {:ok, limits} <- limits(opts) do
       source = %{
@@ -68,7 +69,8 @@ defmodule ExMonty.Execution do
   def run(%Runner{} = runner, inputs, opts) do
     opts = Options.validate!(opts, :run)
 
-    with {:ok, values} <- runner_inputs(runner, inputs),
+    with :local <- ExMonty.Cluster.Remote.dispatch(:run, [runner, inputs], opts),
+         {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       settings = settings(opts, limits, false)
 
@@ -100,7 +102,8 @@ defmodule ExMonty.Execution do
   def start(%Runner{} = runner, inputs, opts) do
     opts = Options.validate!(opts, :start)
 
-    with {:ok, values} <- runner_inputs(runner, inputs),
+    with :local <- ExMonty.Cluster.Remote.dispatch(:start, [runner, inputs], opts),
+         {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       settings = settings(opts, limits, true)
 

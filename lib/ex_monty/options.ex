@@ -10,10 +10,10 @@ defmodule ExMonty.Options do
   @schemas %{
     eval:
       {"ExMonty.eval/2",
-       [:cwd, :inputs, :limits, :mounts, :on_output, :os_policy, :script_name, :timeout]},
+       [:cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout]},
     compile: {"ExMonty.compile/2", [:inputs, :script_name]},
-    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :on_output, :os_policy, :timeout]},
-    start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :on_output, :os_policy]},
+    run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :node, :on_output, :os_policy, :timeout]},
+    start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :node, :on_output, :os_policy]},
     sandbox:
       {"ExMonty.Sandbox.run/2",
        [
@@ -24,6 +24,7 @@ defmodule ExMonty.Options do
          :inputs,
          :limits,
          :mounts,
+         :node,
          :on_output,
          :os,
          :os_policy,
@@ -141,6 +142,16 @@ defmodule ExMonty.Options do
       :timeout,
       value,
       "a non-negative integer (milliseconds) or :infinity"
+    )
+  end
+
+  defp check!(_schema, fun, :node, value) do
+    expect!(
+      value in [nil, :auto] or (is_atom(value) and String.contains?(Atom.to_string(value), "@")),
+      fun,
+      :node,
+      value,
+      "a node name (an atom such as :\"b@host\"), :auto or nil (see ExMonty.Cluster)"
     )
   end
 

@@ -36,12 +36,14 @@ defmodule ExMonty.Sandbox do
     * `:cwd` — the working directory (defaults to the `PseudoFS`'s, or `/`).
     * `:mounts` — an `ExMonty.Mount`: real directories that answer file
       calls under their virtual paths; everything else goes to `:os`.
+    * `:node` — run the Python on another node (a node name, or `:auto`);
+      callbacks still run on this one (see `ExMonty.Cluster`).
 
   Options are checked before anything runs: an unknown option or an invalid
   value raises `ArgumentError` naming it.
 
       iex> ExMonty.Sandbox.run("1", function: %{})
-      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :on_output, :os, :os_policy, :return_os, :script_name
+      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :node, :on_output, :os, :os_policy, :return_os, :script_name
 
   When the code raises, the exception's `output` holds everything printed
   since the run began.
@@ -172,6 +174,13 @@ defmodule ExMonty.Sandbox do
             "ExMonty.Sandbox.run/2 expects Python source (a string), got: #{inspect(code, limit: 5)}"
     end
 
+    case ExMonty.Cluster.Remote.dispatch(:sandbox, [code], opts) do
+      :local -> run_here(code, opts)
+      remote -> remote
+    end
+  end
+
+  defp run_here(code, opts) do
     inputs = Keyword.get(opts, :inputs, %{})
     compile_opts = [inputs: Map.keys(inputs)] ++ Keyword.take(opts, [:script_name])
     start_opts = Keyword.take(opts, [:limits, :cwd, :mounts, :os_policy, :on_output])
