@@ -23,6 +23,7 @@ defmodule ExMonty.Options do
          :handler,
          :inputs,
          :limits,
+         :modules,
          :mounts,
          :node,
          :on_output,
@@ -44,6 +45,7 @@ defmodule ExMonty.Options do
          :limits,
          :load,
          :max_bytes,
+         :modules,
          :mounts,
          :name,
          :on_output,
@@ -198,6 +200,19 @@ defmodule ExMonty.Options do
     do: expect!(false, fun, :functions, value, "a map of \"name\" => fn args, kwargs -> ... end")
 
   defp check!(_schema, fun, :os, value), do: check_os!(fun, value)
+
+  defp check!(_schema, fun, :modules, value) do
+    identifier = &(is_binary(&1) and Regex.match?(~r/\A[A-Za-z_][A-Za-z0-9_]*\z/, &1))
+
+    ok =
+      is_map(value) and
+        Enum.all?(value, fn {name, attrs} ->
+          is_binary(name) and name |> String.split(".") |> Enum.all?(identifier) and
+            is_map(attrs) and Enum.all?(Map.keys(attrs), identifier)
+        end)
+
+    expect!(ok, fun, :modules, value, ~s(a map of "module" => %{"attribute" => value or function}))
+  end
 
   defp check!(_schema, fun, :on_output, value) do
     expect!(

@@ -12,6 +12,14 @@ defmodule ExMonty.Sandbox do
     * `:functions` — `%{"name" => fun}` where `fun.(args, kwargs)` returns
       `{:ok, value}` or `{:error, exception_type, message}`. Wrap a function as
       `{:async, fun}` to run it concurrently when Python awaits it (see below).
+    * `:modules` — host modules Python can import:
+      `%{"tools" => %{"fetch" => fun, "VERSION" => "1.2"}}` makes
+      `import tools`, `tools.fetch(u)` and `from tools import fetch, VERSION`
+      work; functions (plain or `{:async, fun}`) are served like
+      `:functions` under the name `"tools.fetch"`, other values are
+      attributes, dotted names (`"pkg.sub"`) are submodules. A handler
+      serves modules with `c:handle_import/1`. Unknown modules stay
+      `ModuleNotFoundError`.
     * `:handler` — a loaded module implementing this behaviour. `:functions`
       are looked up first.
     * `:os` — answers file and environment requests: an `ExMonty.PseudoFS`,
@@ -43,7 +51,7 @@ defmodule ExMonty.Sandbox do
   value raises `ArgumentError` naming it.
 
       iex> ExMonty.Sandbox.run("1", function: %{})
-      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :mounts, :node, :on_output, :os, :os_policy, :return_os, :script_name
+      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :modules, :mounts, :node, :on_output, :os, :os_policy, :return_os, :script_name
 
   When the code raises, the exception's `output` holds everything printed
   since the run began.
@@ -129,7 +137,15 @@ defmodule ExMonty.Sandbox do
   """
   @callback handle_name_lookup(name :: String.t()) :: {:ok, term()} | :undefined
 
-  @optional_callbacks handle_function: 3, handle_os: 3, handle_name_lookup: 1
+  @doc """
+  Gives the attributes of a host module Python imports (`import tools`), or
+  `:not_found` (`ModuleNotFoundError`). An attribute whose value is
+  `:function` is a host function answered by `c:handle_function/3` under
+  the name `"module.attribute"`; any other value is the attribute's value.
+  """
+  @callback handle_import(name :: String.t()) :: {:ok, %{String.t() => term()}} | :not_found
+
+  @optional_callbacks handle_function: 3, handle_os: 3, handle_name_lookup: 1, handle_import: 1
 
   @default_callback_timeout 10_000
 
@@ -141,6 +157,7 @@ defmodule ExMonty.Sandbox do
               timeout: 10_000,
               sleep_left: nil,
               on_output: nil,
+              modules: %{},
               deadline: nil,
               output: [],
               tasks: %{}
@@ -214,7 +231,8 @@ defmodule ExMonty.Sandbox do
           {ExMonty.result(), term()}
   def serve(first, opts) do
     state = %State{
-      functions: Keyword.get(opts, :functions, %{}),
+      functions: Map.merge(module_functions(opts), Keyword.get(opts, :functions, %{})),
+      modules: Keyword.get(opts, :modules, %{}),
       handler: Keyword.get(opts, :handler),
       os: Keyword.get(opts, :os),
       timeout: callback_timeout(Keyword.get(opts, :callback_timeout, @default_callback_timeout)),
@@ -470,8 +488,84 @@ defmodule ExMonty.Sandbox do
   end
 
   # ---------------------------------------------------------------------------
+  # Host modules
+  # ---------------------------------------------------------------------------
+
+  # `modules: %{"tools" => %{"fetch" => fun}}` serves `tools.fetch(...)` as
+  # the host function "tools.fetch".
+  defp module_functions(opts) do
+    for {module, attrs} <- Keyword.get(opts, :modules, %{}),
+        {attr, value} <- attrs,
+        function?(value),
+        into: %{},
+        do: {module <> "." <> attr, value}
+  end
+
+  defp function?(fun) when is_function(fun, 2), do: true
+  defp function?({:async, fun}) when is_function(fun, 2), do: true
+  defp function?(_), do: false
+
+  # The module value for `import name`: its attributes (functions as host
+  # functions) and its submodules (`pkg.sub` is attribute `sub` of `pkg`).
+  defp import_module(name, state) do
+    own =
+      case Map.fetch(state.modules, name) do
+        {:ok, attrs} ->
+          {:ok,
+           Map.new(attrs, fn {attr, value} ->
+             {attr, if(function?(value), do: {:function, name <> "." <> attr}, else: value)}
+           end)}
+
+        :error ->
+          handler_import(name, state)
+      end
+
+    subs =
+      for {sub, _} <- state.modules,
+          String.starts_with?(sub, name <> "."),
+          not String.contains?(String.replace_prefix(sub, name <> ".", ""), "."),
+          {:ok, module} = import_module(sub, state),
+          into: %{},
+          do: {String.replace_prefix(sub, name <> ".", ""), module}
+
+    case {own, subs} do
+      {:not_found, subs} when subs == %{} -> :not_found
+      {:not_found, subs} -> {:ok, {:module, name, subs}}
+      {{:ok, attrs}, subs} -> {:ok, {:module, name, Map.merge(attrs, subs)}}
+    end
+  end
+
+  defp handler_import(name, %State{handler: handler} = state) when handler != nil do
+    if function_exported?(handler, :handle_import, 1) do
+      case invoke_raw(fn -> handler.handle_import(name) end, state) do
+        {:returned, {:ok, attrs}} when is_map(attrs) ->
+          {:ok,
+           Map.new(attrs, fn
+             {attr, :function} -> {attr, {:function, name <> "." <> attr}}
+             {attr, value} -> {attr, value}
+           end)}
+
+        _ ->
+          :not_found
+      end
+    else
+      :not_found
+    end
+  end
+
+  defp handler_import(_name, _state), do: :not_found
+
+  # ---------------------------------------------------------------------------
   # OS calls
   # ---------------------------------------------------------------------------
+
+  defp os_answer(%OsCall{function: :import, args: [name | _]}, state)
+       when is_binary(name) and (state.modules != %{} or state.handler != nil) do
+    case import_module(name, state) do
+      {:ok, module} -> {{:ok, module}, state}
+      :not_found -> {default_os(%OsCall{function: :import, args: [name]}), state}
+    end
+  end
 
   defp os_answer(%OsCall{} = call, state)
        when call.function in [:system_sleep, :system_async_sleep] do

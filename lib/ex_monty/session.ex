@@ -59,7 +59,7 @@ defmodule ExMonty.Session do
 
   alias ExMonty.{Dump, Exception, Job, Limits, Native, Options, Sandbox}
 
-  @sandbox_keys [:callback_timeout, :functions, :handler, :mounts, :on_output, :os]
+  @sandbox_keys [:callback_timeout, :functions, :handler, :modules, :mounts, :on_output, :os]
 
   @typedoc "A session: its pid or name."
   @type t :: GenServer.server()

@@ -97,6 +97,11 @@ pub(super) enum Container {
         type_name: String,
         field_names: Vec<String>,
     },
+    /// A host module: `n` (name, value) attribute pairs.
+    Module {
+        name: String,
+        n: usize,
+    },
 }
 
 /// Converts one Elixir term into a Python value, iteratively.
@@ -207,6 +212,20 @@ fn build(kind: Container, ids: &mut Vec<NodeId>, nodes: &[MontyNode]) -> Result<
                 type_name,
                 field_names,
                 values,
+            }
+        }
+        Container::Module { name, n } => {
+            let flat = take_ids(ids, n * 2)?;
+            let attrs = flat
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|[key, value]| (*key, *value))
+                .collect();
+            MontyNode::Module {
+                id: module_id(&name),
+                name,
+                attrs,
             }
         }
     })
@@ -425,6 +444,36 @@ fn visit_tuple<'a>(
                 name: optional_string(elements[2], "a timezone name")?,
             })))
         }
+        (Some(tag), 3) if tag == atoms::module() => {
+            let name = utf8(elements[1], "a module name")?;
+            let valid = |part: &str| {
+                part.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+            };
+            if name.len() > 256 || !name.split('.').all(valid) {
+                return Err(VisitError::Invalid(format!(
+                    "{name:?} is not a module name"
+                )));
+            }
+            let iter = MapIterator::new(elements[2]).ok_or_else(|| {
+                "a module's attributes must be a map of name => value".to_owned()
+            })?;
+            let mut children = Vec::new();
+            for (key, value) in iter {
+                let attr = utf8(key, "a module attribute name")?;
+                if !valid(&attr) {
+                    return Err(VisitError::Invalid(format!(
+                        "{attr:?} is not an attribute name"
+                    )));
+                }
+                children.push((key, Segment::Key(key), Position::Value));
+                children.push((value, Segment::Key(key), Position::Value));
+            }
+            budget.spend(children.len()).map_err(|_| VisitError::Budget)?;
+            let n = children.len() / 2;
+            push_children(stack, Container::Module { name, n }, segment, children);
+            Ok(None)
+        }
         (Some(tag), 3) if tag == atoms::named_tuple() => {
             let type_name = utf8(elements[1], "a named tuple's type name")?;
             let len = elements[2]
@@ -542,4 +591,14 @@ fn valid_decimal(text: &str) -> bool {
     };
     let exponent_ok = exponent.is_none_or(|e| digits(e.strip_prefix(['+', '-']).unwrap_or(e)));
     mantissa_ok && exponent_ok
+}
+
+/// A module's identity: the same name is the same module, in every
+/// execution (a hash of the name, shaped as a UUID).
+fn module_id(name: &str) -> monty_types::MontyUuid {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("ex_monty module {name}").as_bytes());
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    monty_types::MontyUuid::from_random_bytes(bytes)
 }
