@@ -46,7 +46,7 @@ mod bindings {
     use super::{execution, persist, policy, repl};
     use exports::ex_monty::sandbox::runtime::Guest;
     use exports::ex_monty::sandbox::types::{
-        Answer, Error, Limits, Options, OsPolicy, Progress, Step,
+        Answer, Continuation, Error, Limits, Options, OsPolicy, Progress, Step,
     };
 
     struct Component;
@@ -137,6 +137,14 @@ mod bindings {
 
         fn repl_call(name: String, args: Vec<Vec<u8>>, limits: Limits) -> Result<Step, Error> {
             repl::repl_call(name, args, &limits)
+        }
+
+        fn repl_continuation(code: String) -> Continuation {
+            match monty::detect_repl_continuation_mode(&code) {
+                monty::ReplContinuationMode::Complete => Continuation::Complete,
+                monty::ReplContinuationMode::IncompleteImplicit => Continuation::Incomplete,
+                monty::ReplContinuationMode::IncompleteBlock => Continuation::Block,
+            }
         }
 
         fn repl_abandon_feed() {

@@ -89,6 +89,8 @@ rustler::atoms! {
     source_line,
     // progress
     complete,
+    incomplete,
+    block,
     function_call,
     name_lookup,
     os_call,

@@ -19,7 +19,7 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::ex_monty::sandbox::types::{
-    Answer, Clock, Error as GuestError, Exception as GuestException, HostError,
+    Answer, Clock, Continuation, Error as GuestError, Exception as GuestException, HostError,
     Limits as GuestLimits, Options as RunOptions, OsPolicy, ProcessTime, Progress, RandomSeed,
     RandomStart, SleepMode, Step, TimeZone,
 };

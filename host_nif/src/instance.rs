@@ -411,6 +411,18 @@ impl Instance {
         })
     }
 
+    /// What interactive input needs before it can run.
+    pub fn repl_continuation(
+        &mut self,
+        code: &str,
+    ) -> Result<crate::bindings::Continuation, CallError> {
+        self.call(&crate::settings::service_control(), |guest, store| {
+            guest
+                .ex_monty_sandbox_runtime()
+                .call_repl_continuation(store, code)
+        })
+    }
+
     /// Abandons a paused snippet, keeping the session.
     pub fn repl_abandon_feed(&mut self) -> Result<(), CallError> {
         self.call(&crate::settings::service_control(), |guest, store| {

@@ -259,3 +259,22 @@ nif_pair!('a, session_call, session_call_dirty, call, (
     args: [Vec<Term<'a>>],
     limits: [LimitsMap],
 ));
+
+/// Whether interactive input can run: `{:ok, :complete | :incomplete | :block}`.
+#[rustler::nif]
+fn session_continuation(env: Env<'_>, code: String) -> Term<'_> {
+    spawn_with_instance(env, false, move |reply, mut instance| {
+        let result = instance.repl_continuation(&code).map(Ok);
+        match settle(instance, result) {
+            Ok(mode) => reply.send(move |env| {
+                let mode = match mode {
+                    crate::bindings::Continuation::Complete => atoms::complete(),
+                    crate::bindings::Continuation::Incomplete => atoms::incomplete(),
+                    crate::bindings::Continuation::Block => atoms::block(),
+                };
+                (atoms::ok(), mode).encode(env)
+            }),
+            Err(failure) => reply_failure(reply, failure),
+        }
+    })
+}

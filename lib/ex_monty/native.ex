@@ -57,6 +57,7 @@ defmodule ExMonty.Native do
   def session_feed_dirty(_session, _code, _inputs, _limits), do: err()
   def session_call(_session, _name, _args, _limits), do: err()
   def session_call_dirty(_session, _name, _args, _limits), do: err()
+  def session_continuation(_code), do: err()
   # mounts.rs
   def mounts_new(_specs), do: err()
   def mounts_read(_mounts, _path), do: err()

@@ -138,6 +138,26 @@ defmodule ExMonty.Session do
     GenServer.call(session, {:dump, opts}, :infinity)
   end
 
+  @doc """
+  Whether interactive input can run as it is (`:complete`), needs more lines
+  (`:incomplete`: an open bracket, a trailing backslash), or opened a block
+  that a blank line ends (`:block`) — as CPython's prompt decides.
+
+      iex> ExMonty.Session.continuation("x = 1")
+      :complete
+      iex> ExMonty.Session.continuation("f(1,")
+      :incomplete
+      iex> ExMonty.Session.continuation("def f():")
+      :block
+  """
+  @spec continuation(String.t()) :: :complete | :incomplete | :block
+  def continuation(code) when is_binary(code) do
+    case Job.await(Native.session_continuation(code)) do
+      {:ok, mode} -> mode
+      {:error, exception} -> raise exception
+    end
+  end
+
   @doc "Stops the session."
   @spec stop(t()) :: :ok
   def stop(session), do: GenServer.stop(session)

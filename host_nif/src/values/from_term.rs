@@ -447,7 +447,9 @@ fn visit_tuple<'a>(
         (Some(tag), 3) if tag == atoms::module() => {
             let name = utf8(elements[1], "a module name")?;
             let valid = |part: &str| {
-                part.chars().next().is_some_and(|c| c.is_alphabetic() || c == '_')
+                part.chars()
+                    .next()
+                    .is_some_and(|c| c.is_alphabetic() || c == '_')
                     && part.chars().all(|c| c.is_alphanumeric() || c == '_')
             };
             if name.len() > 256 || !name.split('.').all(valid) {
@@ -455,9 +457,8 @@ fn visit_tuple<'a>(
                     "{name:?} is not a module name"
                 )));
             }
-            let iter = MapIterator::new(elements[2]).ok_or_else(|| {
-                "a module's attributes must be a map of name => value".to_owned()
-            })?;
+            let iter = MapIterator::new(elements[2])
+                .ok_or_else(|| "a module's attributes must be a map of name => value".to_owned())?;
             let mut children = Vec::new();
             for (key, value) in iter {
                 let attr = utf8(key, "a module attribute name")?;
@@ -469,7 +470,9 @@ fn visit_tuple<'a>(
                 children.push((key, Segment::Key(key), Position::Value));
                 children.push((value, Segment::Key(key), Position::Value));
             }
-            budget.spend(children.len()).map_err(|_| VisitError::Budget)?;
+            budget
+                .spend(children.len())
+                .map_err(|_| VisitError::Budget)?;
             let n = children.len() / 2;
             push_children(stack, Container::Module { name, n }, segment, children);
             Ok(None)
