@@ -35,4 +35,35 @@ defmodule ExMonty.PeerTest do
       :peer.stop(peer)
     end
   end
+
+  test "a session dumped here continues in a fresh VM" do
+    {:ok, s} = ExMonty.Session.start_link(os_policy: [random: {:seed, 3}])
+
+    {:ok, nil, ""} =
+      ExMonty.Session.eval(s, "import random\nhistory = [1, 2]\ndef add(a, b):\n    return a + b")
+
+    {:ok, binary} = ExMonty.Session.dump(s, key: "peer-key")
+
+    {:ok, peer, _node} = :peer.start_link(%{connection: :standard_io, wait_boot: 60_000})
+
+    try do
+      :ok = :peer.call(peer, :code, :add_pathsa, [:code.get_path()], 60_000)
+      {:ok, _} = :peer.call(peer, Application, :ensure_all_started, [:ex_monty], 60_000)
+
+      script = """
+      {:ok, s} = ExMonty.Session.start(load: binary, key: "peer-key")
+      ExMonty.Session.eval(s, "history.append(add(1, 2))\\n(history, random.randint(0, 10**6))")
+      """
+
+      {remote, _} = :peer.call(peer, Code, :eval_string, [script, [binary: binary]], 60_000)
+
+      local =
+        ExMonty.Session.eval(s, "history.append(add(1, 2))\n(history, random.randint(0, 10**6))")
+
+      assert {:ok, {[1, 2, 3], _n}, ""} = remote
+      assert remote == local
+    after
+      :peer.stop(peer)
+    end
+  end
 end
