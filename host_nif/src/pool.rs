@@ -24,7 +24,7 @@ struct Pool {
 static POOL: OnceLock<Pool> = OnceLock::new();
 
 /// Starts `workers` threads (once; later calls keep the first pool).
-pub fn start(workers: usize) -> Result<usize, String> {
+pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
     if let Some(pool) = POOL.get() {
         return Ok(pool.workers);
     }
@@ -36,7 +36,10 @@ pub fn start(workers: usize) -> Result<usize, String> {
         std::thread::Builder::new()
             .name(format!("ex_monty_worker_{index}"))
             .stack_size(WORKER_STACK)
-            .spawn(move || work(&receiver))
+            .spawn(move || {
+                lower_priority(nice);
+                work(&receiver)
+            })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
     }
     let pool = Pool {
@@ -47,6 +50,25 @@ pub fn start(workers: usize) -> Result<usize, String> {
     };
     let _ = POOL.set(pool);
     Ok(POOL.get().map_or(workers, |pool| pool.workers))
+}
+
+/// Runs this worker thread at a lower OS priority than the BEAM's
+/// schedulers (`nice` 0..=19; 0 leaves it as it is). A CPU-bound guest then
+/// cannot keep a scheduler thread off the CPU for long slices: the OS gives
+/// the schedulers the CPU first, so the VM stays responsive under runaway
+/// Python. Best effort: an error leaves the priority unchanged.
+fn lower_priority(nice: i32) {
+    #[cfg(target_os = "linux")]
+    if nice > 0 {
+        // SAFETY: gettid and setpriority take plain integers; on Linux a
+        // thread id as `who` with PRIO_PROCESS changes only that thread.
+        unsafe {
+            let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+            libc::setpriority(libc::PRIO_PROCESS, tid, nice.clamp(0, 19));
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = nice;
 }
 
 /// How long an idle worker polls for the next job before sleeping. Waking a

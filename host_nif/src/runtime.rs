@@ -17,12 +17,13 @@ fn runtime_init(
     cache_dir: String,
     workers: usize,
     max_live_paused: usize,
+    worker_nice: i32,
 ) -> Result<(String, usize), String> {
     let runtime = engine::init(
         std::path::Path::new(&wasm_path),
         std::path::Path::new(&cache_dir),
     )?;
-    let workers = pool::start(workers)?;
+    let workers = pool::start(workers, worker_nice)?;
     pause::set_max_live_paused(max_live_paused);
     Ok((runtime.load_source.clone(), workers))
 }

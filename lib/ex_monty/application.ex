@@ -11,8 +11,24 @@ defmodule ExMonty.Application do
     cache_dir = Application.get_env(:ex_monty, :cache_dir, Path.join(priv, "cache"))
     workers = Application.get_env(:ex_monty, :workers, System.schedulers_online())
     max_live_paused = Application.get_env(:ex_monty, :max_live_paused, 256)
+    # Worker threads run at a lower OS priority than the schedulers (nice
+    # 0..19): runaway Python cannot keep the VM off the CPU.
+    worker_nice = Application.get_env(:ex_monty, :worker_nice, 10)
 
-    case ExMonty.Native.runtime_init(wasm, cache_dir, workers, max_live_paused) do
+    with :ok <- check(:workers, workers, &(is_integer(&1) and &1 in 1..256)),
+         :ok <- check(:max_live_paused, max_live_paused, &(is_integer(&1) and &1 >= 0)),
+         :ok <- check(:worker_nice, worker_nice, &(is_integer(&1) and &1 in 0..19)) do
+      init(wasm, cache_dir, workers, max_live_paused, worker_nice)
+    end
+  end
+
+  # A misspelled or out-of-range setting must not silently mean a default.
+  defp check(key, value, valid?) do
+    if valid?.(value), do: :ok, else: {:error, {:invalid_config, key, value}}
+  end
+
+  defp init(wasm, cache_dir, workers, max_live_paused, worker_nice) do
+    case ExMonty.Native.runtime_init(wasm, cache_dir, workers, max_live_paused, worker_nice) do
       {:ok, {source, _workers}} ->
         # Where the compiled guest came from ("cache", "compiled", or
         # "compiled (cache not trusted: ...)"), for operators and tests.

@@ -22,7 +22,7 @@ defmodule ExMonty.Native do
   defp err, do: :erlang.nif_error(:nif_not_loaded)
 
   # runtime.rs
-  def runtime_init(_wasm_path, _cache_dir, _workers, _max_live_paused), do: err()
+  def runtime_init(_wasm_path, _cache_dir, _workers, _max_live_paused, _worker_nice), do: err()
   def runtime_stats, do: err()
   def runtime_drain, do: err()
   def runtime_exception_types, do: err()
