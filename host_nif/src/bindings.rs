@@ -11,7 +11,7 @@ use std::time::Instant;
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
-use crate::instance::{Interruption, Limiter};
+use crate::control::{Interruption, Limiter};
 
 wasmtime::component::bindgen!({
     path: "../wit",

@@ -8,7 +8,7 @@ use strum::VariantNames;
 
 use crate::atoms;
 use crate::bindings::{GuestError, GuestException};
-use crate::instance::{Interruption, Trapped};
+use crate::control::{Interruption, Trapped};
 use crate::terms::make_struct;
 
 /// The Elixir atom for a Python exception class: its name in snake_case,

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::{Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx};
 
@@ -18,6 +18,7 @@ use crate::bindings::{
     Answer, Clock, Guest, GuestError, GuestLimits, HostState, OsPolicy, ProcessTime, Progress,
     RandomStart, RunOptions, SleepMode, Step, TimeZone,
 };
+use crate::control::{CallControl, CallError, Interruption, Limiter, Trapped, MEMORY_CEILING};
 use crate::engine::Runtime;
 
 /// The outcome of one call into the guest: its answer (or the Python error /
@@ -31,45 +32,6 @@ pub const MAX_USES: u32 = 500;
 pub const RETIRE_MEMORY: usize = 64 * 1024 * 1024;
 /// Bytes of guest stderr kept (it only carries allocator/abort diagnostics).
 const STDERR_CAP: usize = 16 * 1024;
-/// The largest linear memory an instance may ever have (wasm32's whole space).
-pub const MEMORY_CEILING: usize = 4 * 1024 * 1024 * 1024 - 64 * 1024;
-
-/// Why the host stopped guest code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Interruption {
-    Deadline,
-    Cancelled,
-}
-
-/// How one call into the guest ended.
-pub enum CallError {
-    /// The guest trapped or was interrupted: the instance is poisoned.
-    Trap(Trapped),
-}
-
-/// What is known about a trap, for the error the caller sees.
-#[derive(Debug)]
-pub struct Trapped {
-    pub interruption: Option<Interruption>,
-    pub memory_exhausted: bool,
-    pub allocation_limit: bool,
-    pub stack_overflow: bool,
-    pub detail: String,
-}
-
-impl Trapped {
-    /// The host stopped the execution between guest calls.
-    pub fn interrupted(interruption: Interruption) -> Self {
-        Self {
-            interruption: Some(interruption),
-            memory_exhausted: false,
-            allocation_limit: false,
-            stack_overflow: false,
-            detail: String::new(),
-        }
-    }
-}
-
 pub struct Instance {
     store: Store<HostState>,
     bindings: Guest,
@@ -99,16 +61,6 @@ pub struct EvalCall<'a> {
     pub script_name: &'a str,
     pub input_names: &'a [String],
     pub inputs: &'a [Vec<u8>],
-}
-
-/// Per-call controls.
-pub struct CallControl {
-    pub cancel: Arc<AtomicBool>,
-    pub deadline: Option<Instant>,
-    /// Linear-memory cap for this call.
-    pub memory_cap: usize,
-    /// Who receives what Python prints while the call runs (live output).
-    pub listener: Option<crate::output::Listener>,
 }
 
 impl Instance {
@@ -333,11 +285,11 @@ impl Instance {
     }
 
     /// Makes the guest stream (or not) what Python prints.
-    pub fn apply_live_output(&mut self, on: bool) -> CallResult<()> {
+    pub fn apply_live_output(&mut self, control: &CallControl, on: bool) -> CallResult<()> {
         if on == self.live_output {
             return Ok(Ok(()));
         }
-        let result = self.call(&crate::settings::service_control(), |guest, store| {
+        let result = self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
                 .call_set_live_output(store, on)
@@ -351,7 +303,11 @@ impl Instance {
 
     /// Makes the guest start its next executions under `policy` (`None`:
     /// the default), calling it only when the policy changes.
-    pub fn apply_policy(&mut self, policy: Option<&OsPolicy>) -> CallResult<()> {
+    pub fn apply_policy(
+        &mut self,
+        control: &CallControl,
+        policy: Option<&OsPolicy>,
+    ) -> CallResult<()> {
         let key = policy.map(|policy| format!("{policy:?}"));
         if key == self.policy {
             return Ok(Ok(()));
@@ -363,7 +319,7 @@ impl Instance {
             process_time: ProcessTime::Zero,
             random_start: RandomStart::System,
         });
-        let result = self.call(&crate::settings::service_control(), |guest, store| {
+        let result = self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
                 .call_set_os_policy(store, &wanted)
@@ -374,8 +330,13 @@ impl Instance {
         result
     }
 
-    pub fn repl_new(&mut self, script_name: &str, options: &RunOptions) -> CallResult<()> {
-        self.call(&crate::settings::service_control(), |guest, store| {
+    pub fn repl_new(
+        &mut self,
+        control: &CallControl,
+        script_name: &str,
+        options: &RunOptions,
+    ) -> CallResult<()> {
+        self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
                 .call_repl_new(store, script_name, options)
@@ -414,9 +375,10 @@ impl Instance {
     /// What interactive input needs before it can run.
     pub fn repl_continuation(
         &mut self,
+        control: &CallControl,
         code: &str,
     ) -> Result<crate::bindings::Continuation, CallError> {
-        self.call(&crate::settings::service_control(), |guest, store| {
+        self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
                 .call_repl_continuation(store, code)
@@ -424,8 +386,8 @@ impl Instance {
     }
 
     /// Abandons a paused snippet, keeping the session.
-    pub fn repl_abandon_feed(&mut self) -> Result<(), CallError> {
-        self.call(&crate::settings::service_control(), |guest, store| {
+    pub fn repl_abandon_feed(&mut self, control: &CallControl) -> Result<(), CallError> {
+        self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
                 .call_repl_abandon_feed(store)
@@ -437,64 +399,6 @@ impl Instance {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_abandon(store)
         })
-    }
-}
-
-/// Caps the guest's linear memory (the backstop under Monty's own
-/// `max_memory`) and its tables, and remembers whether it refused a growth.
-pub struct Limiter {
-    pub cap: usize,
-    pub current: usize,
-    pub refused: bool,
-}
-
-impl Limiter {
-    pub fn new(cap: usize) -> Self {
-        Self {
-            cap,
-            current: 0,
-            refused: false,
-        }
-    }
-}
-
-/// Table elements a guest may hold (Monty's function table is ~1.4k).
-const MAX_TABLE_ELEMENTS: usize = 100_000;
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.cap {
-            self.refused = true;
-            return Ok(false);
-        }
-        self.current = desired;
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
-    }
-
-    fn instances(&self) -> usize {
-        8
-    }
-
-    fn tables(&self) -> usize {
-        8
-    }
-
-    fn memories(&self) -> usize {
-        2
     }
 }
 

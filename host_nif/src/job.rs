@@ -1,4 +1,4 @@
-//! Jobs: work queued for the worker threads, and its answer by message.
+//! Jobs: the answer to work queued for the worker threads, by message.
 //!
 //! Every NIF that runs guest code returns `{:ok, job}` at once; the result
 //! arrives later as `{:ex_monty, job, result}`. The caller is monitored: if
@@ -10,78 +10,17 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use rustler::{Atom, Encoder, Env, LocalPid, Monitor, OwnedEnv, Resource, ResourceArc, Term};
+use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Resource, ResourceArc, Term};
 
 use crate::atoms;
-use crate::engine;
+pub use crate::control::JobRes;
+use crate::control::Listener;
 use crate::exceptions::{sandbox_error, sandbox_exception};
-use crate::instance::Instance;
-use crate::pool;
-
-/// A submitted job. Its caller is monitored: if the caller dies, the job is
-/// cancelled and the guest interrupted at the next epoch tick.
-pub struct JobRes {
-    pub cancel: Arc<AtomicBool>,
-}
-
-#[rustler::resource_impl]
-impl Resource for JobRes {
-    fn down<'a>(&'a self, _env: Env<'a>, _pid: LocalPid, _monitor: Monitor) {
-        self.cancel.store(true, Ordering::Relaxed);
-    }
-}
 
 #[rustler::nif]
 fn job_cancel(job: ResourceArc<JobRes>) -> Atom {
     job.cancel.store(true, Ordering::Relaxed);
     atoms::ok()
-}
-
-/// Queues `work` and returns `{:ok, job}` to the caller.
-pub fn spawn<'a, F>(env: Env<'a>, work: F) -> Term<'a>
-where
-    F: FnOnce(Reply) + Send + 'static,
-{
-    let job = ResourceArc::new(JobRes {
-        cancel: Arc::new(AtomicBool::new(false)),
-    });
-    let pid = env.pid();
-    let _ = job.monitor(Some(env), &pid);
-    let reply = Reply::new(pid, job.clone());
-    let job_fn = move || {
-        // Cancelled (or its caller died) while queued: do not start it at all.
-        if reply.cancel_flag().load(Ordering::Relaxed) {
-            reply.send(|env| sandbox_error(env, atoms::cancelled(), "execution was cancelled"));
-        } else {
-            work(reply);
-        }
-    };
-    match pool::submit(Box::new(job_fn)) {
-        Ok(()) => (atoms::ok(), job).encode(env),
-        Err(message) => sandbox_error(env, atoms::not_initialized(), &message),
-    }
-}
-
-/// Queues `work` with an instance: a warm one from the pool, or a `fresh` one.
-pub fn spawn_with_instance<'a, F>(env: Env<'a>, fresh: bool, work: F) -> Term<'a>
-where
-    F: FnOnce(Reply, Instance) + Send + 'static,
-{
-    spawn(env, move |reply| {
-        let instance = engine::runtime().and_then(|runtime| {
-            if fresh {
-                Instance::new(&runtime)
-            } else {
-                pool::checkout(&runtime)
-            }
-        });
-        match instance {
-            Ok(instance) => work(reply, instance),
-            Err(message) => {
-                reply.send(move |env| sandbox_error(env, atoms::sandbox_crashed(), &message))
-            }
-        }
-    })
 }
 
 /// Builds a deferred result in the caller's environment.
@@ -138,8 +77,8 @@ impl Reply {
     }
 
     /// The caller, as the listener of live output.
-    pub fn listener(&self) -> crate::output::Listener {
-        crate::output::Listener {
+    pub fn listener(&self) -> Listener {
+        Listener {
             pid: self.pid,
             job: self.job.clone(),
         }

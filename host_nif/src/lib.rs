@@ -25,6 +25,7 @@
 
 mod atoms;
 mod bindings;
+mod control;
 mod engine;
 mod exceptions;
 mod instance;

@@ -10,19 +10,12 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use rustler::{Encoder, LocalPid, OwnedEnv, ResourceArc};
+use rustler::{Encoder, OwnedEnv};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamResult};
 
 use crate::atoms;
-use crate::job::JobRes;
-
-/// Where the current call's output goes.
-#[derive(Clone)]
-pub struct Listener {
-    pub pid: LocalPid,
-    pub job: ResourceArc<JobRes>,
-}
+pub use crate::control::Listener;
 
 /// Frames that have not arrived whole are kept until the rest comes; more
 /// than this is not a frame the guest writes.

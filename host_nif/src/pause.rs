@@ -10,8 +10,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::bindings::GuestError;
+use crate::control::CallError;
 use crate::engine;
-use crate::instance::{CallError, Instance};
+use crate::instance::Instance;
 use crate::pool;
 use crate::settings::{service_control, ExecLimits};
 

@@ -9,8 +9,15 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Runtime, WORKER_STACK};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rustler::{Encoder, Env, ResourceArc, Term};
+
+use crate::atoms;
+use crate::engine::{self, Runtime, WORKER_STACK};
+use crate::exceptions::sandbox_error;
 use crate::instance::Instance;
+use crate::job::{JobRes, Reply};
 
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -154,5 +161,52 @@ pub fn drain() -> usize {
             idle.clear();
             n
         })
+    })
+}
+
+/// Queues `work` and returns `{:ok, job}` to the caller.
+pub fn spawn<'a, F>(env: Env<'a>, work: F) -> Term<'a>
+where
+    F: FnOnce(Reply) + Send + 'static,
+{
+    let job = ResourceArc::new(JobRes {
+        cancel: Arc::new(AtomicBool::new(false)),
+    });
+    let pid = env.pid();
+    let _ = job.monitor(Some(env), &pid);
+    let reply = Reply::new(pid, job.clone());
+    let job_fn = move || {
+        // Cancelled (or its caller died) while queued: do not start it at all.
+        if reply.cancel_flag().load(Ordering::Relaxed) {
+            reply.send(|env| sandbox_error(env, atoms::cancelled(), "execution was cancelled"));
+        } else {
+            work(reply);
+        }
+    };
+    match submit(Box::new(job_fn)) {
+        Ok(()) => (atoms::ok(), job).encode(env),
+        Err(message) => sandbox_error(env, atoms::not_initialized(), &message),
+    }
+}
+
+/// Queues `work` with an instance: a warm one from the pool, or a `fresh` one.
+pub fn spawn_with_instance<'a, F>(env: Env<'a>, fresh: bool, work: F) -> Term<'a>
+where
+    F: FnOnce(Reply, Instance) + Send + 'static,
+{
+    spawn(env, move |reply| {
+        let instance = engine::runtime().and_then(|runtime| {
+            if fresh {
+                Instance::new(&runtime)
+            } else {
+                checkout(&runtime)
+            }
+        });
+        match instance {
+            Ok(instance) => work(reply, instance),
+            Err(message) => {
+                reply.send(move |env| sandbox_error(env, atoms::sandbox_crashed(), &message))
+            }
+        }
     })
 }

@@ -12,8 +12,9 @@ use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
 use crate::atoms;
 use crate::exceptions::sandbox_error;
-use crate::job::{spawn, spawn_with_instance, Reply};
+use crate::job::Reply;
 use crate::pause::{hold, wake, Paused};
+use crate::pool::{spawn, spawn_with_instance};
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, LimitsMap, RunSettings};
 use crate::snapshot::{reply_step, Owner, PauseKind, SnapshotRes};
@@ -30,7 +31,7 @@ fn reply_session(reply: Reply, instance: crate::instance::Instance, limits: Exec
             ));
             reply.send(move |env| (atoms::ok(), session).encode(env));
         }
-        Err(crate::instance::CallError::Trap(trapped)) => {
+        Err(crate::control::CallError::Trap(trapped)) => {
             reply_failure(reply, Failure::Trap(trapped))
         }
     }
@@ -45,7 +46,7 @@ fn session_new<'a>(env: Env<'a>, script_name: String, settings: RunSettings) -> 
         let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
             return;
         };
-        let result = instance.repl_new(&script_name, &options);
+        let result = instance.repl_new(&service_control(), &script_name, &options);
         match settle_keep(instance, result) {
             Ok(instance) => reply_session(reply, instance, limits),
             Err(failure) => reply_failure(reply, failure),
@@ -123,7 +124,7 @@ fn with_session<'a, F>(
 where
     F: FnOnce(
             &mut crate::instance::Instance,
-            &crate::instance::CallControl,
+            &crate::control::CallControl,
             &ExecLimits,
             &crate::bindings::RunOptions,
         ) -> crate::instance::CallResult<crate::bindings::Step>
@@ -155,14 +156,14 @@ where
                 session.consume();
                 return match failure {
                     Ok(error) => reply_failure(reply, Failure::Guest(error)),
-                    Err(crate::instance::CallError::Trap(trapped)) => {
+                    Err(crate::control::CallError::Trap(trapped)) => {
                         reply_failure(reply, Failure::Trap(trapped))
                     }
                 };
             }
         };
-        if let Err(crate::instance::CallError::Trap(trapped)) =
-            instance.apply_live_output(feed_limits.live_output)
+        if let Err(crate::control::CallError::Trap(trapped)) =
+            instance.apply_live_output(&service_control(), feed_limits.live_output)
         {
             session.consume();
             return reply_failure(reply, Failure::Trap(trapped));
@@ -264,7 +265,9 @@ nif_pair!('a, session_call, session_call_dirty, call, (
 #[rustler::nif]
 fn session_continuation(env: Env<'_>, code: String) -> Term<'_> {
     spawn_with_instance(env, false, move |reply, mut instance| {
-        let result = instance.repl_continuation(&code).map(Ok);
+        let result = instance
+            .repl_continuation(&service_control(), &code)
+            .map(Ok);
         match settle(instance, result) {
             Ok(mode) => reply.send(move |env| {
                 let mode = match mode {

@@ -17,7 +17,7 @@ use crate::bindings::{
     Clock, GuestLimits, OsPolicy, ProcessTime, RandomSeed, RandomStart, RunOptions, SleepMode,
     TimeZone,
 };
-use crate::instance::{CallControl, MEMORY_CEILING};
+use crate::control::{CallControl, MEMORY_CEILING};
 use crate::mounts::MountsRes;
 
 /// Backstop for compiling, dumping and other calls that run no Python.

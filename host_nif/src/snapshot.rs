@@ -16,11 +16,13 @@ use rustler::{Atom, Binary, Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
 use crate::bindings::{Answer, GuestError, HostError, Progress, Step};
+use crate::control::{CallControl, CallError};
 use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_error, trap_error};
-use crate::instance::{CallControl, CallError, CallResult, Instance};
-use crate::job::{deferred, spawn, spawn_with_instance, Reply};
+use crate::instance::{CallResult, Instance};
+use crate::job::{deferred, Reply};
 use crate::pause::{hold, wake, Held, Paused, PausedInstance};
 use crate::pool;
+use crate::pool::{spawn, spawn_with_instance};
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, LimitsMap};
 use crate::step::{progress_term, reply_failure, serve_mounts, settle};
@@ -87,7 +89,7 @@ impl Drop for SnapshotRes {
         };
         let Paused { held, limits } = *paused;
         let _ = pool::submit(Box::new(move || match wake(held, &limits) {
-            Ok(mut instance) => match instance.repl_abandon_feed() {
+            Ok(mut instance) => match instance.repl_abandon_feed(&service_control()) {
                 Ok(()) => give_back(instance, Some(owner)),
                 Err(_) => owner.session.consume(),
             },
@@ -345,8 +347,8 @@ where
         }
     };
     // A woken execution may land in an instance that streams differently.
-    if let Err(crate::instance::CallError::Trap(trapped)) =
-        instance.apply_live_output(limits.live_output)
+    if let Err(crate::control::CallError::Trap(trapped)) =
+        instance.apply_live_output(&service_control(), limits.live_output)
     {
         snapshot.consume();
         return reply.send(move |env| trap_error(env, &trapped));

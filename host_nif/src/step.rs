@@ -13,12 +13,13 @@ use rustler::{Atom, Encoder, Env, Term};
 
 use crate::atoms;
 use crate::bindings::{Answer, GuestError, Progress, Step};
+use crate::control::{CallControl, CallError, Interruption, Trapped};
 use crate::exceptions::{guest_error, trap_error};
-use crate::instance::{CallControl, CallError, CallResult, Instance, Interruption, Trapped};
+use crate::instance::{CallResult, Instance};
 use crate::job::Reply;
 use crate::mounts;
 use crate::pool;
-use crate::settings::ExecLimits;
+use crate::settings::{service_control, ExecLimits};
 use crate::terms::make_struct;
 use crate::values::{self, Site, ToTermError, SMALL_MAP};
 
@@ -69,8 +70,8 @@ pub fn with_policy(
     limits: &ExecLimits,
 ) -> Option<(Reply, Instance)> {
     let policy = limits.os_policy.as_ref().map(|policy| &policy.0);
-    let applied = match instance.apply_policy(policy) {
-        Ok(Ok(())) => instance.apply_live_output(limits.live_output),
+    let applied = match instance.apply_policy(&service_control(), policy) {
+        Ok(Ok(())) => instance.apply_live_output(&service_control(), limits.live_output),
         failed => failed,
     };
     match applied {
