@@ -14,6 +14,7 @@
 mod cli;
 mod codec;
 mod errors;
+pub mod json;
 mod limits;
 mod output;
 mod session;
@@ -41,6 +42,24 @@ mod bindings {
     use exports::ex_monty::sandbox::types::{Answer, Error, Limits, Options, Progress, Step};
 
     struct Component;
+
+    impl exports::ex_monty::sandbox::values::Guest for Component {
+        fn value_to_json(value: Vec<u8>) -> Result<String, Error> {
+            crate::errors::install_panic_hook();
+            crate::alloc::uncounted(|| {
+                let object = crate::codec::decode(&value)?;
+                crate::json::to_json(&object).map_err(crate::errors::invalid)
+            })
+        }
+
+        fn value_from_json(json: String) -> Result<Vec<u8>, Error> {
+            crate::errors::install_panic_hook();
+            crate::alloc::uncounted(|| {
+                let object = crate::json::from_json(&json).map_err(crate::errors::invalid)?;
+                crate::codec::encode(&object)
+            })
+        }
+    }
 
     impl Guest for Component {
         fn compile(
