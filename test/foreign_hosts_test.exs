@@ -3,7 +3,8 @@ defmodule ExMonty.ForeignHostsTest do
   # jco; hosts/python, with wasmtime-py). Each resumes a snapshot ExMonty
   # dumped, and ExMonty resumes one each of them dumped: same program, same
   # answers, same result everywhere. `scripts/setup.sh --test` installs both
-  # hosts; locally a missing one is skipped (in CI, where `CI` is set, it fails).
+  # hosts; locally a missing one is skipped (it fails when `CI` is set or
+  # EX_MONTY_FOREIGN_HOSTS=required, as scripts/test.sh sets).
   use ExUnit.Case, async: true
 
   @moduletag :foreign_hosts
@@ -46,7 +47,7 @@ defmodule ExMonty.ForeignHostsTest do
         fun.(exe, script)
 
       {:missing, why} ->
-        if System.get_env("CI"),
+        if System.get_env("CI") || System.get_env("EX_MONTY_FOREIGN_HOSTS") == "required",
           do: flunk("#{name} host: #{why} (scripts/setup.sh --test installs it)"),
           else: IO.puts("\nskipping the #{name} host: #{why} (scripts/setup.sh --test)")
     end
