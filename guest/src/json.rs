@@ -965,7 +965,7 @@ pub fn base64_encode(bytes: &[u8]) -> String {
 /// Decodes standard padded base64; anything else is refused.
 pub fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
+    if !bytes.len().is_multiple_of(4) {
         return bad("\"bytes\" is not padded base64");
     }
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
