@@ -3,7 +3,9 @@
 # Idempotent: anything already present is skipped.
 #
 #   scripts/setup.sh          Elixir/Erlang, the pinned Rust toolchain + wasm target, build
-#   scripts/setup.sh --test   also PropEr (property tests) and the pinned wasmtime CLI
+#   scripts/setup.sh --test   also PropEr (property tests), the pinned wasmtime CLI,
+#                             wasm-tools, and the Node (jco) and Python (wasmtime-py)
+#                             guest hosts in hosts/
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -11,6 +13,7 @@ WITH_TEST=0
 [ "${1:-}" = "--test" ] && WITH_TEST=1
 
 WASMTIME_CLI_VERSION=50.0.1
+WASM_TOOLS_VERSION=1.263.0
 TOOLCHAIN=$(sed -n 's/^channel *= *"\(.*\)"/\1/p' rust-toolchain.toml)
 export PATH="$HOME/.cargo/bin:$PATH"
 
@@ -58,6 +61,36 @@ if [ "$WITH_TEST" -eq 1 ]; then
     log "Installing the wasmtime CLI ${WASMTIME_CLI_VERSION} (run + components only; a few minutes)"
     cargo "+${TOOLCHAIN}" install wasmtime-cli --version "$WASMTIME_CLI_VERSION" --locked \
       --no-default-features --features run,cranelift,component-model,parallel-compilation
+  fi
+fi
+
+# --- Foreign guest hosts (hosts/node, hosts/python) and wasm-tools ----------
+if [ "$WITH_TEST" -eq 1 ]; then
+  if [ "$(wasm-tools --version 2>/dev/null | awk '{print $2}')" != "$WASM_TOOLS_VERSION" ]; then
+    log "Installing wasm-tools ${WASM_TOOLS_VERSION} (validate only; about 2 minutes)"
+    cargo "+${TOOLCHAIN}" install wasm-tools --version "$WASM_TOOLS_VERSION" --locked \
+      --no-default-features --features validate
+  fi
+
+  if ! command -v node >/dev/null 2>&1; then
+    log "Installing Node.js (Debian) for the jco host"
+    apt_install nodejs npm
+  fi
+  if ! [ -d hosts/node/node_modules ] || [ hosts/node/package-lock.json -nt hosts/node/node_modules ]; then
+    log "Installing the Node host's packages (npm ci: @bytecodealliance/jco)"
+    (cd hosts/node && npm ci --no-audit --no-fund --loglevel=error && touch node_modules)
+  fi
+
+  if ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1; then
+    log "Installing python3-venv (Debian) for the wasmtime-py host"
+    apt_install python3-venv
+  fi
+  if ! [ -x hosts/python/.venv/bin/python ] ||
+     [ hosts/python/requirements.txt -nt hosts/python/.venv/installed ]; then
+    log "Installing the Python host's venv (wasmtime-py from PyPI)"
+    python3 -m venv hosts/python/.venv
+    hosts/python/.venv/bin/pip install --quiet --disable-pip-version-check -r hosts/python/requirements.txt
+    touch hosts/python/.venv/installed
   fi
 fi
 

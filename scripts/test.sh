@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets everything up, then runs every check CI runs: formatting, lints,
-# Rust unit tests and the ExUnit suite (which includes the adversarial cases
-# and the wasmtime CLI test of the guest).
+# Rust unit tests, the ExUnit suite (which includes the adversarial cases,
+# the wasmtime CLI test of the guest and the snapshot exchange with the
+# foreign hosts), wasm-tools validate, and the Node and Python host suites.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -25,4 +26,12 @@ mix format --check-formatted
 echo "==> mix compile --warnings-as-errors"
 MIX_ENV=test mix compile --warnings-as-errors --force
 echo "==> mix test"
-mix test
+# The foreign hosts (installed by setup.sh --test) must run, not be skipped.
+EX_MONTY_FOREIGN_HOSTS=required mix test
+
+echo "==> wasm-tools validate (the guest component)"
+wasm-tools validate priv/ex_monty_guest.wasm
+echo "==> Node host (jco)"
+(cd hosts/node && node transpile.mjs && node --test)
+echo "==> Python host (wasmtime-py)"
+hosts/python/.venv/bin/python -m unittest discover -s hosts/python -p 'test_*.py'

@@ -17,6 +17,15 @@ pub fn start_counting(max_allocations: Option<u64>) {
     LEFT.store(max_allocations.unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
+/// Runs `f` outside the execution's allocation count (value conversions the
+/// host asks for between steps are not the program's allocations).
+pub fn uncounted<T>(f: impl FnOnce() -> T) -> T {
+    let saved = LEFT.swap(u64::MAX, Ordering::Relaxed);
+    let result = f();
+    LEFT.store(saved, Ordering::Relaxed);
+    result
+}
+
 pub struct CountingAllocator;
 
 #[cfg(target_arch = "wasm32")]

@@ -17,6 +17,7 @@ mod codec;
 mod errors;
 mod execution;
 mod flow;
+pub mod json;
 mod limits;
 mod output;
 mod persist;
@@ -50,6 +51,24 @@ mod bindings {
     };
 
     struct Component;
+
+    impl exports::ex_monty::sandbox::values::Guest for Component {
+        fn value_to_json(value: Vec<u8>) -> Result<String, Error> {
+            crate::errors::install_panic_hook();
+            crate::alloc::uncounted(|| {
+                let object = crate::codec::decode(&value)?;
+                crate::json::to_json(&object).map_err(crate::errors::invalid)
+            })
+        }
+
+        fn value_from_json(json: String) -> Result<Vec<u8>, Error> {
+            crate::errors::install_panic_hook();
+            crate::alloc::uncounted(|| {
+                let object = crate::json::from_json(&json).map_err(crate::errors::invalid)?;
+                crate::codec::encode(&object)
+            })
+        }
+    }
 
     impl Guest for Component {
         fn compile(

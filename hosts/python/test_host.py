@@ -1,0 +1,87 @@
+"""The guest under wasmtime-py: the same scenario as hosts/node/test/host.test.mjs
+and test/foreign_hosts_test.exs, with the same answers.
+
+    hosts/python/.venv/bin/python -m unittest discover -s hosts/python
+"""
+
+import subprocess
+import sys
+import tempfile
+import unittest
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from ex_monty import Guest, MontyError  # noqa: E402
+
+
+class HostTest(unittest.TestCase):
+    def setUp(self) -> None:
+        self.guest = Guest()
+
+    def test_eval_with_json_inputs(self) -> None:
+        step = self.guest.eval(
+            "print('hi')\n(x, n * 2, sorted(s), 7 / 2, b[::-1])",
+            {
+                "x": '{"dict":[["a",[1,2.5]],[{"tuple":[1,null]},{"bytes":"AAE="}]]}',
+                "n": '{"int":"123456789012345678901234567890"}',
+                "s": '{"frozenset":[3,1,2]}',
+                "b": '{"bytes":"AAE="}',
+            },
+        )
+        self.assertEqual(step.kind, "complete")
+        self.assertEqual(step.output, "hi\n")
+        self.assertEqual(
+            step.value,
+            '{"tuple":[{"dict":[["a",[1,2.5]],[{"tuple":[1,null]},{"bytes":"AAE="}]]},'
+            '{"int":"246913578024691357802469135780"},[1,2,3],3.5,{"bytes":"AQA="}]}',
+        )
+
+    def test_function_call_pause_resume_raise(self) -> None:
+        g = self.guest
+        step = g.eval("r = fetch('k', n=3)\nprint(r)\ntry:\n    fetch('boom')\nexcept ValueError as e:\n    r.append(str(e))\nr")
+        self.assertEqual((step.kind, step.name, step.args, step.kwargs), ("function-call", "fetch", ['"k"'], {"n": "3"}))
+        step = g.resume('[1,{"float":2}]')
+        self.assertEqual((step.kind, step.output), ("function-call", "[1, 2.0]\n"))
+        step = g.raise_("ValueError", "no such key")
+        self.assertEqual((step.kind, step.value), ("complete", '[1,2.0,"no such key"]'))
+
+    def test_limits(self) -> None:
+        with self.assertRaises(MontyError) as caught:
+            self.guest.eval("'a' * 100000000", max_memory=1_000_000)
+        self.assertEqual(caught.exception.type, "MemoryError")
+        with self.assertRaises(MontyError) as caught:
+            self.guest.eval("while True:\n    pass", max_duration_ms=100)
+        self.assertEqual(caught.exception.type, "TimeoutError")
+        self.assertEqual(self.guest.eval("1 + 1").value, "2")
+
+    def test_snapshot_between_processes(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            file = Path(tmp) / "snapshot.dump"
+            subprocess.run([sys.executable, str(HERE / "exchange.py"), "dump", str(file)], check=True)
+            self.assertEqual(file.read_bytes()[:7], b"EXMONTY")
+            out = subprocess.run(
+                [sys.executable, str(HERE / "exchange.py"), "resume", str(file)],
+                check=True, capture_output=True, text=True,
+            ).stdout
+        self.assertEqual(out, '{"tuple":["abc",{"tuple":[2,3]},[1,"s"]]}\n')
+
+    def test_dump_load_resume_in_one_instance(self) -> None:
+        g = self.guest
+        self.assertEqual(g.eval("x = ask()\nx + 1").name, "ask")
+        dump = g.dump_snapshot()
+        self.assertEqual(g.resume("1").value, "2")
+        self.assertEqual(g.load_snapshot(dump).name, "ask")
+        self.assertEqual(g.resume("41").value, "42")
+
+    def test_codec_refuses_bad_input(self) -> None:
+        with self.assertRaises(MontyError) as caught:
+            self.guest.from_json('{"set": 1}')
+        self.assertEqual(caught.exception.type, "invalid")
+        self.assertIn("value-from-json", caught.exception.message)
+        self.assertEqual(self.guest.to_json(self.guest.from_json('{"float":"nan"}')), '{"float":"nan"}')
+
+
+if __name__ == "__main__":
+    unittest.main()
