@@ -13,7 +13,7 @@ defmodule ExMonty.Application do
     max_live_paused = Application.get_env(:ex_monty, :max_live_paused, 256)
     # Worker threads run at a lower OS priority than the schedulers (nice
     # 0..19): runaway Python cannot keep the VM off the CPU.
-    worker_nice = Application.get_env(:ex_monty, :worker_nice, 10)
+    worker_nice = Application.get_env(:ex_monty, :worker_nice, 19)
 
     with :ok <- check(:workers, workers, &(is_integer(&1) and &1 in 1..256)),
          :ok <- check(:max_live_paused, max_live_paused, &(is_integer(&1) and &1 >= 0)),
