@@ -77,10 +77,16 @@ pub fn live_paused() -> usize {
 /// otherwise as its dump bytes, the instance going back to the pool. This
 /// bounds the instances (memory, address space, mappings) paused executions
 /// pin, however many there are.
-pub fn hold(mut instance: Instance) -> Result<Held, CallError> {
+pub fn hold(instance: Instance) -> Result<Held, CallError> {
     if may_stay_live() {
         return Ok(Held::Live(PausedInstance::new(instance)));
     }
+    hibernate(instance)
+}
+
+/// Keeps a paused execution as its dump bytes and returns its instance to
+/// the pool (an execution that cannot be dumped keeps its instance).
+pub fn hibernate(mut instance: Instance) -> Result<Held, CallError> {
     let ctl = service_control();
     match instance.dump_snapshot(&ctl)? {
         Ok(bytes) => {

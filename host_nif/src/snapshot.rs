@@ -20,7 +20,7 @@ use crate::control::{CallControl, CallError};
 use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_error, trap_error};
 use crate::instance::{CallResult, Instance};
 use crate::job::{deferred, Reply};
-use crate::pause::{hold, wake, Held, Paused, PausedInstance};
+use crate::pause::{hibernate, hold, wake, Held, Paused, PausedInstance};
 use crate::pool;
 use crate::pool::{spawn, spawn_with_instance};
 use crate::schedule::{conversion_error, nif_pair, Sched};
@@ -621,3 +621,33 @@ nif_pair!('a, snapshot_load, snapshot_load_dirty, load, (
     bytes: [Binary<'a>],
     limits: [LimitsMap],
 ));
+
+/// Hibernates an idle paused execution or session now: its instance goes
+/// back to the pool, it waits as its dump bytes and wakes on its next use.
+/// `{:ok, job}`, answered `:ok` (also when it already was hibernated).
+#[rustler::nif]
+fn snapshot_hibernate(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
+    with_paused(env, snapshot, move |reply, snapshot, paused| {
+        let Paused { held, limits } = paused;
+        let held = match held {
+            Held::Live(live) => match live.into_instance() {
+                Some(instance) => match hibernate(instance) {
+                    Ok(held) => held,
+                    Err(CallError::Trap(trapped)) => {
+                        snapshot.consume();
+                        return reply.send(move |env| trap_error(env, &trapped));
+                    }
+                },
+                None => {
+                    snapshot.consume();
+                    return reply.send(|env| {
+                        sandbox_error(env, atoms::invalid_input(), "the execution was lost")
+                    });
+                }
+            },
+            hibernated => hibernated,
+        };
+        snapshot.release(Paused { held, limits });
+        reply.send(|env| atoms::ok().encode(env));
+    })
+}

@@ -47,6 +47,7 @@ defmodule ExMonty.Native do
   def snapshot_resume_futures(_snapshot, _results), do: err()
   def snapshot_resume_futures_dirty(_snapshot, _results), do: err()
   def snapshot_dump(_snapshot), do: err()
+  def snapshot_hibernate(_snapshot), do: err()
   def snapshot_load(_bytes, _limits), do: err()
   def snapshot_load_dirty(_bytes, _limits), do: err()
   # session.rs

@@ -40,6 +40,7 @@ defmodule ExMonty.Options do
          :cwd,
          :functions,
          :handler,
+         :hibernate_after,
          :inputs,
          :key,
          :limits,
@@ -233,6 +234,16 @@ defmodule ExMonty.Options do
 
   defp check!(:session, fun, :load, value),
     do: expect!(is_binary(value), fun, :load, value, "a binary from ExMonty.Session.dump/2")
+
+  defp check!(:session, fun, :hibernate_after, value),
+    do:
+      expect!(
+        value == :infinity or (is_integer(value) and value >= 0),
+        fun,
+        :hibernate_after,
+        value,
+        "a non-negative integer (milliseconds) or :infinity"
+      )
 
   defp check!(:session, fun, :owner, value),
     do: expect!(is_pid(value), fun, :owner, value, "a pid")

@@ -37,7 +37,10 @@ defmodule ExMonty.Session do
     * `:owner` — the process the session belongs to (default: the caller);
       the session stops when it exits;
     * `:on_output` — receives what Python prints while a snippet runs (see
-      `ExMonty.Sandbox`).
+      `ExMonty.Sandbox`);
+    * `:hibernate_after` — milliseconds idle after which the session gives
+      its wasm instance back and waits as its dump bytes (default 15 000;
+      `:infinity` keeps it). The next snippet wakes it transparently.
 
   An unknown option or an invalid value raises `ArgumentError`.
 
@@ -49,10 +52,10 @@ defmodule ExMonty.Session do
   state it had stays. A `PseudoFS` given as `:os` keeps what Python writes
   from one snippet to the next.
 
-  An idle session does not pin a wasm instance: beyond
-  `config :ex_monty, max_live_paused:` (256) idle sessions and paused
-  executions, a session waits as its dump bytes and is woken on its next
-  snippet.
+  An idle session does not pin a wasm instance: after `:hibernate_after`,
+  or at once beyond `config :ex_monty, max_live_paused:` (256) idle sessions
+  and paused executions, it waits as its dump bytes (a few KB) and is woken
+  on its next snippet, with everything it had.
   """
 
   use GenServer
@@ -196,13 +199,15 @@ defmodule ExMonty.Session do
 
     case created do
       {:ok, resource} ->
-        {:ok,
-         %{
-           resource: resource,
-           limits: Keyword.get(opts, :limits),
-           inputs: Keyword.get(opts, :inputs, %{}),
-           sandbox: Keyword.take(opts, @sandbox_keys)
-         }}
+        state = %{
+          resource: resource,
+          limits: Keyword.get(opts, :limits),
+          inputs: Keyword.get(opts, :inputs, %{}),
+          sandbox: Keyword.take(opts, @sandbox_keys),
+          hibernate_after: Keyword.get(opts, :hibernate_after, 15_000)
+        }
+
+        {:ok, state, state.hibernate_after}
 
       {:error, exception} ->
         {:stop, {:shutdown, exception}}
@@ -238,10 +243,11 @@ defmodule ExMonty.Session do
 
         {result, os} = Sandbox.serve(first, [limits: limits] ++ state.sandbox)
         sandbox = if os, do: Keyword.put(state.sandbox, :os, os), else: state.sandbox
-        {:reply, result, %{state | inputs: %{}, sandbox: sandbox}}
+        state = %{state | inputs: %{}, sandbox: sandbox}
+        {:reply, result, state, state.hibernate_after}
 
       {:error, _} = error ->
-        {:reply, error, state}
+        {:reply, error, state, state.hibernate_after}
     end
   end
 
@@ -262,7 +268,7 @@ defmodule ExMonty.Session do
         {:error, _} = error -> error
       end
 
-    {:reply, reply, state}
+    {:reply, reply, state, state.hibernate_after}
   end
 
   def handle_call({:dump, opts}, _from, state) do
@@ -272,7 +278,7 @@ defmodule ExMonty.Session do
         {:error, _} = error -> error
       end
 
-    {:reply, reply, state}
+    {:reply, reply, state, state.hibernate_after}
   end
 
   @impl true
@@ -280,7 +286,14 @@ defmodule ExMonty.Session do
     {:stop, :normal, state}
   end
 
-  def handle_info(_message, state), do: {:noreply, state}
+  # Idle: the session's instance goes back to the pool, this process's heap
+  # shrinks; both come back on the next call.
+  def handle_info(:timeout, state) do
+    _ = Job.await(Native.snapshot_hibernate(state.resource))
+    {:noreply, state, :hibernate}
+  end
+
+  def handle_info(_message, state), do: {:noreply, state, state.hibernate_after}
 
   defp input_pairs(inputs) do
     Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->

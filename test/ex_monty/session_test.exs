@@ -149,4 +149,31 @@ defmodule ExMonty.SessionTest do
     {:ok, s} = Session.start_link()
     assert_raise ArgumentError, fn -> Session.eval(s, "1", limit: %{}) end
   end
+
+  test "an idle session gives its instance back, and wakes with its state" do
+    before = ExMonty.stats().live_paused
+    {:ok, s} = Session.start_link(hibernate_after: 50)
+    assert {:ok, nil, ""} = Session.eval(s, "kept = [1, 2, 3]")
+    assert ExMonty.stats().live_paused == before + 1
+    Process.sleep(300)
+    assert ExMonty.stats().live_paused == before
+    assert {:ok, [1, 2, 3], ""} = Session.eval(s, "kept")
+
+    assert_raise ArgumentError, ~r/hibernate_after/, fn ->
+      Session.start_link(hibernate_after: -1)
+    end
+  end
+
+  test "a session serves its file calls from mounts" do
+    root =
+      Path.join(System.tmp_dir!(), "ex_monty_session_mount_#{System.unique_integer([:positive])}")
+
+    File.mkdir_p!(root)
+    File.write!(Path.join(root, "in.txt"), "from the host")
+    on_exit(fn -> File.rm_rf!(root) end)
+    {:ok, mount} = ExMonty.Mount.new([{"/data", root, :read_only}])
+    {:ok, s} = Session.start_link(mounts: mount)
+    assert {:ok, nil, ""} = Session.eval(s, "from pathlib import Path\np = Path('/data/in.txt')")
+    assert {:ok, "from the host", ""} = Session.eval(s, "p.read_text()")
+  end
 end
