@@ -44,7 +44,7 @@ defmodule Mix.Tasks.Monty.Repl do
   def main(args) do
     with {:ok, opts} <- parse(args),
          {:ok, session_opts} <- session_opts(opts) do
-      start_app()
+      Mix.ExMonty.start_app()
       stdout = Process.group_leader()
       on_output = fn _stream, text -> IO.write(stdout, text) end
 
@@ -172,18 +172,6 @@ defmodule Mix.Tasks.Monty.Repl do
           {:error, %ExMonty.Exception{} = e} -> fail("cannot dump the session: #{e.message}")
           {:error, reason} -> fail("cannot write #{file}: #{:file.format_error(reason)}")
         end
-    end
-  end
-
-  defp start_app do
-    Logger.configure_backend(:console, device: :standard_error)
-    shell = Mix.shell()
-    Mix.shell(Mix.Shell.Quiet)
-
-    try do
-      Mix.Task.run("app.start")
-    after
-      Mix.shell(shell)
     end
   end
 

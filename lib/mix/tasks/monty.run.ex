@@ -45,7 +45,7 @@ defmodule Mix.Tasks.Monty.Run do
     with {:ok, opts, source} <- parse(args),
          {:ok, code, script} <- read(source),
          {:ok, limits} <- limits(opts) do
-      start_app()
+      Mix.ExMonty.start_app()
       execute(code, script, limits)
     end
   end
@@ -127,21 +127,6 @@ defmodule Mix.Tasks.Monty.Run do
     IO.puts(:standard_error, "mix monty.run: " <> message)
     IO.write(:standard_error, @usage)
     2
-  end
-
-  # Log messages (such as the guest-loaded notice) go to stderr and Mix's
-  # "Compiling ..." notices are silenced (compile errors still show, on
-  # stderr): stdout is the program's alone.
-  defp start_app do
-    Logger.configure_backend(:console, device: :standard_error)
-    shell = Mix.shell()
-    Mix.shell(Mix.Shell.Quiet)
-
-    try do
-      Mix.Task.run("app.start")
-    after
-      Mix.shell(shell)
-    end
   end
 
   defp execute(code, script, limits) do
