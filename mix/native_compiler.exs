@@ -11,7 +11,15 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
   """
   use Mix.Task.Compiler
 
-  @sources ["Cargo.toml", "Cargo.lock", "rust-toolchain.toml", "wit", "guest", "host_nif"]
+  @sources [
+    "Cargo.toml",
+    "Cargo.lock",
+    "rust-toolchain.toml",
+    "wit",
+    "guest",
+    "host_nif",
+    "patches"
+  ]
 
   @impl true
   def run(_args) do
@@ -60,6 +68,8 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
 
   defp build(root, priv, guest, nif) do
     target_dir = System.get_env("CARGO_TARGET_DIR") || Path.join(root, "target")
+    # The workspace builds Monty with the fixes in patches/.
+    {_, 0} = System.cmd(Path.join(root, "scripts/patch-monty.sh"), [], stderr_to_stdout: true)
 
     with :ok <-
            cargo(root, [

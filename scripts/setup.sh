@@ -55,6 +55,9 @@ fi
 rustup toolchain install "$TOOLCHAIN" --profile minimal -c rustfmt -c clippy -t wasm32-wasip2 >/dev/null 2>&1 ||
   rustup toolchain install "$TOOLCHAIN" --profile minimal -c rustfmt -c clippy -t wasm32-wasip2
 
+# --- Monty with our fixes (Cargo.toml's [patch.crates-io], see patches/) ------
+scripts/patch-monty.sh
+
 # --- wasmtime CLI (tests run the guest component under it) -------------------
 if [ "$WITH_TEST" -eq 1 ]; then
   if [ "$(wasmtime --version 2>/dev/null | awk '{print $2}')" != "$WASMTIME_CLI_VERSION" ]; then

@@ -217,17 +217,25 @@ defmodule ExMonty.Security.RedTeamTest do
     end
   end
 
-  describe "crash reports" do
-    test "name no build paths" do
-      # A class exported before its instance trips a panic in Monty 1.4's
-      # value export (upstream); the crash must not leak where it was built.
-      assert {:error, %ExMonty.Exception{message: message}} =
-               ExMonty.eval("class K:\n    pass\n[K, K()]")
+  describe "class objects" do
+    test "a class exported before its instances comes back (it crashed the export)" do
+      code = "class K:\n    pass\n[K, K(), {K: 1}, (K(), K)]"
 
-      refute message =~ "/root"
-      refute message =~ ".cargo"
-      refute message =~ ~r/\.rs\b/
-      assert {:ok, 2, ""} = ExMonty.eval("1 + 1")
+      assert {:ok,
+              [{:class, "K"}, {:instance, "K", %{}}, %{{:class, "K"} => 1}, {_, {:class, "K"}}],
+              ""} = ExMonty.eval(code)
+
+      dataclass =
+        "from dataclasses import dataclass\n@dataclass\nclass P:\n    x: int\n{'cls': P, 'obj': P(1)}"
+
+      assert {:ok, %{"cls" => {:class, "P"}, "obj" => %ExMonty.Dataclass{name: "P"}}, ""} =
+               ExMonty.eval(dataclass)
+
+      # Also as the argument of a host call.
+      {:ok, runner} = ExMonty.compile("class K:\n    pass\nf(K, K())")
+
+      assert {:ok, {:function_call, %{args: [{:class, "K"}, {:instance, "K", %{}}]}, _, _}} =
+               ExMonty.start(runner)
     end
   end
 
