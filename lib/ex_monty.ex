@@ -102,9 +102,11 @@ defmodule ExMonty do
     * `{:type, name}` for a builtin type (`{:type, "int"}`) and
       `{:builtin_function, name}` (`{:builtin_function, "len"}`);
     * `{:function, name}` — a host function of that name (calling it is a
-      host call, like any undefined function).
+      host call, like any undefined function);
+    * `{:module, name, %{attr => value}}` — a host module (what
+      `ExMonty.Sandbox`'s `:modules` hands to `import`).
 
-  These come out but do not go back in: `{:class, name}`, `{:module, name, attrs}`,
+  These come out but do not go back in: `{:class, name}`,
   `{:instance, class, attrs}`, `%ExMonty.Dataclass{}`, aware times
   (`{:time, Time, tz}`), `{:repr, s}` and `{:cycle, s}`. Neither do atoms other
   than those above, pids, references, functions, ports, improper lists and
