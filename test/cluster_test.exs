@@ -414,6 +414,49 @@ defmodule ExMonty.ClusterTest do
     stats = :erpc.call(node, ExMonty, :stats, [], 10_000)
     stats.live_instances - stats.idle_instances - stats.live_paused
   end
+
+  describe "sessions on another node" do
+    test "keep their state there, with callbacks on the caller's node", %{node1: node1} do
+      {:ok, s} =
+        ExMonty.Session.start_link(
+          node: node1,
+          handler: Tools,
+          functions: %{"here" => fn [], _ -> {:ok, Atom.to_string(node())} end}
+        )
+
+      assert {:ok, nil, ""} = ExMonty.Session.eval(s, "x = 40\ndef add(a, b):\n    return a + b")
+      assert {:ok, 42, ""} = ExMonty.Session.eval(s, "add(x, 2)")
+      assert {:ok, 5} = ExMonty.Session.call(s, "add", [2, 3])
+      # The session process is on node1, the callbacks run here (Tools
+      # exists only on this node).
+      assert [{:remote, remote}] = :sys.get_state(s) |> Map.take([:remote]) |> Map.to_list()
+
+      assert node(remote) == node1
+      me = Atom.to_string(node())
+      assert {:ok, {^me, ^me}, ""} = ExMonty.Session.eval(s, "(whoami(), here())")
+
+      # It moves as a dump, and continues here.
+      {:ok, bin} = ExMonty.Session.dump(s)
+      {:ok, local} = ExMonty.Session.start_link(load: bin)
+      assert {:ok, 42, ""} = ExMonty.Session.eval(local, "add(x, 2)")
+    end
+
+    test "a lost node is :node_down, never a crash of the caller" do
+      {peer, node} = start_peer()
+
+      try do
+        {:ok, s} = ExMonty.Session.start_link(node: node)
+        assert {:ok, nil, ""} = ExMonty.Session.eval(s, "y = 1")
+        stop_peer(peer)
+        wait_until(fn -> node not in Node.list() end)
+
+        assert {:error, %Exception{type: :node_down}} = ExMonty.Session.eval(s, "y")
+        assert Process.alive?(s)
+      after
+        stop_peer(peer)
+      end
+    end
+  end
 end
 
 defmodule ExMonty.ClusterDocTest do

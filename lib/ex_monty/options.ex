@@ -49,6 +49,7 @@ defmodule ExMonty.Options do
          :modules,
          :mounts,
          :name,
+         :node,
          :on_output,
          :os,
          :os_policy,

@@ -38,6 +38,11 @@ defmodule ExMonty.Session do
       the session stops when it exits;
     * `:on_output` — receives what Python prints while a snippet runs (see
       `ExMonty.Sandbox`);
+    * `:node` — run the session on another node of the cluster (a node
+      name, or `:auto` for the least-loaded one): its Python state lives
+      there, its callbacks (`:functions`, `:handler`, an `:os` map or
+      module) still run here; a lost node answers
+      `{:error, %ExMonty.Exception{type: :node_down}}` (see `ExMonty.Cluster`);
     * `:hibernate_after` — milliseconds idle after which the session gives
       its wasm instance back and waits as its dump bytes (default 15 000;
       `:infinity` keeps it). The next snippet wakes it transparently.
@@ -61,6 +66,7 @@ defmodule ExMonty.Session do
   use GenServer
 
   alias ExMonty.{Dump, Exception, Job, Limits, Native, Options, Sandbox}
+  alias ExMonty.Cluster.Remote
 
   @sandbox_keys [:callback_timeout, :functions, :handler, :modules, :mounts, :on_output, :os]
 
@@ -167,8 +173,49 @@ defmodule ExMonty.Session do
 
   # ---------------------------------------------------------------------------
 
+  @doc false
+  # A snippet of a session placed here by another node: `stand_ins` replace
+  # the caller's callbacks for this snippet, and `group_leader` is the
+  # bridge they find their caller by (see ExMonty.Cluster.Proxy).
+  @spec eval_bridged(pid(), String.t(), keyword(), keyword()) :: ExMonty.result()
+  def eval_bridged(pid, code, opts, stand_ins) do
+    GenServer.call(pid, {:eval, code, opts, {Process.group_leader(), stand_ins}}, :infinity)
+  end
+
   @impl true
   def init(opts) do
+    case Keyword.pop(opts, :node) do
+      {nil, opts} -> init_here(opts)
+      {target, opts} -> init_remote(target, opts)
+    end
+  end
+
+  # The callbacks stay on this node; everything else goes with the session.
+  @callback_keys [:functions, :handler, :callback_timeout]
+
+  defp init_remote(target, opts) do
+    Process.monitor(Keyword.fetch!(opts, :owner))
+    target = if target == :auto, do: ExMonty.Cluster.pick(), else: target
+
+    {callbacks, remote_opts} =
+      case Keyword.get(opts, :os) do
+        %ExMonty.PseudoFS{} -> Keyword.split(opts, @callback_keys)
+        _ -> Keyword.split(opts, [:os | @callback_keys])
+      end
+
+    remote_opts = remote_opts |> Keyword.drop([:name, :on_output]) |> Keyword.put(:owner, self())
+
+    case ExMonty.Cluster.Remote.call(:session_start, [remote_opts], [], target) do
+      {:ok, pid} ->
+        Process.monitor(pid)
+        {:ok, %{remote: pid, node: target, callbacks: callbacks, down: nil}}
+
+      {:error, exception} ->
+        {:stop, {:shutdown, exception}}
+    end
+  end
+
+  defp init_here(opts) do
     Process.monitor(Keyword.fetch!(opts, :owner))
     limits = Limits.normalize!(Keyword.get(opts, :limits))
     mounts = with %ExMonty.Mount{resource: resource} <- Keyword.get(opts, :mounts), do: resource
@@ -222,7 +269,29 @@ defmodule ExMonty.Session do
   end
 
   @impl true
-  def handle_call({:eval, code, opts}, _from, state) do
+  def handle_call(request, _from, %{remote: pid} = state) do
+    reply =
+      case {state.down, request} do
+        {%Exception{} = down, _} ->
+          {:error, down}
+
+        {nil, {:eval, code, opts}} ->
+          Remote.call(:session_eval, [pid, code, opts], state.callbacks, state.node)
+
+        {nil, {:call, name, args, opts}} ->
+          Remote.call(:session_call, [pid, name, args, opts], [], state.node)
+
+        {nil, {:dump, opts}} ->
+          Remote.call(:session_dump, [pid, opts], [], state.node)
+      end
+
+    {:reply, reply, state}
+  end
+
+  def handle_call({:eval, code, opts}, from, state),
+    do: handle_call({:eval, code, opts, nil}, from, state)
+
+  def handle_call({:eval, code, opts, bridge}, _from, state) do
     inputs = Map.merge(state.inputs, Keyword.get(opts, :inputs, %{}))
 
     case input_pairs(inputs) do
@@ -241,7 +310,9 @@ defmodule ExMonty.Session do
           )
         end
 
-        {result, os} = Sandbox.serve(first, [limits: limits] ++ state.sandbox)
+        {result, os} =
+          with_bridge(bridge, state.sandbox, &Sandbox.serve(first, [limits: limits] ++ &1))
+
         sandbox = if os, do: Keyword.put(state.sandbox, :os, os), else: state.sandbox
         state = %{state | inputs: %{}, sandbox: sandbox}
         {:reply, result, state, state.hibernate_after}
@@ -281,7 +352,37 @@ defmodule ExMonty.Session do
     {:reply, reply, state, state.hibernate_after}
   end
 
+  # Placed by another node: the stand-ins of its callbacks, and the bridge
+  # (group leader) the processes they run in find their caller by.
+  defp with_bridge(nil, sandbox, serve), do: serve.(sandbox)
+
+  defp with_bridge({group_leader, stand_ins}, sandbox, serve) do
+    # Stand-in modules are looked up with function_exported?/3: load them.
+    for {key, module} <- stand_ins, key in [:handler, :os], is_atom(module) do
+      Code.ensure_loaded(module)
+    end
+
+    original = Process.group_leader()
+    Process.group_leader(self(), group_leader)
+
+    try do
+      serve.(Keyword.merge(sandbox, stand_ins))
+    after
+      Process.group_leader(self(), original)
+    end
+  end
+
   @impl true
+  def handle_info({:DOWN, _ref, :process, pid, reason}, %{remote: pid} = state) do
+    down = %Exception{
+      type: :node_down,
+      python_type: "RuntimeError",
+      message: "the session on #{state.node} is gone: #{inspect(reason, limit: 10)}"
+    }
+
+    {:noreply, %{state | down: down}}
+  end
+
   def handle_info({:DOWN, _ref, :process, _owner, _reason}, state) do
     {:stop, :normal, state}
   end
@@ -293,6 +394,7 @@ defmodule ExMonty.Session do
     {:noreply, state, :hibernate}
   end
 
+  def handle_info(_message, %{remote: _} = state), do: {:noreply, state}
   def handle_info(_message, state), do: {:noreply, state, state.hibernate_after}
 
   defp input_pairs(inputs) do

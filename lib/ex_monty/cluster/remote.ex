@@ -61,7 +61,34 @@ defmodule ExMonty.Cluster.Remote do
   defp request(:resume, [%Snapshot{} = snapshot, answer], opts, here),
     do: {{:resume, ship(:snapshot, snapshot, here), answer, opts}, nil}
 
+  # Sessions placed on another node: the session process lives there, its
+  # callbacks stay here (stand-ins there call back, as for a Sandbox run).
+  defp request(:session_start, [session_opts], _opts, _here),
+    do: {{:session_start, session_opts}, nil}
+
+  defp request(:session_eval, [pid, code, eval_opts], opts, _here) do
+    {spec, callbacks} = callback_spec(opts)
+    {{:session_eval, pid, code, eval_opts, spec}, callbacks}
+  end
+
+  defp request(:session_call, [pid, name, args, call_opts], _opts, _here),
+    do: {{:session_call, pid, name, args, call_opts}, nil}
+
+  defp request(:session_dump, [pid, dump_opts], _opts, _here),
+    do: {{:session_dump, pid, dump_opts}, nil}
+
   defp request(:sandbox, [code], opts, _here) do
+    {spec, callbacks} = callback_spec(opts)
+    remote_opts = Keyword.drop(opts, [:functions, :handler, :os])
+
+    remote_opts =
+      if spec.os == :pseudo_fs, do: [{:os, callbacks.os} | remote_opts], else: remote_opts
+
+    {{:sandbox, code, remote_opts, spec}, callbacks}
+  end
+
+  # What stands in, on the other node, for the caller's callbacks.
+  defp callback_spec(opts) do
     functions = Keyword.get(opts, :functions, %{})
     handler = Keyword.get(opts, :handler)
     os = Keyword.get(opts, :os)
@@ -82,9 +109,7 @@ defmodule ExMonty.Cluster.Remote do
         end
     }
 
-    remote_opts = Keyword.drop(opts, [:functions, :handler, :os])
-    remote_opts = if spec.os == :pseudo_fs, do: [{:os, os} | remote_opts], else: remote_opts
-    {{:sandbox, code, remote_opts, spec}, %{functions: functions, handler: handler, os: os}}
+    {spec, %{functions: functions, handler: handler, os: os}}
   end
 
   # Resources are valid on their own node only: they travel as dumps, signed
@@ -262,6 +287,19 @@ defmodule ExMonty.Cluster.Remote do
     with {:ok, snapshot} <- arrive(:snapshot, snapshot),
          do: snapshot |> ExMonty.resume(answer, opts) |> depart(here)
   end
+
+  defp run({:session_start, opts}, _ref, _caller, _here), do: ExMonty.Session.start(opts)
+
+  defp run({:session_eval, pid, code, opts, spec}, ref, caller, _here) do
+    Proxy.with_bridge(ref, caller, fn ->
+      ExMonty.Session.eval_bridged(pid, code, opts, Proxy.options(spec))
+    end)
+  end
+
+  defp run({:session_call, pid, name, args, opts}, _ref, _caller, _here),
+    do: ExMonty.Session.call(pid, name, args, opts)
+
+  defp run({:session_dump, pid, opts}, _ref, _caller, _here), do: ExMonty.Session.dump(pid, opts)
 
   defp run({:sandbox, code, opts, spec}, ref, caller, _here) do
     Proxy.with_bridge(ref, caller, fn ->
