@@ -10,8 +10,10 @@ use rustler::{Binary, Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
 use crate::bindings::RunOptions;
+use crate::bindings::Step;
+use crate::control::CallControl;
 use crate::exceptions::{exception_of, sandbox_error};
-use crate::instance::EvalCall;
+use crate::instance::{CallResult, EvalCall, Instance};
 use crate::job::Reply;
 use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
@@ -166,12 +168,23 @@ fn start<'a>(
             Ok(prepared) => prepared,
             Err(error) => return error,
         };
+    run_step(env, limits, move |instance, ctl, limits| {
+        instance.start(ctl, &runner.program, &encoded, &limits.guest, &options)
+    })
+}
+
+/// Queues the first step of a new execution: a warm instance set to its OS
+/// policy runs `step`, and the outcome is replied (or kept as a pause).
+fn run_step<'a, F>(env: Env<'a>, limits: ExecLimits, step: F) -> Term<'a>
+where
+    F: FnOnce(&mut Instance, &CallControl, &ExecLimits) -> CallResult<Step> + Send + 'static,
+{
     spawn_with_instance(env, false, move |reply, instance| {
         let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
             return;
         };
         let ctl = limits.control(&reply);
-        let result = instance.start(&ctl, &runner.program, &encoded, &limits.guest, &options);
+        let result = step(&mut instance, &ctl, &limits);
         reply_step(reply, instance, result, limits, None);
     })
 }
@@ -212,19 +225,14 @@ fn eval<'a>(
         Ok(prepared) => prepared,
         Err(error) => return error,
     };
-    spawn_with_instance(env, false, move |reply, instance| {
-        let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
-            return;
-        };
-        let ctl = limits.control(&reply);
+    run_step(env, limits, move |instance, ctl, limits| {
         let call = EvalCall {
             code: &code,
             script_name: &script_name,
             input_names: &input_names,
             inputs: &encoded,
         };
-        let result = instance.eval(&ctl, &call, &limits.guest, &options);
-        reply_step(reply, instance, result, limits, None);
+        instance.eval(ctl, &call, &limits.guest, &options)
     })
 }
 
