@@ -66,7 +66,7 @@ defmodule ExMonty do
   | `NotImplemented` | `:not_implemented` |
   | `pathlib.Path` | `{:path, string}` |
   | named tuple | `{:named_tuple, type_name, [{field, value}, ...]}` |
-  | `@dataclass` instance | `%ExMonty.Dataclass{name, fields}` |
+  | `@dataclass` instance | `%ExMonty.Dataclass{name, fields, field_names, frozen, id}` |
   | other class instance | `{:instance, class_name, %{attr => value}}` |
   | exception value | `%ExMonty.Exception{}` |
   | `datetime.date` | `Date` |
@@ -104,10 +104,12 @@ defmodule ExMonty do
     * `{:function, name}` — a host function of that name (calling it is a
       host call, like any undefined function);
     * `{:module, name, %{attr => value}}` — a host module (what
-      `ExMonty.Sandbox`'s `:modules` hands to `import`).
+      `ExMonty.Sandbox`'s `:modules` hands to `import`);
+    * `%ExMonty.Dataclass{}` — a host object: a dataclass instance whose
+      methods run on the host (see `ExMonty.Dataclass`).
 
   These come out but do not go back in: `{:class, name}`,
-  `{:instance, class, attrs}`, `%ExMonty.Dataclass{}`, aware times
+  `{:instance, class, attrs}`, aware times
   (`{:time, Time, tz}`), `{:repr, s}` and `{:cycle, s}`. Neither do atoms other
   than those above, pids, references, functions, ports, improper lists and
   non-UTF-8 binaries not tagged `{:bytes, b}`. A value that cannot go in is

@@ -217,6 +217,23 @@ defmodule ExMonty.ClusterTest do
     assert node(pid) == node()
   end
 
+  test "host objects and their methods work when the run is on another node", %{node1: node1} do
+    me = Atom.to_string(node())
+    point = ExMonty.Dataclass.new("Point", x: 3, y: 4)
+
+    assert {:ok, [^me, 14, back], ""} =
+             ExMonty.Sandbox.run("p.x = 10\n[p.where(), p.total(), p]",
+               node: node1,
+               inputs: %{"p" => point},
+               functions: %{
+                 "Point.where" => fn [_p], _ -> {:ok, Atom.to_string(node())} end,
+                 "Point.total" => fn [p], _ -> {:ok, p.fields["x"] + p.fields["y"]} end
+               }
+             )
+
+    assert ExMonty.Dataclass.same?(back, point) and back.fields["x"] == 10
+  end
+
   test "a remote callback that times out is killed on the caller's node", %{node1: node1} do
     test_pid = self()
 

@@ -278,6 +278,19 @@ pub fn advance(
             }
             Done::Paused(flow) => flow,
         };
+        if flow.is_attribute_lookup() {
+            // A host object carries all its attributes (ExMonty sends them
+            // eagerly): one it lacks is an AttributeError, raised in place
+            // without a round trip. Its methods are calls, not lookups.
+            let (after, more) = collect(budget.output_left, |print| {
+                each!(flow, NameLookup(lookup) => lookup.resume(NameLookupResult::Undefined, print),
+                    other => other.abort(mismatched(), print))
+            });
+            budget.output_left = budget.output_left.saturating_sub(more.len() as u64);
+            output.push_str(&more);
+            next = after;
+            continue;
+        }
         if cut_arguments(&flow) {
             // The host cannot be shown the call: it raises where it was made.
             let (after, more) = collect(budget.output_left, |print| {

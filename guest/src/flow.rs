@@ -108,6 +108,16 @@ impl Flow {
         )
     }
 
+    /// An attribute of a host object that is not among the attributes the
+    /// host sent (`obj.missing`), as opposed to a global name lookup.
+    pub fn is_attribute_lookup(&self) -> bool {
+        match self {
+            Flow::Run(RunProgress::NameLookup(lookup)) => lookup.object_id().is_some(),
+            Flow::Repl(ReplProgress::NameLookup(lookup)) => lookup.object_id().is_some(),
+            _ => false,
+        }
+    }
+
     pub fn pending_call_ids(&self) -> Vec<u32> {
         match self {
             Flow::Run(RunProgress::ResolveFutures(futures)) => futures.pending_call_ids().to_vec(),

@@ -127,8 +127,8 @@ defmodule ExMonty.Repr do
 
   defp to_iodata(%Time{} = t), do: ["datetime.time(", clock(t), ")"]
 
-  defp to_iodata(%ExMonty.Dataclass{name: name, fields: fields}),
-    do: [name, "(", keywords(Enum.to_list(fields)), ")"]
+  defp to_iodata(%ExMonty.Dataclass{name: name} = dataclass),
+    do: [name, "(", keywords(ExMonty.Dataclass.to_list(dataclass)), ")"]
 
   defp to_iodata(%ExMonty.Exception{python_type: type, message: message}) do
     if message in [nil, ""], do: [type, "()"], else: [type, "(", string(message), ")"]

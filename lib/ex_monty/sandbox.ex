@@ -65,6 +65,21 @@ defmodule ExMonty.Sandbox do
   returning `{:ok, {:function, name}}` from `c:handle_name_lookup/1`, after
   which calls go to `c:handle_function/3` under that name.
 
+  ## Host objects and their methods
+
+  An `ExMonty.Dataclass` given to Python (as an input or returned by a
+  function) is a host object: Python reads and sets its fields, and calling a
+  method on it runs Elixir. `p.norm()` is answered by `"Point.norm"` from
+  `:functions` if present, else by a plain `"norm"`, else by the handler's
+  `c:handle_function/3` under `"Point.norm"`; the object (as Python holds it
+  now) is the first argument. With no answer Python gets `AttributeError`.
+
+      iex> point = ExMonty.Dataclass.new("Point", x: 3, y: 4)
+      iex> norm = fn [p], _ -> {:ok, :math.sqrt(p.fields["x"] ** 2 + p.fields["y"] ** 2)} end
+      iex> ExMonty.Sandbox.run("p.x = 6\\np.y = 8\\np.norm()",
+      ...>   inputs: %{"p" => point}, functions: %{"Point.norm" => norm})
+      {:ok, 10.0, ""}
+
   ## OS answers are checked
 
   A value returned for an OS call must have the type Python expects:
@@ -276,6 +291,7 @@ defmodule ExMonty.Sandbox do
 
   defp loop({:function_call, %FunctionCall{} = call, snapshot, output}, state) do
     state = %{state | output: [state.output | output]}
+    call = %{call | name: dispatch_name(call, state)}
 
     {answer, state} =
       case function_for(call, state) do
@@ -291,6 +307,9 @@ defmodule ExMonty.Sandbox do
 
         {:answer, answer} ->
           {answer, state}
+
+        :undefined when call.method_call ->
+          {{:error, :attribute_error, no_method(call)}, state}
 
         :undefined ->
           {:undefined, state}
@@ -463,6 +482,33 @@ defmodule ExMonty.Sandbox do
   defp lookup_result({:ok, value}), do: {:ok, value}
   defp lookup_result(:undefined), do: {:ok, :__undefined__}
   defp lookup_result(other), do: other
+
+  # A method call on a host object (`p.norm()`, the object first in `args`)
+  # is served as "Point.norm" when `:functions` has it or a handler serves
+  # calls, else as a plain "norm" from `:functions`.
+  defp dispatch_name(
+         %FunctionCall{method_call: true, name: name, args: [%ExMonty.Dataclass{name: class} | _]},
+         state
+       ) do
+    qualified = class <> "." <> name
+
+    cond do
+      Map.has_key?(state.functions, qualified) -> qualified
+      Map.has_key?(state.functions, name) -> name
+      true -> qualified
+    end
+  end
+
+  defp dispatch_name(%FunctionCall{name: name}, _state), do: name
+
+  defp no_method(%FunctionCall{name: name, args: [%ExMonty.Dataclass{name: class} | _]}) do
+    method = name |> String.split(".") |> List.last()
+
+    "'#{class}' object has no attribute '#{method}' (no host function #{inspect(name)} or #{inspect(method)})"
+  end
+
+  defp no_method(%FunctionCall{name: name}),
+    do: "the host object has no method '#{name}'"
 
   defp function_for(%FunctionCall{name: name, args: args, kwargs: kwargs}, state) do
     case Map.fetch(state.functions, name) do

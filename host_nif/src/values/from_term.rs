@@ -1,8 +1,8 @@
 //! Elixir -> Python: a term becomes a value, iteratively, with the path of
 //! any term that has no Python meaning (`inputs["x"][2]`).
 
-use monty_types::unstable::{object_from_graph, MontyGraph, MontyNode, NodeId};
-use monty_types::{MontyObject, MontyTimeDelta, MontyTimeZone};
+use monty_types::unstable::{object_from_graph, ClassTypeNode, MontyGraph, MontyNode, NodeId};
+use monty_types::{MontyObject, MontyTimeDelta, MontyTimeZone, MontyUuid};
 use num_bigint::BigInt;
 use rustler::types::tuple::get_tuple;
 use rustler::{Atom, Binary, Encoder, MapIterator, Term, TermType};
@@ -85,6 +85,8 @@ pub(super) enum Frame<'a> {
         kind: Container,
         segment: Segment<'a>,
     },
+    /// A node made up by the conversion itself (a host class and its marker).
+    Node(MontyNode),
 }
 
 pub(super) enum Container {
@@ -100,6 +102,18 @@ pub(super) enum Container {
     /// A host module: `n` (name, value) attribute pairs.
     Module {
         name: String,
+        n: usize,
+    },
+    /// A host dataclass: its name and whether it is frozen (then the two
+    /// nodes of its frozen marker precede it).
+    Class {
+        name: String,
+        id: MontyUuid,
+        frozen: bool,
+    },
+    /// An instance of the class built just before: `n` (name, value) pairs.
+    Instance {
+        id: MontyUuid,
         n: usize,
     },
 }
@@ -146,6 +160,11 @@ pub fn term_to_value<'a>(
                 nodes.push(node);
                 ids.push(id);
             }
+            Frame::Node(node) => {
+                let id = NodeId(nodes.len() as u32);
+                nodes.push(node);
+                ids.push(id);
+            }
         }
     }
     let root_id = ids
@@ -163,7 +182,7 @@ fn path_error<'a>(stack: &[Frame<'a>], segment: &Segment<'a>, message: &str) -> 
         .iter()
         .filter_map(|frame| match frame {
             Frame::Build { segment, .. } => Some(segment),
-            Frame::Visit { .. } => None,
+            Frame::Visit { .. } | Frame::Node(_) => None,
         })
         .collect();
     path.push(segment);
@@ -225,6 +244,38 @@ fn build(kind: Container, ids: &mut Vec<NodeId>, nodes: &[MontyNode]) -> Result<
             MontyNode::Module {
                 id: module_id(&name),
                 name,
+                attrs,
+            }
+        }
+        Container::Class { name, id, frozen } => {
+            let attrs = if frozen {
+                let marker = take_ids(ids, 2)?;
+                vec![(marker[0], marker[1])]
+            } else {
+                Vec::new()
+            };
+            MontyNode::ClassType(Box::new(ClassTypeNode {
+                name,
+                id,
+                host_defined: true,
+                is_dataclass: true,
+                attrs,
+            }))
+        }
+        Container::Instance { id, n } => {
+            let flat = take_ids(ids, n * 2 + 1)?;
+            let (class, flat) = flat
+                .split_first()
+                .ok_or_else(|| "internal: conversion stack underflow".to_owned())?;
+            let attrs = flat
+                .as_chunks::<2>()
+                .0
+                .iter()
+                .map(|[key, value]| (*key, *value))
+                .collect();
+            MontyNode::ClassInstance {
+                class_type: *class,
+                instance_id: id,
                 attrs,
             }
         }
@@ -446,12 +497,7 @@ fn visit_tuple<'a>(
         }
         (Some(tag), 3) if tag == atoms::module() => {
             let name = utf8(elements[1], "a module name")?;
-            let valid = |part: &str| {
-                part.chars()
-                    .next()
-                    .is_some_and(|c| c.is_alphabetic() || c == '_')
-                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-            };
+            let valid = identifier;
             if name.len() > 256 || !name.split('.').all(valid) {
                 return Err(VisitError::Invalid(format!(
                     "{name:?} is not a module name"
@@ -598,10 +644,24 @@ fn valid_decimal(text: &str) -> bool {
 
 /// A module's identity: the same name is the same module, in every
 /// execution (a hash of the name, shaped as a UUID).
-fn module_id(name: &str) -> monty_types::MontyUuid {
+fn module_id(name: &str) -> MontyUuid {
+    stable_id(&format!("ex_monty module {name}"))
+}
+
+/// A UUID that is the same for the same text, in every execution.
+pub(super) fn stable_id(text: &str) -> MontyUuid {
     use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(format!("ex_monty module {name}").as_bytes());
+    let digest = Sha256::digest(text.as_bytes());
     let mut bytes = [0u8; 16];
     bytes.copy_from_slice(&digest[..16]);
-    monty_types::MontyUuid::from_random_bytes(bytes)
+    MontyUuid::from_random_bytes(bytes)
+}
+
+/// Whether `name` is a Python identifier (ASCII letters, digits and `_`,
+/// or any alphabetic character, not starting with a digit).
+pub(super) fn identifier(name: &str) -> bool {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_')
 }

@@ -34,3 +34,8 @@ pub enum Site {
     /// One of ExMonty's worker threads: large maps cannot be built.
     Worker,
 }
+
+/// The class attribute that marks a host dataclass frozen: ExMonty's Monty
+/// patch (`patches/monty-1.4.0-host-objects.patch`) raises
+/// `FrozenInstanceError` on assignment to an instance of such a class.
+pub const FROZEN_MARKER: &str = "__dataclass_frozen__";

@@ -2,12 +2,14 @@
 //! `ExMonty.Exception`; anything else is refused with its path.
 
 use monty_types::unstable::MontyNode;
-use monty_types::{ExcType, MontyDate, MontyDateTime, MontyTime};
-use rustler::{Atom, MapIterator, Term};
+use monty_types::{ExcType, MontyDate, MontyDateTime, MontyTime, MontyUuid};
+use rustler::{Atom, Encoder, MapIterator, Term};
 
 use super::datetime::{check_date, check_time};
-use super::from_term::{push_children, Container, Frame, Position, Segment, VisitError};
-use super::Budget;
+use super::from_term::{
+    identifier, push_children, stable_id, Container, Frame, Position, Segment, VisitError,
+};
+use super::{Budget, FROZEN_MARKER};
 use crate::atoms;
 use crate::terms::{field, short_inspect, utf8};
 
@@ -150,13 +152,161 @@ pub(super) fn visit_struct<'a>(
         }));
     }
     if module == atoms::elixir_exmonty_dataclass() {
-        let _ = (stack, segment);
-        return Err(VisitError::Invalid(
-            "an ExMonty.Dataclass cannot be sent into Python (Monty cannot rebuild class instances)".to_owned(),
-        ));
+        visit_dataclass(term, stack, segment, budget)?;
+        return Ok(None);
     }
     Err(VisitError::Invalid(format!(
         "struct {} has no Python meaning",
         short_inspect(term)
     )))
+}
+
+/// An `ExMonty.Dataclass` becomes a host-defined dataclass instance: its
+/// class (one per name and frozenness, the same in every execution), then
+/// its fields as attributes in `field_names` order.
+fn visit_dataclass<'a>(
+    term: Term<'a>,
+    stack: &mut Vec<Frame<'a>>,
+    segment: Segment<'a>,
+    budget: &mut Budget,
+) -> Result<(), VisitError> {
+    const WHAT: &str = "an ExMonty.Dataclass";
+    let get = |key: Atom, name: &str| {
+        field(term, key, WHAT)
+            .map_err(|_| VisitError::Invalid(format!("{WHAT} lacks its :{name} field")))
+    };
+    let name_term = get(atoms::name(), "name")?;
+    let name = utf8(name_term, "a dataclass name")?;
+    if name.len() > 256 || !identifier(&name) {
+        return Err(VisitError::Invalid(format!(
+            "{} is not a class name (a Python identifier of at most 256 bytes)",
+            short_inspect(name_term)
+        )));
+    }
+    let frozen = match get(atoms::frozen(), "frozen")?.decode::<bool>() {
+        Ok(frozen) => frozen,
+        Err(_) => {
+            return Err(VisitError::Invalid(format!(
+                "{WHAT}'s :frozen must be true or false, got {}",
+                short_inspect(get(atoms::frozen(), "frozen")?)
+            )))
+        }
+    };
+    let id_term = get(atoms::id(), "id")?;
+    let id = if id_term.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+        // No identity: the zero UUID, which Monty never generates.
+        MontyUuid::from_bytes([0; 16])
+    } else {
+        utf8(id_term, "a dataclass id")
+            .ok()
+            .and_then(|text| MontyUuid::parse(&text))
+            .ok_or_else(|| {
+                VisitError::Invalid(format!(
+                    "{WHAT}'s :id must be nil or a UUID string (ExMonty.Dataclass.new/3 makes one), got {}",
+                    short_inspect(id_term)
+                ))
+            })?
+    };
+    let fields = get(atoms::fields(), "fields")?;
+    let size = fields
+        .map_size()
+        .ok()
+        .filter(|_| {
+            fields
+                .map_get(atoms::__struct__().encode(term.get_env()))
+                .is_err()
+        })
+        .ok_or_else(|| {
+            VisitError::Invalid(format!(
+                "{WHAT}'s :fields must be a map of field name => value, got {}",
+                short_inspect(fields)
+            ))
+        })?;
+    budget.spend(size * 2).map_err(|_| VisitError::Budget)?;
+    let names = ordered_names(get(atoms::field_names(), "field_names")?, fields, size)?;
+    let mut children = Vec::with_capacity(size * 2);
+    for key in names {
+        let value = fields.map_get(key).map_err(|_| {
+            VisitError::Invalid(format!(
+                "{WHAT}'s :field_names names {}, which :fields lacks",
+                short_inspect(key)
+            ))
+        })?;
+        children.push((key, Segment::Key(key), Position::Hashable));
+        children.push((value, Segment::Key(key), Position::Value));
+    }
+    let class_id = stable_id(&format!("ex_monty dataclass {name} frozen={frozen}"));
+    push_children(
+        stack,
+        Container::Instance {
+            id,
+            n: children.len() / 2,
+        },
+        segment.clone(),
+        children,
+    );
+    // Processed first: the class (and its frozen marker) precedes the attributes.
+    stack.push(Frame::Build {
+        kind: Container::Class {
+            name,
+            id: class_id,
+            frozen,
+        },
+        segment,
+    });
+    if frozen {
+        stack.push(Frame::Node(MontyNode::Bool(true)));
+        stack.push(Frame::Node(MontyNode::String(FROZEN_MARKER.to_owned())));
+    }
+    Ok(())
+}
+
+/// The field names in the order they go into Python: `field_names` when
+/// given (exactly the keys of `fields`, each once), else the keys sorted.
+fn ordered_names<'a>(
+    names: Term<'a>,
+    fields: Term<'a>,
+    size: usize,
+) -> Result<Vec<Term<'a>>, VisitError> {
+    const WHAT: &str = "an ExMonty.Dataclass";
+    let check = |key: Term<'a>| -> Result<Term<'a>, VisitError> {
+        let text = utf8(key, "a dataclass field name")?;
+        if text.len() > 256 || !identifier(&text) {
+            return Err(VisitError::Invalid(format!(
+                "{} is not a field name (a Python identifier of at most 256 bytes)",
+                short_inspect(key)
+            )));
+        }
+        Ok(key)
+    };
+    if names.decode::<Atom>().is_ok_and(|a| a == atoms::nil()) {
+        let iter = MapIterator::new(fields)
+            .ok_or_else(|| VisitError::Invalid(format!("{WHAT}'s :fields cannot be read")))?;
+        let mut keys = iter
+            .map(|(key, _)| check(key))
+            .collect::<Result<Vec<_>, _>>()?;
+        keys.sort();
+        return Ok(keys);
+    }
+    let bad = || {
+        VisitError::Invalid(format!(
+            "{WHAT}'s :field_names must be nil or a list of the keys of :fields, each once, got {}",
+            short_inspect(names)
+        ))
+    };
+    let len = names.list_length().map_err(|_| bad())?;
+    if len != size {
+        return Err(bad());
+    }
+    let keys = names
+        .into_list_iterator()
+        .map_err(|_| bad())?
+        .map(check)
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut sorted = keys.clone();
+    sorted.sort();
+    if sorted.windows(2).any(|pair| pair[0] == pair[1]) {
+        return Err(bad());
+    }
+    Ok(keys)
 }

@@ -1,12 +1,12 @@
 //! Python -> Elixir: a value from the guest becomes a term.
 
 use monty_types::unstable::{graph_parts, MontyGraph, MontyNode, NodeId};
-use monty_types::MontyObject;
+use monty_types::{MontyObject, MontyUuid};
 use rustler::types::tuple::make_tuple;
 use rustler::{Encoder, Env, Term};
 
 use super::datetime::{date_term, datetime_term, time_term, timezone_term};
-use super::{Site, SMALL_MAP};
+use super::{Site, FROZEN_MARKER, SMALL_MAP};
 use crate::atoms;
 use crate::exceptions::exc_atom;
 use crate::terms::{binary, float_term, make_struct, string};
@@ -129,6 +129,33 @@ fn named_pairs<'a>(
         .map_err(|_| "duplicate attribute names".to_owned())
 }
 
+/// The attribute names of an instance, in the order Python holds them
+/// (a dataclass's declaration order).
+fn attr_names<'a>(
+    env: Env<'a>,
+    terms: &[Term<'a>],
+    nodes: &[MontyNode],
+    pairs: &[(NodeId, NodeId)],
+) -> Result<Term<'a>, String> {
+    pairs
+        .iter()
+        .map(|(key, _)| match nodes.get(key.index()) {
+            Some(MontyNode::String(s)) => Ok(string(env, s)),
+            _ => child(terms, *key),
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(|names| names.encode(env))
+}
+
+/// Whether a class's attributes mark it frozen (`__dataclass_frozen__ = True`,
+/// what ExMonty sends for a `frozen: true` dataclass).
+fn is_frozen(nodes: &[MontyNode], class_attrs: &[(NodeId, NodeId)]) -> bool {
+    class_attrs.iter().any(|(key, value)| {
+        matches!(nodes.get(key.index()), Some(MontyNode::String(k)) if k == FROZEN_MARKER)
+            && matches!(nodes.get(value.index()), Some(MontyNode::Bool(true)))
+    })
+}
+
 fn node_term<'a>(
     env: Env<'a>,
     node: &MontyNode,
@@ -224,20 +251,32 @@ fn node_term<'a>(
         }
         MontyNode::ClassType(class) => (atoms::class(), string(env, &class.name)).encode(env),
         MontyNode::ClassInstance {
-            class_type, attrs, ..
+            class_type,
+            instance_id,
+            attrs,
         } => {
-            let (name, is_dataclass) = match nodes.get(class_type.index()) {
-                Some(MontyNode::ClassType(class)) => (class.name.as_str(), class.is_dataclass),
-                _ => ("object", false),
+            let class = match nodes.get(class_type.index()) {
+                Some(MontyNode::ClassType(class)) => Some(class),
+                _ => None,
             };
+            let name = class.map_or("object", |class| class.name.as_str());
             let fields = named_pairs(env, terms, nodes, attrs)?;
-            if is_dataclass {
+            if class.is_some_and(|class| class.is_dataclass) {
+                let frozen = class.is_some_and(|class| is_frozen(nodes, &class.attrs));
+                let id = if *instance_id == MontyUuid::from_bytes([0; 16]) {
+                    atoms::nil().encode(env)
+                } else {
+                    string(env, &instance_id.to_string())
+                };
                 make_struct(
                     env,
                     atoms::elixir_exmonty_dataclass(),
                     &[
                         (atoms::name(), string(env, name)),
                         (atoms::fields(), fields),
+                        (atoms::field_names(), attr_names(env, terms, nodes, attrs)?),
+                        (atoms::frozen(), frozen.encode(env)),
+                        (atoms::id(), id),
                     ],
                 )?
             } else {
