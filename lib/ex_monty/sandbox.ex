@@ -309,7 +309,7 @@ defmodule ExMonty.Sandbox do
           {answer, state}
 
         :undefined when call.method_call ->
-          {{:error, :attribute_error, no_method(call)}, state}
+          {no_method(call), state}
 
         :undefined ->
           {:undefined, state}
@@ -501,14 +501,30 @@ defmodule ExMonty.Sandbox do
 
   defp dispatch_name(%FunctionCall{name: name}, _state), do: name
 
-  defp no_method(%FunctionCall{name: name, args: [%ExMonty.Dataclass{name: class} | _]}) do
-    method = name |> String.split(".") |> List.last()
+  # What Python raises for a method nobody serves: calling the object itself
+  # (`p()`, `Point(...)`) is a TypeError, a missing method an AttributeError.
+  defp no_method(%FunctionCall{name: name, args: args}) do
+    class =
+      case args do
+        [%ExMonty.Dataclass{name: class} | _] -> class
+        _ -> nil
+      end
 
-    "'#{class}' object has no attribute '#{method}' (no host function #{inspect(name)} or #{inspect(method)})"
+    case {name |> String.split(".") |> List.last(), class} do
+      {"__call__", nil} ->
+        {:error, :type_error, "host classes cannot be instantiated in Python"}
+
+      {"__call__", class} ->
+        {:error, :type_error, "'#{class}' object is not callable"}
+
+      {method, nil} ->
+        {:error, :attribute_error, "the host object has no method '#{method}'"}
+
+      {method, class} ->
+        {:error, :attribute_error,
+         "'#{class}' object has no attribute '#{method}' (no host function #{inspect(name)} or #{inspect(method)})"}
+    end
   end
-
-  defp no_method(%FunctionCall{name: name}),
-    do: "the host object has no method '#{name}'"
 
   defp function_for(%FunctionCall{name: name, args: args, kwargs: kwargs}, state) do
     case Map.fetch(state.functions, name) do

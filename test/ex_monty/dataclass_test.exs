@@ -273,6 +273,20 @@ defmodule ExMonty.DataclassTest do
                )
     end
 
+    test "calling the object or its class is TypeError unless served" do
+      assert {:error, %Exception{type: :type_error, message: "'Point' object is not callable"}} =
+               Sandbox.run("p()", inputs: %{"p" => point(1, 2)})
+
+      assert {:error, %Exception{type: :type_error}} =
+               Sandbox.run("type(p)(1, 2)", inputs: %{"p" => point(1, 2)})
+
+      assert {:ok, "called with 5", ""} =
+               Sandbox.run("p(5)",
+                 inputs: %{"p" => point(1, 2)},
+                 functions: %{"Point.__call__" => fn [_p, x], _ -> {:ok, "called with #{x}"} end}
+               )
+    end
+
     defmodule Geometry do
       @behaviour ExMonty.Sandbox
       alias ExMonty.Dataclass
