@@ -17,6 +17,13 @@ defmodule ExMonty.AdversarialTest do
   defp error_type({:error, %ExMonty.Exception{type: type}, _}), do: type
   defp error_type(other), do: {:not_an_error, other}
 
+  defp host_object, do: ExMonty.Dataclass.new("Point", x: 1, y: 2)
+
+  defp wide_object(n), do: %ExMonty.Dataclass{name: "Wide", fields: Map.new(1..n, &{"f#{&1}", &1})}
+
+  defp eval_host(code, limits \\ @small),
+    do: ExMonty.eval(code, inputs: %{"p" => host_object()}, limits: limits)
+
   defp deep_tuple(0), do: {}
   defp deep_tuple(n), do: {deep_tuple(n - 1)}
 
@@ -108,6 +115,54 @@ defmodule ExMonty.AdversarialTest do
         # The size does not fit wasm32's index type; an OverflowError, as in CPython.
         :overflow_error
       },
+
+      # --- host objects --------------------------------------------------------
+      {"host object: dunder probes stay local",
+       fn ->
+         eval_host("[p.__class__.__name__, hasattr(p, '__reduce__'), hasattr(p, '_secret')]")
+       end, :ok},
+      {"host object: private attribute read", fn -> eval_host("p._secret") end, :attribute_error},
+      {"host object: method call with 10**6 arguments",
+       fn ->
+         Sandbox.run("p.m(*range(10**6))",
+           inputs: %{"p" => host_object()},
+           functions: %{"Point.m" => fn args, _ -> {:ok, length(args)} end},
+           limits: %{max_memory: 256 * 1024 * 1024}
+         )
+       end, :ok},
+      {"host object: a million method calls",
+       fn ->
+         Sandbox.run("for i in range(10**7):\n    p.m()",
+           inputs: %{"p" => host_object()},
+           functions: %{"Point.m" => fn _, _ -> {:ok, nil} end}
+         )
+       end, :runtime_error},
+      {"host object: 10**6 attributes set in Python",
+       fn -> eval_host("for i in range(10**6):\n    setattr(p, 'a' + str(i), i)\np", @small) end,
+       [:ok, :memory_error, :timeout_error]},
+      {"host object: 200k fields in",
+       fn -> ExMonty.eval("p.f1", inputs: %{"p" => wide_object(200_000)}) end, :ok},
+      {"host object: name and fields that are not identifiers",
+       fn ->
+         ExMonty.eval("p",
+           inputs: %{"p" => %ExMonty.Dataclass{name: "a.b()", fields: %{"x; import os" => 1}}}
+         )
+       end, :invalid_input},
+      {"host object: forged id of a live sandbox object",
+       fn ->
+         Sandbox.run("class K:\n    pass\nk = K()\nr = echo(k)\nr",
+           functions: %{
+             "echo" => fn [{:instance, "K", _}], _ ->
+               {:ok,
+                %ExMonty.Dataclass{
+                  name: "K",
+                  fields: %{},
+                  id: "00000000-0000-4000-8000-000000000000"
+                }}
+             end
+           }
+         )
+       end, :ok},
 
       # --- hostile Elixir input ------------------------------------------------
       {"pid input", fn -> ExMonty.eval("x", inputs: %{"x" => self()}) end, :invalid_input},
