@@ -85,6 +85,10 @@ defmodule ExMonty do
   | anything else | `{:repr, string}` (what Python's `repr` shows) |
   | reference cycle | `{:cycle, "[...]"}` |
 
+  Python keeps no sub-second precision, so times come back with Elixir
+  precision 0 when they are whole seconds, 3 when whole milliseconds and 6
+  otherwise: `~N[2024-01-02 03:04:05]` goes in and comes back `===`.
+
   ### What goes in
 
   Inputs, answers to host calls and values returned by callbacks are converted

@@ -239,6 +239,19 @@ defmodule ExMonty.DataclassTest do
                )
     end
 
+    test "in a session, across feeds" do
+      {:ok, s} =
+        ExMonty.Session.start_link(
+          functions: %{"Cart.total" => fn [c], _ -> {:ok, Enum.sum(c.fields["prices"])} end}
+        )
+
+      cart = Dataclass.new("Cart", prices: [1, 2])
+      assert {:ok, nil, ""} = ExMonty.Session.eval(s, "cart = c", inputs: %{"c" => cart})
+      assert {:ok, nil, ""} = ExMonty.Session.eval(s, "cart.prices.append(10)")
+      assert {:ok, 13, ""} = ExMonty.Session.eval(s, "cart.total()")
+      ExMonty.Session.stop(s)
+    end
+
     test "async methods" do
       functions = %{"Point.slow" => {:async, fn [p], _ -> {:ok, p.fields["x"] * 10} end}}
 

@@ -32,7 +32,9 @@ defmodule ExMonty.ValuesTest do
     {"pathlib.Path('/tmp/file')", {:path, "/tmp/file"}},
     {"datetime.date(2024, 2, 29)", ~D[2024-02-29]},
     {"datetime.datetime(2024, 1, 2, 3, 4, 5, 6)", ~N[2024-01-02 03:04:05.000006]},
-    {"datetime.time(13, 14, 15)", ~T[13:14:15.000000]},
+    {"datetime.time(13, 14, 15)", ~T[13:14:15]},
+    {"datetime.time(13, 14, 15, 250000)", ~T[13:14:15.250]},
+    {"datetime.datetime(2024, 1, 2, 3, 4, 5)", ~N[2024-01-02 03:04:05]},
     {"datetime.timedelta(days=1, seconds=2, microseconds=3)", {:timedelta, 1, 2, 3}},
     {"decimal.Decimal('1.20')", {:decimal, "1.20"}},
     {"complex(1, 2)", {:complex, 1.0, 2.0}}
@@ -80,7 +82,7 @@ defmodule ExMonty.ValuesTest do
     test "aware datetime" do
       code = "import datetime\ndatetime.datetime(2024, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc)"
       assert {:ok, %DateTime{} = dt, ""} = ExMonty.eval(code)
-      assert DateTime.to_iso8601(dt) == "2024-01-02T03:04:05.000000Z"
+      assert DateTime.to_iso8601(dt) == "2024-01-02T03:04:05Z"
 
       code =
         "import datetime\ndatetime.datetime(2024, 1, 2, 3, 4, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))"
@@ -132,6 +134,26 @@ defmodule ExMonty.ValuesTest do
 
     defp first_item({:ok, [item], out}), do: {:ok, item, out}
     defp first_item(other), do: other
+  end
+
+  test "dates and times go in and come back identical (===), precision included" do
+    now = DateTime.utc_now()
+
+    values = [
+      ~N[2024-01-02 03:04:05],
+      ~N[2024-01-02 03:04:05.123],
+      ~N[2024-01-02 03:04:05.123456],
+      ~T[13:14:15],
+      ~U[2024-01-02 03:04:05Z],
+      DateTime.truncate(now, :second),
+      DateTime.truncate(now, :millisecond),
+      ~D[2024-02-29]
+    ]
+
+    for value <- values do
+      assert {:ok, back, ""} = ExMonty.eval("x", inputs: %{"x" => value})
+      assert back === value, "#{inspect(value)} came back as #{inspect(back)}"
+    end
   end
 
   describe "Elixir -> Python" do

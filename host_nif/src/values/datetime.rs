@@ -13,8 +13,19 @@ pub(crate) fn calendar_iso<'a>(env: Env<'a>) -> Term<'a> {
     atoms::elixir_calendar_iso().encode(env)
 }
 
+/// Elixir's `{microsecond, precision}`. Python keeps no precision, so it is
+/// read off the value: whole seconds come back with precision 0, whole
+/// milliseconds with 3, anything else with 6. `~N[2024-01-01 10:00:00]` and
+/// `DateTime.truncate(dt, :millisecond)` then round-trip exactly (`===`).
 pub(crate) fn microsecond<'a>(env: Env<'a>, us: u32) -> Term<'a> {
-    (us, 6).encode(env)
+    let precision = if us == 0 {
+        0
+    } else if us % 1000 == 0 {
+        3
+    } else {
+        6
+    };
+    (us, precision).encode(env)
 }
 
 pub(crate) fn date_term<'a>(env: Env<'a>, d: &MontyDate) -> Result<Term<'a>, String> {
