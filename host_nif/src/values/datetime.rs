@@ -20,7 +20,7 @@ pub(crate) fn calendar_iso<'a>(env: Env<'a>) -> Term<'a> {
 pub(crate) fn microsecond<'a>(env: Env<'a>, us: u32) -> Term<'a> {
     let precision = if us == 0 {
         0
-    } else if us % 1000 == 0 {
+    } else if us.is_multiple_of(1000) {
         3
     } else {
         6
