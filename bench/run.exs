@@ -40,8 +40,15 @@ defmodule Bench do
           "unknown CPU"
       end
 
+    load =
+      case File.read("/proc/loadavg") do
+        {:ok, text} -> ", load average #{text |> String.split() |> hd()} at the start"
+        _ -> ""
+      end
+
     "#{cpu}, #{:erlang.system_info(:logical_processors_available)} logical CPUs available, " <>
-      "#{System.schedulers_online()} schedulers, Elixir #{System.version()} / OTP #{System.otp_release()}"
+      "#{System.schedulers_online()} schedulers, Elixir #{System.version()} / OTP #{System.otp_release()}" <>
+      load
   end
 
   # `name median_us p99_us iterations` lines, as printed by bench/native and
@@ -273,14 +280,15 @@ IO.puts(
 first_result_vm = fn -> Bench.FreshVM.run("bench/first_result.exs", [], [], ["--no-start"]) end
 first_result_vm.()
 fresh = for _ <- 1..vms, do: first_result_vm.()
-field = fn key -> S.median(Enum.map(fresh, &String.to_integer(&1[key]))) end
-first_result = field.("total_us")
+field = fn key -> Enum.map(fresh, &String.to_integer(&1[key])) end
+first_result = S.median(field.("total_us"))
 
 IO.puts(
-  "  median #{S.us(first_result)} (min #{S.us(Enum.min(Enum.map(fresh, &String.to_integer(&1["total_us"]))))}, " <>
-    "max #{S.us(Enum.max(Enum.map(fresh, &String.to_integer(&1["total_us"]))))}): " <>
-    "NIF load #{S.us(field.("nif_load_us"))}, runtime init #{S.us(field.("init_us"))}, " <>
-    "first eval #{S.us(field.("first_eval_us"))}; guest loaded from: " <>
+  "  median #{S.us(first_result)} (min #{S.us(Enum.min(field.("total_us")))}, " <>
+    "max #{S.us(Enum.max(field.("total_us")))}): " <>
+    "NIF load #{S.us(S.median(field.("nif_load_us")))}, " <>
+    "runtime init #{S.us(S.median(field.("init_us")))}, " <>
+    "first eval #{S.us(S.median(field.("first_eval_us")))}; guest loaded from: " <>
     (fresh |> Enum.map(& &1["loaded_from"]) |> Enum.uniq() |> Enum.join(", "))
 )
 
@@ -315,15 +323,17 @@ end
 IO.puts("\ndensity (a fresh VM per run; RSS above the VM's baseline):")
 dense = density.(paused)
 
+# The larger run must work; if it does not, the summary says so.
 dense_max =
-  if paused_max > 0 and paused_max != paused,
-    do:
-      (try do
-         {:ok, density.(paused_max)}
-       rescue
-         e -> {:error, Exception.message(e)}
-       end),
-    else: nil
+  if paused_max > 0 and paused_max != paused do
+    try do
+      {:ok, density.(paused_max)}
+    rescue
+      e ->
+        IO.puts("  #{paused_max} paused: FAILED: #{Exception.message(e)}")
+        {:error, Exception.message(e)}
+    end
+  end
 
 # --- Conversion costs ---------------------------------------------------------
 IO.puts("\nconversion (round trip through the sandbox, minus a tiny value's cost):")
@@ -488,7 +498,7 @@ summary =
   |> Enum.reject(&is_nil/1)
 
 IO.puts("\nsummary (issue #12's targets; measured in this run):")
-widths = [44, 22, 22, 8]
+widths = [50, 22, 22, 8]
 
 line = fn cells ->
   IO.puts(
