@@ -267,7 +267,9 @@ concurrency = S.median(Enum.map(rounds, &elem(&1, 2)))
 IO.puts(
   "\nconcurrent callers (eval(\"2 + 2\"), #{calls} calls per caller, median of 5 alternating rounds):\n" <>
     "  1 caller  #{round(one_rate * 1_000_000)} evals/s\n" <>
-    "  2 callers #{round(two_rate * 1_000_000)} evals/s: #{S.ratio(concurrency)} the throughput of 1"
+    "  2 callers #{round(two_rate * 1_000_000)} evals/s\n" <>
+    "  2 callers vs 1, per round: " <>
+    Enum.map_join(rounds, " ", &S.ratio(elem(&1, 2))) <> "; median #{S.ratio(concurrency)}"
 )
 
 # --- NIF load → first result, in fresh VMs ------------------------------------
