@@ -211,7 +211,7 @@ IO.puts("\npydantic-monty (the official Python binding: native Monty in subproce
 pydantic =
   with {:ok, python, version} <- Bench.pydantic_python(),
        {:ok, rows} <- Bench.pydantic(python, n, fib_n) do
-    IO.puts("  pydantic-monty #{version} (#{python})")
+    IO.puts("  pydantic-monty #{version} (#{Path.relative_to_cwd(python)})")
 
     Bench.header("  workload", [
       {"median", 12},
@@ -219,7 +219,7 @@ pydantic =
       {"native med", 12},
       {"vs native", 10},
       {"ExMonty med", 12},
-      {"ExMonty vs it", 14}
+      {"ExMonty ratio", 14}
     ])
 
     for {label, key, pydantic_key} <- [
@@ -240,6 +240,7 @@ pydantic =
     end
 
     {first, _} = rows["start_to_first_result"]
+    IO.puts("  (ExMonty ratio: ExMonty's median over pydantic-monty's)")
     IO.puts("  pool start → first result #{S.us(first)} (one measurement)")
     {:ok, version, rows}
   else
