@@ -2,31 +2,63 @@
 #
 # Every figure is reported next to a baseline measured in the same run:
 # native Monty linked directly into a Rust binary (bench/native), the physical
-# limit for an in-process interpreter. Nothing here is asserted: the numbers
-# go to the README.
+# limit for an in-process interpreter, or ExMonty itself under another
+# condition. Nothing here is asserted: the last table compares the measured
+# figures with issue #12's targets, and the numbers go to the README.
 #
-# Options (environment): BENCH_N (iterations of the micro benchmarks, default
-# 20000), BENCH_FIB_N (fib(25) runs, default 21).
+# Options (environment):
+#   BENCH_N           iterations of the micro benchmarks (default 20000)
+#   BENCH_FIB_N       fib(25) runs (default 21)
+#   BENCH_PAUSED      paused executions for the density row (default 10000)
+#   BENCH_PAUSED_MAX  a second, larger density run (default 100000; 0 skips it)
+#   BENCH_VMS         fresh VMs timed for NIF load → first result (default 7)
+#   BENCH_PYDANTIC=1  install pydantic-monty 1.4.0 into bench/.venv when no
+#                     python3 with `pydantic_monty` is found (otherwise skipped)
+Code.require_file("support.exs", __DIR__)
 
 defmodule Bench do
+  import Bench.Stats, only: [us: 1, ratio: 1]
+
   @fib "def fib(n):\n    return n if n < 2 else fib(n - 1) + fib(n - 2)\nfib(25)"
+  @venv "bench/.venv"
+  @pydantic_monty "pydantic-monty==1.4.0"
 
   def fib_code, do: @fib
 
-  def measure(iterations, fun) do
-    warmup = min(iterations, 200)
-    for _ <- 1..warmup, do: fun.()
+  def int_env(name, default), do: String.to_integer(System.get_env(name, default))
 
-    samples =
-      for _ <- 1..iterations do
-        started = System.monotonic_time(:nanosecond)
-        fun.()
-        (System.monotonic_time(:nanosecond) - started) / 1000
+  def machine do
+    cpu =
+      case File.read("/proc/cpuinfo") do
+        {:ok, info} ->
+          case Regex.run(~r/^model name\s*:\s*(.+)$/m, info, capture: :all_but_first) do
+            [model] -> model
+            _ -> "unknown CPU"
+          end
+
+        _ ->
+          "unknown CPU"
       end
-      |> Enum.sort()
 
-    {Enum.at(samples, div(iterations, 2)),
-     Enum.at(samples, min(iterations - 1, div(iterations * 99, 100)))}
+    load =
+      case File.read("/proc/loadavg") do
+        {:ok, text} -> ", load average #{text |> String.split() |> hd()} at the start"
+        _ -> ""
+      end
+
+    "#{cpu}, #{:erlang.system_info(:logical_processors_available)} logical CPUs available, " <>
+      "#{System.schedulers_online()} schedulers, Elixir #{System.version()} / OTP #{System.otp_release()}" <>
+      load
+  end
+
+  # `name median_us p99_us iterations` lines, as printed by bench/native and
+  # bench/pydantic_monty_bench.py.
+  def parse_rows(out) do
+    for line <- String.split(out, "\n", trim: true),
+        [name, median, p99, _n] <- [String.split(line)],
+        into: %{} do
+      {name, {String.to_float(median), String.to_float(p99)}}
+    end
   end
 
   def native(n, fib_n) do
@@ -36,102 +68,302 @@ defmodule Bench do
       )
 
     target = System.get_env("CARGO_TARGET_DIR") || "target"
-
     binary = Path.expand(Path.join([target, "release", "ex_monty_native_bench"]))
     {out, 0} = System.cmd(binary, ["#{n}", "#{fib_n}"])
+    parse_rows(out)
+  end
 
-    for line <- String.split(out, "\n", trim: true), into: %{} do
-      [name, median, p99, _n] = String.split(line)
-      {name, {String.to_float(median), String.to_float(p99)}}
+  # The official binding, when a python3 that imports it is at hand:
+  # {:ok, python, version} or {:skip, why}.
+  def pydantic_python do
+    venv_python = Path.expand(Path.join([@venv, "bin", "python"]))
+
+    cond do
+      System.find_executable("python3") == nil ->
+        {:skip, "no python3 on PATH"}
+
+      version = pydantic_version("python3") ->
+        {:ok, "python3", version}
+
+      version = File.exists?(venv_python) && pydantic_version(venv_python) ->
+        {:ok, venv_python, version}
+
+      System.get_env("BENCH_PYDANTIC") == "1" ->
+        install_pydantic(venv_python)
+
+      true ->
+        {:skip,
+         "python3 cannot import pydantic_monty; BENCH_PYDANTIC=1 installs #{@pydantic_monty} " <>
+           "into #{@venv} (pip, PyPI)"}
     end
   end
 
-  def row(name, {median, p99}, {native_median, native_p99}) do
+  defp pydantic_version(python) do
+    script =
+      "import importlib.metadata, pydantic_monty; print(importlib.metadata.version('pydantic-monty'))"
+
+    case System.cmd(python, ["-c", script], stderr_to_stdout: true) do
+      {out, 0} -> String.trim(out)
+      _ -> nil
+    end
+  end
+
+  defp install_pydantic(venv_python) do
+    IO.puts("installing #{@pydantic_monty} into #{@venv} (BENCH_PYDANTIC=1) ...")
+
+    with {_, 0} <- System.cmd("python3", ["-m", "venv", @venv], stderr_to_stdout: true),
+         {_, 0} <-
+           System.cmd(venv_python, ["-m", "pip", "install", "-q", @pydantic_monty],
+             stderr_to_stdout: true
+           ),
+         version when is_binary(version) <- pydantic_version(venv_python) do
+      {:ok, venv_python, version}
+    else
+      {out, status} -> {:skip, "installing #{@pydantic_monty} failed (#{status}): #{out}"}
+      nil -> {:skip, "#{@pydantic_monty} installed but does not import"}
+    end
+  end
+
+  def pydantic(python, n, fib_n) do
+    case System.cmd(python, ["bench/pydantic_monty_bench.py", "#{n}", "#{fib_n}"],
+           stderr_to_stdout: true
+         ) do
+      {out, 0} -> {:ok, parse_rows(out)}
+      {out, status} -> {:skip, "bench/pydantic_monty_bench.py failed (#{status}): #{out}"}
+    end
+  end
+
+  def header(first, columns) do
     IO.puts(
-      String.pad_trailing(name, 28) <>
-        fmt(median) <>
-        fmt(p99) <>
-        fmt(native_median) <>
-        fmt(native_p99) <>
-        String.pad_leading(:erlang.float_to_binary(median / native_median, decimals: 2) <> "x", 10)
+      String.pad_trailing(first, 30) <>
+        Enum.map_join(columns, fn {c, w} -> String.pad_leading(c, w) end)
     )
   end
 
-  defp fmt(us) when us >= 10_000, do: String.pad_leading("#{Float.round(us / 1000, 1)} ms", 12)
-  defp fmt(us), do: String.pad_leading("#{Float.round(us * 1.0, 2)} us", 12)
+  def row(name, {median, p99}, {base_median, base_p99}) do
+    IO.puts(
+      String.pad_trailing(name, 30) <>
+        Enum.map_join([median, p99, base_median, base_p99], &String.pad_leading(us(&1), 12)) <>
+        String.pad_leading(ratio(median / base_median), 10)
+    )
+  end
+
+  # Calls per microsecond of `callers` processes, each making `calls` calls.
+  def throughput(callers, calls, fun) do
+    {elapsed, _} =
+      :timer.tc(fn ->
+        1..callers
+        |> Enum.map(fn _ -> Task.async(fn -> for _ <- 1..calls, do: fun.() end) end)
+        |> Task.await_many(:infinity)
+      end)
+
+    callers * calls / elapsed
+  end
 end
 
-n = String.to_integer(System.get_env("BENCH_N", "20000"))
-fib_n = String.to_integer(System.get_env("BENCH_FIB_N", "21"))
+alias Bench.Stats, as: S
 
-IO.puts(
-  "ExMonty benchmark — #{System.schedulers_online()} schedulers, #{n} iterations (fib: #{fib_n})\n"
-)
+n = Bench.int_env("BENCH_N", "20000")
+fib_n = Bench.int_env("BENCH_FIB_N", "21")
+paused = Bench.int_env("BENCH_PAUSED", "10000")
+paused_max = Bench.int_env("BENCH_PAUSED_MAX", "100000")
+vms = Bench.int_env("BENCH_VMS", "7")
+%{workers: workers} = ExMonty.stats()
+cores = System.schedulers_online()
 
+IO.puts("ExMonty benchmark — #{Bench.machine()}")
+IO.puts("#{workers} workers, #{n} iterations (fib: #{fib_n})\n")
+
+# --- ExMonty against native Monty ---------------------------------------------
 native = Bench.native(n, fib_n)
-
 {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
 
 results = [
   {"eval(\"2 + 2\")", "eval_2_plus_2",
-   Bench.measure(n, fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end)},
+   Bench.Stats.measure(n, fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end)},
   {"run(precompiled, x * 2)", "run_precompiled",
-   Bench.measure(n, fn -> {:ok, 10, ""} = ExMonty.run(runner, %{"x" => 5}) end)},
+   Bench.Stats.measure(n, fn -> {:ok, 10, ""} = ExMonty.run(runner, %{"x" => 5}) end)},
   {"fib(25)", "fib_25",
-   Bench.measure(fib_n, fn -> {:ok, 75025, ""} = ExMonty.eval(Bench.fib_code()) end)}
+   Bench.Stats.measure(fib_n, fn -> {:ok, 75025, ""} = ExMonty.eval(Bench.fib_code()) end)}
 ]
 
-IO.puts(
-  String.pad_trailing("workload", 28) <>
-    String.pad_leading("median", 12) <>
-    String.pad_leading("p99", 12) <>
-    String.pad_leading("native med", 12) <>
-    String.pad_leading("native p99", 12) <> String.pad_leading("ratio", 10)
-)
+Bench.header("workload", [
+  {"median", 12},
+  {"p99", 12},
+  {"native med", 12},
+  {"native p99", 12},
+  {"ratio", 10}
+])
 
 for {label, key, measured} <- results do
   Bench.row(label, measured, Map.fetch!(native, key))
 end
 
+ratio_of = fn key ->
+  {_, _, {median, _}} = List.keyfind(results, key, 1)
+  {native_median, _} = Map.fetch!(native, key)
+  {median, median / native_median}
+end
+
+# --- pydantic-monty, the official binding -------------------------------------
+IO.puts("\npydantic-monty (the official Python binding: native Monty in subprocess workers):")
+
+pydantic =
+  with {:ok, python, version} <- Bench.pydantic_python(),
+       {:ok, rows} <- Bench.pydantic(python, n, fib_n) do
+    IO.puts("  pydantic-monty #{version} (#{Path.relative_to_cwd(python)})")
+
+    Bench.header("  workload", [
+      {"median", 12},
+      {"p99", 12},
+      {"native med", 12},
+      {"vs native", 10},
+      {"ExMonty med", 12},
+      {"ExMonty ratio", 14}
+    ])
+
+    for {label, key, pydantic_key} <- [
+          {"  session feed_run(\"2 + 2\")", "eval_2_plus_2", "session_feed_run_2_plus_2"},
+          {"  session feed_run(fib(25))", "fib_25", "session_feed_run_fib_25"}
+        ] do
+      {median, p99} = Map.fetch!(rows, pydantic_key)
+      {native_median, _} = Map.fetch!(native, key)
+      {_, _, {ex_median, _}} = List.keyfind(results, key, 1)
+
+      IO.puts(
+        String.pad_trailing(label, 30) <>
+          Enum.map_join([median, p99, native_median], &String.pad_leading(S.us(&1), 12)) <>
+          String.pad_leading(S.ratio(median / native_median), 10) <>
+          String.pad_leading(S.us(ex_median), 12) <>
+          String.pad_leading(S.ratio(ex_median / median), 14)
+      )
+    end
+
+    {first, _} = rows["start_to_first_result"]
+    IO.puts("  (ExMonty ratio: ExMonty's median over pydantic-monty's)")
+    IO.puts("  pool start → first result #{S.us(first)} (one measurement)")
+    {:ok, version, rows}
+  else
+    {:skip, why} ->
+      IO.puts("  skipped: #{why}")
+      :skipped
+  end
+
+# --- 2 concurrent callers vs 1 ------------------------------------------------
+calls = max(div(n, 4), 500)
+small = fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end
+Bench.throughput(2, div(calls, 4) + 1, small)
+
+rounds =
+  for _ <- 1..5 do
+    one = Bench.throughput(1, calls, small)
+    two = Bench.throughput(2, calls, small)
+    {one, two, two / one}
+  end
+
+one_rate = S.median(Enum.map(rounds, &elem(&1, 0)))
+two_rate = S.median(Enum.map(rounds, &elem(&1, 1)))
+concurrency = S.median(Enum.map(rounds, &elem(&1, 2)))
+
+IO.puts(
+  "\nconcurrent callers (eval(\"2 + 2\"), #{calls} calls per caller, median of 5 alternating rounds):\n" <>
+    "  1 caller  #{round(one_rate * 1_000_000)} evals/s\n" <>
+    "  2 callers #{round(two_rate * 1_000_000)} evals/s\n" <>
+    "  2 callers vs 1, per round: " <>
+    Enum.map_join(rounds, " ", &S.ratio(elem(&1, 2))) <> "; median #{S.ratio(concurrency)}"
+)
+
+# --- NIF load → first result, in fresh VMs ------------------------------------
+# This VM has loaded the guest, so the on-disk compiled-code cache is warm (and
+# so is the OS's page cache); one more VM is run first and not counted.
+IO.puts(
+  "\nNIF load → first result (#{vms} fresh VMs, `mix run --no-start`, warm compiled-code cache):"
+)
+
+first_result_vm = fn -> Bench.FreshVM.run("bench/first_result.exs", [], [], ["--no-start"]) end
+first_result_vm.()
+fresh = for _ <- 1..vms, do: first_result_vm.()
+field = fn key -> Enum.map(fresh, &String.to_integer(&1[key])) end
+first_result = S.median(field.("total_us"))
+
+IO.puts(
+  "  median #{S.us(first_result)} (min #{S.us(Enum.min(field.("total_us")))}, " <>
+    "max #{S.us(Enum.max(field.("total_us")))}): " <>
+    "NIF load #{S.us(S.median(field.("nif_load_us")))}, " <>
+    "runtime init #{S.us(S.median(field.("init_us")))}, " <>
+    "first eval #{S.us(S.median(field.("first_eval_us")))}; guest loaded from: " <>
+    (fresh |> Enum.map(& &1["loaded_from"]) |> Enum.uniq() |> Enum.join(", "))
+)
+
+# --- Density, in fresh VMs ----------------------------------------------------
+density = fn count ->
+  r = Bench.FreshVM.run("bench/density.exs", [], [{"DENSITY_N", "#{count}"}])
+  num = fn key -> if r[key] == "nil", do: nil, else: elem(Float.parse(r[key]), 0) end
+
+  result = %{
+    n: count,
+    live_paused: String.to_integer(r["live_paused"]),
+    held: num.("held_bytes"),
+    start: num.("start_us"),
+    live: num.("resume_live_us"),
+    hibernated: num.("resume_hibernated_us")
+  }
+
+  show = fn
+    nil -> "n/a"
+    t -> S.us(t)
+  end
+
+  IO.puts(
+    "  #{count} paused (#{result.live_paused} live): #{S.mb(result.held)} above baseline " <>
+      "(#{round(result.held / count)} bytes each), start + pause #{S.us(result.start)}, " <>
+      "resume live #{show.(result.live)}, hibernated #{show.(result.hibernated)} (medians)"
+  )
+
+  result
+end
+
+IO.puts("\ndensity (a fresh VM per run; RSS above the VM's baseline):")
+dense = density.(paused)
+
+# The larger run must work; if it does not, the summary says so.
+dense_max =
+  if paused_max > 0 and paused_max != paused do
+    try do
+      {:ok, density.(paused_max)}
+    rescue
+      e ->
+        IO.puts("  #{paused_max} paused: FAILED: #{Exception.message(e)}")
+        {:error, Exception.message(e)}
+    end
+  end
+
 # --- Conversion costs ---------------------------------------------------------
 IO.puts("\nconversion (round trip through the sandbox, minus a tiny value's cost):")
 iters = max(div(n, 100), 20)
-
-tiny =
-  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => "a"}) end)
-  |> elem(0)
-
-mb = String.duplicate("x", 1_048_576)
-
-str_in =
-  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => mb}) end)
-  |> elem(0)
-
-str_out = Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("'x' * 1048576") end) |> elem(0)
+conv = fn fun -> Bench.Stats.measure(iters, fun) |> elem(0) end
+tiny = conv.(fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => "a"}) end)
+big = String.duplicate("x", 1_048_576)
+str_in = conv.(fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => big}) end)
+str_out = conv.(fn -> {:ok, _, _} = ExMonty.eval("'x' * 1048576") end)
 ints = Enum.to_list(1..100_000)
-
-list_in =
-  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => ints}) end)
-  |> elem(0)
-
-list_out =
-  Bench.measure(iters, fn -> {:ok, _, _} = ExMonty.eval("list(range(100000))") end) |> elem(0)
-
+list_in = conv.(fn -> {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => ints}) end)
+list_out = conv.(fn -> {:ok, _, _} = ExMonty.eval("list(range(100000))") end)
 map_in = Map.new(1..100_000, &{Integer.to_string(&1), &1})
 
 dict_in =
-  Bench.measure(div(iters, 2) + 1, fn ->
+  Bench.Stats.measure(div(iters, 2) + 1, fn ->
     {:ok, _, _} = ExMonty.eval("len(x)", inputs: %{"x" => map_in})
   end)
   |> elem(0)
 
 dict_out =
-  Bench.measure(div(iters, 2) + 1, fn ->
+  Bench.Stats.measure(div(iters, 2) + 1, fn ->
     {:ok, _, _} = ExMonty.eval("{str(i): i for i in range(100000)}")
   end)
   |> elem(0)
 
-for {label, us} <- [
+for {label, t} <- [
       {"1 MB string in (per MB)", str_in - tiny},
       {"1 MB string out (per MB, incl. building it)", str_out - tiny},
       {"100k-int list in (per 100k items)", list_in - tiny},
@@ -139,10 +371,7 @@ for {label, us} <- [
       {"100k-entry dict in (per 100k entries)", dict_in - tiny},
       {"100k-entry dict out (per 100k entries, incl. building it)", dict_out - tiny}
     ] do
-  IO.puts(
-    "  " <>
-      String.pad_trailing(label, 58) <> String.pad_leading("#{Float.round(us / 1000, 2)} ms", 12)
-  )
+  IO.puts("  " <> String.pad_trailing(label, 58) <> String.pad_leading(S.us(t), 12))
 end
 
 # --- Cost of epoch interruption (deadlines + cancellation) --------------------
@@ -154,17 +383,8 @@ IO.puts(
 )
 
 fib_in_vm = fn extra_env ->
-  {out, 0} =
-    System.cmd("mix", ["run", "bench/fib.exs", "#{fib_n}"],
-      env:
-        [
-          {"MIX_ENV", "dev"},
-          {"ELIXIR_ERL_OPTIONS", "+sbwt none +sbwtdcpu none +sbwtdio none"}
-        ] ++ extra_env,
-      stderr_to_stdout: true
-    )
-
-  [median] = Regex.run(~r/fib_median_us (\S+)/, out, capture: :all_but_first)
+  env = [{"ELIXIR_ERL_OPTIONS", "+sbwt none +sbwtdcpu none +sbwtdio none"} | extra_env]
+  %{"fib_median_us" => median} = Bench.FreshVM.run("bench/fib.exs", ["#{fib_n}"], env)
   String.to_float(median)
 end
 
@@ -173,15 +393,15 @@ no_epoch = fib_in_vm.([{"EX_MONTY_BENCH_NO_EPOCH", "1"}])
 {native_fib, _} = Map.fetch!(native, "fib_25")
 
 IO.puts(
-  "  with epochs #{Float.round(with_epoch / 1000, 1)} ms (#{Float.round(with_epoch / native_fib, 2)}x native), " <>
-    "without #{Float.round(no_epoch / 1000, 1)} ms: epochs cost +#{Float.round((with_epoch / no_epoch - 1) * 100, 1)}%"
+  "  with epochs #{S.us(with_epoch)} (#{S.ratio(with_epoch / native_fib)} native), " <>
+    "without #{S.us(no_epoch)}: epochs cost +#{Float.round((with_epoch / no_epoch - 1) * 100, 1)}%"
 )
 
 # --- Scheduler responsiveness under runaway code ------------------------------
-%{workers: workers} = ExMonty.stats()
+loops = workers * 2
 
 IO.puts(
-  "\nping latency while #{workers * 2} runaway loops run (#{workers} workers busy, the rest queued):"
+  "\nresponsiveness while #{loops} runaway loops run (#{workers} workers busy, the rest queued):"
 )
 
 pinger =
@@ -206,24 +426,113 @@ ping = fn ->
   end
 end
 
-idle_pings = Enum.sort(for _ <- 1..200, do: ping.() |> tap(fn _ -> Process.sleep(1) end))
+pings = fn -> Enum.sort(for _ <- 1..200, do: ping.() |> tap(fn _ -> Process.sleep(1) end)) end
+idle_pings = pings.()
+idle_gaps = Bench.Responsiveness.timer_gaps(1500)
 
-loops =
-  for _ <- 1..(workers * 2),
-      do:
-        Task.async(fn ->
-          ExMonty.eval("while True:\n    pass", limits: %{max_duration_secs: 1.0})
-        end)
-
-Process.sleep(50)
-busy_pings = Enum.sort(for _ <- 1..200, do: ping.() |> tap(fn _ -> Process.sleep(1) end))
-Task.await_many(loops, 30_000)
-
-pct = fn sorted, p -> Enum.at(sorted, min(length(sorted) - 1, div(length(sorted) * p, 100))) end
+{busy_pings, busy_gaps} =
+  Bench.Responsiveness.under_runaway(loops, fn ->
+    {pings.(), Bench.Responsiveness.timer_gaps(1500)}
+  end)
 
 for {label, sorted} <- [{"idle", idle_pings}, {"under load", busy_pings}] do
   IO.puts(
-    "  #{String.pad_trailing(label, 12)} median #{Float.round(pct.(sorted, 50), 1)} us, " <>
-      "p99 #{Float.round(pct.(sorted, 99), 1)} us, max #{Float.round(List.last(sorted), 1)} us"
+    "  ping round trip, #{String.pad_trailing(label, 10)} median #{S.us(S.percentile(sorted, 50))}, " <>
+      "p99 #{S.us(S.percentile(sorted, 99))}, max #{S.us(List.last(sorted))}"
   )
+end
+
+for {label, sorted} <- [{"idle", idle_gaps}, {"under load", busy_gaps}] do
+  IO.puts(
+    "  1 ms timer lateness, #{String.pad_trailing(label, 10)} p99 #{S.us(S.percentile(sorted, 99))}, " <>
+      "max #{S.us(List.last(sorted))}"
+  )
+end
+
+# --- Summary against issue #12's targets --------------------------------------
+verdict = fn
+  nil -> "n/a"
+  true -> "met"
+  false -> "NOT met"
+end
+
+{eval_us, eval_x} = ratio_of.("eval_2_plus_2")
+{run_us, run_x} = ratio_of.("run_precompiled")
+{fib_us, fib_x} = ratio_of.("fib_25")
+gap_max = List.last(busy_gaps)
+gap_p99 = S.percentile(busy_gaps, 99)
+
+show_us = fn
+  nil -> "n/a"
+  t -> S.us(t)
+end
+
+on_2_cores = if cores == 2, do: "", else: " (#{cores} cores here)"
+
+summary =
+  [
+    {"eval(\"2 + 2\") vs native compile+run", "#{S.us(eval_us)}, #{S.ratio(eval_x)}", "≤ 2.5x",
+     eval_x <= 2.5},
+    {"run of a precompiled runner vs native run", "#{S.us(run_us)}, #{S.ratio(run_x)}", "≤ 4x",
+     run_x <= 4},
+    {"fib(25) vs native", "#{S.us(fib_us)}, #{S.ratio(fib_x)}", "≤ 1.3x", fib_x <= 1.3},
+    {"RSS for #{paused} paused executions", S.mb(dense.held), "≤ 200 MB (for 10000)",
+     if(paused == 10_000, do: dense.held <= 200 * 1_048_576)},
+    case dense_max do
+      nil ->
+        nil
+
+      {:ok, r} ->
+        {"#{paused_max} paused executions", "work, #{S.mb(r.held)}", "must work (100000)",
+         paused_max >= 100_000 or nil}
+
+      {:error, _} ->
+        {"#{paused_max} paused executions", "failed", "must work (100000)", false}
+    end,
+    {"resume of a paused execution (live)", show_us.(dense.live), "≤ 30 us",
+     dense.live && dense.live <= 30},
+    {"resume from hibernation", show_us.(dense.hibernated), "≤ 100 us",
+     dense.hibernated && dense.hibernated <= 100},
+    {"worst / p99 timer gap, runaway code#{on_2_cores}", "#{S.us(gap_max)} / #{S.us(gap_p99)}",
+     "≤ 20 ms / ≤ 2 ms", gap_max <= 20_000 and gap_p99 <= 2_000},
+    {"NIF load → first result", S.us(first_result), "≤ 20 ms", first_result <= 20_000},
+    {"2 concurrent callers vs 1#{on_2_cores}", S.ratio(concurrency), "≥ 1.8x", concurrency >= 1.8}
+  ]
+  |> Enum.reject(&is_nil/1)
+
+IO.puts("\nsummary (issue #12's targets; measured in this run):")
+widths = [50, 22, 22, 8]
+
+line = fn cells ->
+  IO.puts(
+    "  " <>
+      (Enum.zip(cells, widths) |> Enum.map_join(fn {c, w} -> String.pad_trailing(c, w) end))
+  )
+end
+
+line.(["row", "measured", "target", "verdict"])
+
+for {row, measured, target, met} <- summary do
+  line.([row, measured, target, verdict.(met)])
+end
+
+case pydantic do
+  {:ok, version, rows} ->
+    for {label, key, pydantic_key} <- [
+          {"feed_run(\"2 + 2\") vs native", "eval_2_plus_2", "session_feed_run_2_plus_2"},
+          {"fib(25) vs native", "fib_25", "session_feed_run_fib_25"}
+        ] do
+      {median, _} = Map.fetch!(rows, pydantic_key)
+      {native_median, _} = Map.fetch!(native, key)
+
+      line.([
+        "pydantic-monty #{version} #{label}",
+        "#{S.us(median)}, #{S.ratio(median / native_median)}",
+        "(reference)",
+        ""
+      ])
+    end
+
+  :skipped ->
+    line.(["pydantic-monty", "skipped (see above)", "(reference)", ""])
 end
