@@ -72,7 +72,7 @@ pub fn init(wasm_path: &Path, cache_dir: &Path) -> Result<Arc<Runtime>, String> 
             wasm_path.display()
         )
     })?;
-    let (component, load_source) = load_component(&engine, &wasm, cache_dir)?;
+    let (component, load_source) = load_component(&engine, &wasm, cache_dir, "ex_monty_guest")?;
 
     let mut linker: Linker<HostState> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -108,12 +108,15 @@ fn cache_key(engine: &Engine, wasm: &[u8]) -> String {
     bytes.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-fn load_component(
+/// Loads a component (`stem`: the name of its cache files) from the cache, or
+/// compiles and caches it. Shared by the guest and the type checker.
+pub fn load_component(
     engine: &Engine,
     wasm: &[u8],
     cache_dir: &Path,
+    stem: &str,
 ) -> Result<(Component, String), String> {
-    let path = cache_dir.join(format!("ex_monty_guest-{}.cwasm", cache_key(engine, wasm)));
+    let path = cache_dir.join(format!("{stem}-{}.cwasm", cache_key(engine, wasm)));
     // A precompiled artifact is native code that runs inside the VM: only one
     // that nobody but this user could have written is loaded.
     if let Err(why) = prepare_cache_dir(cache_dir) {
