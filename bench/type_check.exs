@@ -107,7 +107,11 @@ bad_big = big <> "acc1.deposit('5')\n"
 :ok = ExMonty.type_check(big)
 
 IO.puts("one-shot (fresh instance per check), #{n} samples:")
-IO.puts("  agent script (#{lines.(agent)} lines), clean:    " <> stats.(one_shot.(agent, agent_opts)))
+
+IO.puts(
+  "  agent script (#{lines.(agent)} lines), clean:    " <> stats.(one_shot.(agent, agent_opts))
+)
+
 IO.puts("  agent script, one error:              " <> stats.(one_shot.(bad_agent, agent_opts)))
 IO.puts("  #{lines.(big)}-line file, clean:                " <> stats.(one_shot.(big, [])))
 IO.puts("  #{lines.(big)}-line file, one error:            " <> stats.(one_shot.(bad_big, [])))

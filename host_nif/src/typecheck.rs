@@ -97,6 +97,8 @@ struct Checker {
 enum Stopped {
     /// The request was unusable (an invalid module name, ...).
     Invalid(String),
+    /// No checker instance could be made.
+    Unavailable(String),
     /// A trap: the instance is gone.
     Trap {
         interruption: Option<Interruption>,
@@ -305,7 +307,7 @@ fn run(
     };
     let outcome = match &checker {
         None => Checker::new(&types, settings.memory_cap)
-            .map_err(Stopped::Invalid)
+            .map_err(Stopped::Unavailable)
             .and_then(|mut fresh| fresh.check(request, settings.imports, &control)),
         Some(resource) => match resource.instance.try_lock() {
             Err(_) => Err(Stopped::Invalid(
@@ -317,7 +319,7 @@ fn run(
                     None => Checker::new(&types, settings.memory_cap),
                 };
                 match instance {
-                    Err(message) => Err(Stopped::Invalid(message)),
+                    Err(message) => Err(Stopped::Unavailable(message)),
                     Ok(mut instance) => {
                         let outcome = instance.check(request, settings.imports, &control);
                         // A trapped instance is never used again.
@@ -330,17 +332,19 @@ fn run(
             }
         },
     };
-    let script_name = request.script_name.clone();
     match outcome {
         Ok((diagnostics, imports)) => reply.send(move |env| {
             let list: Vec<Term<'_>> = diagnostics
                 .iter()
-                .map(|d| diagnostic_term(env, d, &script_name))
+                .map(|d| diagnostic_term(env, d))
                 .collect();
             (atoms::ok(), (list, imports)).encode(env)
         }),
         Err(Stopped::Invalid(message)) => {
             reply.send(move |env| sandbox_error(env, atoms::invalid_input(), &message))
+        }
+        Err(Stopped::Unavailable(message)) => {
+            reply.send(move |env| sandbox_error(env, atoms::sandbox_crashed(), &message))
         }
         Err(Stopped::Trap {
             interruption,
@@ -390,7 +394,7 @@ fn run(
 
 /// `{rule, severity, message, file, line, column, end_line, end_column,
 /// source_line, rendered}`
-fn diagnostic_term<'a>(env: Env<'a>, d: &Diagnostic, _script_name: &str) -> Term<'a> {
+fn diagnostic_term<'a>(env: Env<'a>, d: &Diagnostic) -> Term<'a> {
     let severity = match d.severity {
         Severity::Info => names::info(),
         Severity::Warning => names::warning(),

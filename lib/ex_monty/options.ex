@@ -295,7 +295,14 @@ defmodule ExMonty.Options do
   @identifier ~r/\A[A-Za-z_][A-Za-z0-9_]*\z/
 
   defp check_type_check!(fun, :stubs, value),
-    do: expect!(is_binary(value) and String.valid?(value), fun, :stubs, value, "Python stub source (a UTF-8 string)")
+    do:
+      expect!(
+        is_binary(value) and String.valid?(value),
+        fun,
+        :stubs,
+        value,
+        "Python stub source (a UTF-8 string)"
+      )
 
   defp check_type_check!(fun, :inputs, value) do
     ok =
@@ -305,7 +312,13 @@ defmodule ExMonty.Options do
             String.valid?(type) and type != "" and not String.contains?(type, ["\n", "\r"])
         end)
 
-    expect!(ok, fun, :inputs, value, ~s(a map of "name" => "Python type" (such as %{"url" => "str"})))
+    expect!(
+      ok,
+      fun,
+      :inputs,
+      value,
+      ~s[a map of "name" => "Python type" (such as %{"url" => "str"})]
+    )
   end
 
   defp check_type_check!(fun, :modules, value) do

@@ -58,7 +58,9 @@ defmodule ExMonty.TypeDiagnostic do
   @doc false
   # From the NIF's tuple.
   @spec from_native(tuple()) :: t()
-  def from_native({rule, severity, message, file, {line, column, end_line, end_column}, source, rendered}) do
+  def from_native(
+        {rule, severity, message, file, {line, column, end_line, end_column}, source, rendered}
+      ) do
     %__MODULE__{
       rule: rule,
       severity: severity,

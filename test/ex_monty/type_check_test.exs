@@ -226,9 +226,15 @@ defmodule ExMonty.TypeCheckTest do
 
   defp assert_diagnostic_or_error(result) do
     case result do
-      {:error, [%TypeDiagnostic{} | _]} -> :ok
-      {:error, %Exception{type: type}} when type in [:sandbox_crashed, :memory_error, :timeout_error] -> :ok
-      other -> flunk("expected diagnostics or a clear error, got: #{inspect(other, limit: 5)}")
+      {:error, [%TypeDiagnostic{} | _]} ->
+        :ok
+
+      {:error, %Exception{type: type}}
+      when type in [:sandbox_crashed, :memory_error, :timeout_error] ->
+        :ok
+
+      other ->
+        flunk("expected diagnostics or a clear error, got: #{inspect(other, limit: 5)}")
     end
 
     # the VM and the checker are fine
@@ -298,8 +304,7 @@ defmodule ExMonty.TypeCheckTest do
       assert {:error, %Exception{type: :type_check_error}} =
                ExMonty.eval("xs + 1", inputs: %{"xs" => [1, 2, 3]}, type_check: true)
 
-      assert {:ok, "AB", ""} =
-               ExMonty.eval("name.upper()", inputs: %{name: "ab"}, type_check: true)
+      assert {:ok, "AB", ""} = ExMonty.eval("name.upper()", inputs: %{name: "ab"}, type_check: true)
     end
 
     test "compile refuses ill-typed code; declared input types are used" do
@@ -374,10 +379,17 @@ defmodule ExMonty.TypeCheckTest do
 
   describe "sessions" do
     test "each snippet is checked against what earlier snippets defined" do
-      {:ok, s} = Session.start_link(type_check: [stubs: @fetch_stub], functions: %{"fetch" => &Tools.fetch/2})
+      {:ok, s} =
+        Session.start_link(
+          type_check: [stubs: @fetch_stub],
+          functions: %{"fetch" => &Tools.fetch/2}
+        )
 
       assert {:ok, nil, ""} =
-               Session.eval(s, "import json\nx = 20\ndef add(a: int, b: int) -> int:\n    return a + b")
+               Session.eval(
+                 s,
+                 "import json\nx = 20\ndef add(a: int, b: int) -> int:\n    return a + b"
+               )
 
       assert {:error, %Exception{type: :type_check_error, diagnostics: [d]}} =
                Session.eval(s, "add(x, 'a')")
@@ -388,13 +400,13 @@ defmodule ExMonty.TypeCheckTest do
       assert {:ok, "[20]", ""} = Session.eval(s, "json.dumps([x])")
       assert {:ok, "body of a", ""} = Session.eval(s, "fetch('a')")
 
-      assert {:error, %Exception{type: :type_check_error}} =
-               Session.eval(s, "fetch(x)")
+      assert {:error, %Exception{type: :type_check_error}} = Session.eval(s, "fetch(x)")
 
       # a snippet that failed at run time defines nothing for the checker
       assert {:error, %Exception{type: :zero_division_error}} = Session.eval(s, "y = 1 / 0")
 
-      assert {:error, %Exception{type: :type_check_error, diagnostics: [%{rule: "unresolved-reference"}]}} =
+      assert {:error,
+              %Exception{type: :type_check_error, diagnostics: [%{rule: "unresolved-reference"}]}} =
                Session.eval(s, "y")
 
       # per-snippet inputs are declared by their values

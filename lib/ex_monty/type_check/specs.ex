@@ -80,6 +80,7 @@ defmodule ExMonty.TypeCheck.Specs do
   defp python({:{}, _, [:bytes, _]}), do: "bytes"
   defp python({:{}, _, [:path, _]}), do: "pathlib.Path"
   defp python({{:., _, [Date, :t]}, _, []}), do: "datetime.date"
+
   defp python({{:., _, [module, :t]}, _, []}) when module in [DateTime, NaiveDateTime],
     do: "datetime.datetime"
 
