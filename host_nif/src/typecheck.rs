@@ -69,12 +69,8 @@ fn types(wasm_path: &str, cache_dir: &str) -> Result<Arc<Types>, String> {
     let engine = crate::engine::runtime()?.engine.clone();
     let wasm = std::fs::read(wasm_path)
         .map_err(|e| format!("cannot read the type-check component {wasm_path}: {e}"))?;
-    let (component, _source) = crate::engine::load_component(
-        &engine,
-        &wasm,
-        Path::new(cache_dir),
-        "ex_monty_typecheck",
-    )?;
+    let (component, _source) =
+        crate::engine::load_component(&engine, &wasm, Path::new(cache_dir), "ex_monty_typecheck")?;
     let mut linker: Linker<HostState> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
         .map_err(|e| format!("cannot link WASI: {e}"))?;
@@ -166,15 +162,16 @@ impl Checker {
         }
         self.store.set_epoch_deadline(1);
         let checker = self.bindings.ex_monty_types_checker();
-        let result = checker
-            .call_check(&mut self.store, request)
-            .and_then(|checked| match checked {
-                Ok(found) if imports => checker
-                    .call_scan_imports(&mut self.store, &request.code)
-                    .map(|prelude| Ok((found, Some(prelude)))),
-                Ok(found) => Ok(Ok((found, None))),
-                Err(message) => Ok(Err(message)),
-            });
+        let result =
+            checker
+                .call_check(&mut self.store, request)
+                .and_then(|checked| match checked {
+                    Ok(found) if imports => checker
+                        .call_scan_imports(&mut self.store, &request.code)
+                        .map(|prelude| Ok((found, Some(prelude)))),
+                    Ok(found) => Ok(Ok((found, None))),
+                    Err(message) => Ok(Err(message)),
+                });
         self.store.data_mut().deadline = None;
         match result {
             Ok(Ok(found)) => Ok(found),
