@@ -22,7 +22,7 @@ defmodule ExMonty.TypeDiagnostic do
 
       iex> {:error, [d]} = ExMonty.type_check("x: int = 'a'")
       iex> {d.rule, d.severity, d.line, d.column}
-      {"invalid-assignment", :error, 1, 4}
+      {"invalid-assignment", :error, 1, 10}
       iex> d.source_line
       "x: int = 'a'"
       iex> d.rendered =~ "error[invalid-assignment]"

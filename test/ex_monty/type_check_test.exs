@@ -9,17 +9,8 @@ defmodule ExMonty.TypeCheckTest do
 
   @moduletag timeout: 300_000
 
-  defmodule Tools do
-    @moduledoc false
-
-    @spec fetch([String.t()], map()) :: {:ok, String.t()} | {:error, atom(), String.t()}
-    def fetch([url], _kwargs), do: {:ok, "body of " <> url}
-
-    @spec add([integer()], map()) :: {:ok, integer()}
-    def add(args, _kwargs), do: {:ok, Enum.sum(args)}
-
-    def untyped(_args, _kwargs), do: {:ok, nil}
-  end
+  # test/support/type_check_tools.ex: functions with @specs.
+  alias ExMonty.Test.TypedTools, as: Tools
 
   @fetch_stub "def fetch(url: str) -> str: ...\n"
 
@@ -171,13 +162,16 @@ defmodule ExMonty.TypeCheckTest do
 
     test "deeply nested lists and blocks" do
       code = String.duplicate("[", 5_000) <> String.duplicate("]", 5_000)
-      assert_diagnostic_or_error(ExMonty.type_check("x = " <> code))
+      assert_diagnostic_or_error(ExMonty.type_check("x: int = " <> code))
 
       blocks =
         Enum.map_join(0..300, fn depth -> String.duplicate("    ", depth) <> "if True:\n" end) <>
-          String.duplicate("    ", 301) <> "pass\n"
+          String.duplicate("    ", 301) <> "y: int = 'a'\n"
 
       assert_diagnostic_or_error(ExMonty.type_check(blocks))
+
+      calls = String.duplicate("str(", 3_000) <> "1" <> String.duplicate(")", 3_000)
+      assert_diagnostic_or_error(ExMonty.type_check("z: int = " <> calls))
     end
 
     test "huge source" do
