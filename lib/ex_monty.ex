@@ -281,7 +281,7 @@ defmodule ExMonty do
 
   ## Examples
 
-      iex> ExMonty.type_check("def f(x: int) -> int:\n    return x * 2\n\nf(21)")
+      iex> ExMonty.type_check("def f(x: int) -> int:\\n    return x * 2\\n\\nf(21)")
       :ok
 
       iex> {:error, [diagnostic]} =
@@ -289,7 +289,7 @@ defmodule ExMonty do
       iex> {diagnostic.rule, diagnostic.line, diagnostic.column}
       {"invalid-argument-type", 1, 7}
 
-      iex> ExMonty.type_check("import tools\ntools.fetch(url).upper()",
+      iex> ExMonty.type_check("import tools\\ntools.fetch(url).upper()",
       ...>   modules: %{"tools" => "def fetch(url: str) -> str: ..."},
       ...>   inputs: %{"url" => "str"})
       :ok

@@ -19,7 +19,7 @@ defmodule ExMonty.Execution do
     with :local <- ExMonty.Cluster.Remote.dispatch(:eval, [code], opts),
          {:ok, code} <- check_code(code, "ExMonty.eval/2"),
          {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
-         :ok <- TypeCheck.gate(code, opts, TypeCheck.value_types(Map.new(inputs))),
+         :ok <- TypeCheck.gate(code, opts, {:values, Map.new(inputs)}),
          {:ok, limits} <- limits(opts) do
       source = %{
         code: code,
@@ -56,7 +56,7 @@ defmodule ExMonty.Execution do
 
     with {:ok, code} <- check_code(code, "ExMonty.compile/2"),
          {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])),
-         :ok <- TypeCheck.gate(code, opts, TypeCheck.any_types(names)) do
+         :ok <- TypeCheck.gate(code, opts, {:names, names}) do
       script = script_name(opts)
 
       Job.run(

@@ -220,7 +220,7 @@ defmodule ExMonty.Sandbox do
     host = Map.new(Keyword.take(opts, [:functions, :modules]))
 
     first = fn ->
-      with :ok <- TypeCheck.gate(code, opts, TypeCheck.value_types(inputs), host),
+      with :ok <- TypeCheck.gate(code, opts, {:values, inputs}, host),
            {:ok, runner} <- ExMonty.compile(code, compile_opts) do
         ExMonty.start(runner, inputs, start_opts)
       end

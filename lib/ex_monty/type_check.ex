@@ -90,17 +90,26 @@ defmodule ExMonty.TypeCheck do
   @doc false
   # Refuses `code` when `opts` asks for a type check and the code is ill
   # typed: :ok, or {:error, %Exception{type: :type_check_error}} (or the
-  # checker's own error). `input_types` are the inputs' declarations (name =>
-  # annotation), `host` the Sandbox's functions and modules.
-  @spec gate(String.t(), keyword(), %{String.t() => String.t()}, map()) ::
+  # checker's own error). `inputs` are the inputs: {:values, %{name =>
+  # value}} (declared with the types of their values) or {:names, names}
+  # (of any type); `host` the Sandbox's functions and modules. Nothing is
+  # computed unless a check is asked for.
+  @spec gate(String.t(), keyword(), {:values, map()} | {:names, list()}, map()) ::
           :ok | {:error, Exception.t()}
-  def gate(code, opts, input_types, host \\ %{}) do
+  def gate(code, opts, inputs, host \\ %{}) do
     case requested(opts) do
       nil ->
         :ok
 
       check_opts ->
         script = Keyword.get(opts, :script_name, "main.py")
+
+        input_types =
+          case inputs do
+            {:values, values} -> value_types(values)
+            {:names, names} -> any_types(names)
+          end
+
         context = context(check_opts, script, input_types, host)
 
         case run(nil, code, context, false) do
@@ -116,8 +125,12 @@ defmodule ExMonty.TypeCheck do
   # Python type of each value.
   @spec value_types(map()) :: %{String.t() => String.t()}
   def value_types(inputs) when is_map(inputs) do
-    Map.new(inputs, fn {name, value} -> {to_string(name), python_type(value, 4)} end)
+    for {name, value} <- inputs, is_binary(name) or is_atom(name), into: %{} do
+      {to_string(name), python_type(value, 4)}
+    end
   end
+
+  def value_types(_inputs), do: %{}
 
   @doc false
   # Inputs given by name only (compile): of any type.
@@ -271,8 +284,11 @@ defmodule ExMonty.TypeCheck do
     }
   end
 
+  # Names that are not identifiers are refused when the code runs; they
+  # declare nothing.
   defp declarations(types) do
     types
+    |> Enum.filter(fn {name, _type} -> Regex.match?(@identifier, name) end)
     |> Enum.sort()
     |> Enum.map_join(fn {name, type} -> "#{name}: #{type}\n" end)
   end
@@ -355,16 +371,22 @@ defmodule ExMonty.TypeCheck do
 
   def python_type(_value, _depth), do: "Any"
 
-  # The one type of every element, else Any (a union would reject appends of
-  # any other type).
+  # The one type of every element (of the first 1000), else Any (a union
+  # would reject appends of any other type). Improper lists are Any.
+  defp common_type(%MapSet{} = set, depth), do: common_type(Enum.take(set, 1000), depth)
+
   defp common_type(elements, depth) do
-    elements
-    |> Enum.take(1000)
-    |> Enum.map(&python_type(&1, depth - 1))
-    |> Enum.uniq()
-    |> case do
+    case first_types(elements, depth - 1, 1000, []) do
       [type] -> type
       _ -> "Any"
     end
   end
+
+  defp first_types([], _depth, _left, types), do: Enum.uniq(types)
+  defp first_types(_rest, _depth, 0, types), do: Enum.uniq(types)
+
+  defp first_types([element | rest], depth, left, types),
+    do: first_types(rest, depth, left - 1, [python_type(element, depth) | types])
+
+  defp first_types(_improper, _depth, _left, _types), do: []
 end
