@@ -130,7 +130,7 @@ defmodule ExMonty do
   holds what the code printed before the error.
 
       iex> ExMonty.eval("1", limit: %{max_memory: 1})
-      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout
+      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout, :type_check
   """
 
   alias ExMonty.{Exception, Execution, FunctionCall, OsCall, Runner, Snapshot}

@@ -1,7 +1,8 @@
 defmodule ExMonty.TypeCheckTest do
   # The checker's first use compiles its component (or loads it from the
-  # cache); the tests share it.
-  use ExUnit.Case, async: true
+  # cache); the tests share it. Not async: the sessions here would change the
+  # instance counts other tests measure.
+  use ExUnit.Case, async: false
 
   alias ExMonty.{Exception, Sandbox, Session, TypeDiagnostic}
 
