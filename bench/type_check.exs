@@ -13,6 +13,7 @@ n = String.to_integer(System.get_env("TYPE_CHECK_N", "20"))
 priv = :code.priv_dir(:ex_monty) |> to_string()
 
 agent = """
+# Research agent: search each topic, collect the pages, summarise them.
 import json
 from tools import search, summarize
 

@@ -355,7 +355,13 @@ defmodule ExMonty.Session do
             other -> {other, state.type_check}
           end
 
-        state = %{state | inputs: %{}, sandbox: sandbox, type_check: type_check}
+        # A snippet the type checker refused never ran: the inputs wait for the next.
+        inputs =
+          if match?({:error, %Exception{type: :type_check_error}}, result),
+            do: state.inputs,
+            else: %{}
+
+        state = %{state | inputs: inputs, sandbox: sandbox, type_check: type_check}
         {:reply, result, state, state.hibernate_after}
 
       {:error, _} = error ->

@@ -171,7 +171,11 @@ defmodule ExMonty.TypeCheck do
         host = Map.new(Keyword.take(opts, [:functions, :modules]))
         script = Keyword.get(opts, :script_name, "main.py")
         context = context(check_opts, script, %{}, host)
-        %{checker: Native.typecheck_new(), context: context, committed: ""}
+        # Inputs declared by the option keep their declared types.
+        typed = check_opts |> Keyword.get(:inputs, %{}) |> Map.keys()
+        # The session's inputs exist from its first snippet on.
+        inputs = declarations(Map.drop(value_types(Keyword.get(opts, :inputs, %{})), typed))
+        %{checker: Native.typecheck_new(), context: context, committed: inputs, typed: typed}
     end
   end
 
@@ -183,7 +187,7 @@ defmodule ExMonty.TypeCheck do
   def session_check(nil, _code, _inputs), do: {:ok, nil}
 
   def session_check(state, code, inputs) do
-    declared = declarations(value_types(inputs))
+    declared = declarations(Map.drop(value_types(inputs), state.typed))
     context = %{state.context | stubs: state.context.stubs <> state.committed <> declared}
 
     case run(state.checker, code, context, true) do

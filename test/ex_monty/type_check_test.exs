@@ -409,6 +409,12 @@ defmodule ExMonty.TypeCheckTest do
       assert {:ok, 25, ""} = Session.eval(s, "x + z")
     end
 
+    test "a refused first snippet leaves the session's inputs for the next" do
+      {:ok, s} = Session.start_link(type_check: true, inputs: %{"n" => 2})
+      assert {:error, %Exception{type: :type_check_error}} = Session.eval(s, "n.upper()")
+      assert {:ok, 4, ""} = Session.eval(s, "n * 2")
+    end
+
     test "a hibernated session keeps its declarations" do
       {:ok, s} = Session.start_link(type_check: true, hibernate_after: 0)
       assert {:ok, nil, ""} = Session.eval(s, "def f(a: int) -> int:\n    return a")
