@@ -208,6 +208,22 @@ defmodule ExMonty.TypeCheckTest do
       assert :ok = ExMonty.type_check("1 + 1")
     end
 
+    test "a check whose caller dies is cancelled and frees its worker" do
+      # Long checks (seconds each) on every worker thread, whose callers die.
+      code = Enum.map_join(1..80_000, fn i -> "v#{i} = [#{i}] * #{i}\n" end)
+
+      callers =
+        for _ <- 1..ExMonty.stats().workers do
+          spawn(fn -> ExMonty.type_check(code, timeout: 600_000) end)
+        end
+
+      Process.sleep(300)
+      Enum.each(callers, &Process.exit(&1, :kill))
+      # Cancelled at the next epoch tick: the workers are free for this one.
+      {micros, :ok} = :timer.tc(fn -> ExMonty.type_check("x: int = 1") end)
+      assert micros < 1_500_000
+    end
+
     test "source that is not UTF-8 and an unusable module stub are errors" do
       assert {:error, %Exception{type: :invalid_input}} = ExMonty.type_check(<<0xFF>>)
 
