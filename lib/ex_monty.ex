@@ -191,7 +191,7 @@ defmodule ExMonty do
       `{:ex_monty_output, :stdout | :stderr, text}`) or a function
       `(stream, text)`. The result's `output` still holds all of it.
     * `:type_check` — `true`, or a keyword list of `type_check/2`'s
-      `:stubs`, `:inputs`, `:modules`, `:timeout`: type check the code first
+      `:stubs`, `:inputs`, `:modules`, `:timeout`, `:max_memory`: type check the code first
       and refuse it, without running it, with
       `{:error, %ExMonty.Exception{type: :type_check_error, diagnostics: [...]}}`
       when the checker finds a problem. The inputs are declared with the
@@ -258,9 +258,9 @@ defmodule ExMonty do
   `monty-type-checking`), checking against the part of the standard library
   Monty implements. It runs inside WebAssembly like the code itself — its own
   component (`priv/ex_monty_typecheck.wasm`), compiled on first use, a fresh
-  instance per check, on ExMonty's worker threads, under a 512 MiB memory cap
-  and a deadline, cancelled if the caller dies — so source crafted to break it
-  ends in an error, never in a crash.
+  instance per check, on ExMonty's worker threads, under a memory cap and a
+  deadline, cancelled if the caller dies — so source crafted to break it ends
+  in an error, never in a crash.
 
   ## Options
 
@@ -274,6 +274,9 @@ defmodule ExMonty do
     * `:script_name` — the file name diagnostics carry (`"main.py"`).
     * `:timeout` — milliseconds the check may take (default 30 000); past it
       `{:error, %ExMonty.Exception{type: :timeout_error}}`.
+    * `:max_memory` — the checker's linear-memory cap in bytes (default
+      256 MiB, at least 32 MiB); past it
+      `{:error, %ExMonty.Exception{type: :memory_error}}`.
 
   `compile/2`, `eval/2`, `ExMonty.Sandbox.run/2` and `ExMonty.Session`
   take `type_check: true` (or these options as a keyword list) to refuse

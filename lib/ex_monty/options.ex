@@ -71,8 +71,9 @@ defmodule ExMonty.Options do
        ]},
     session_eval: {"ExMonty.Session.eval/3", [:inputs, :limits, :timeout]},
     session_call: {"ExMonty.Session.call/4", [:limits, :timeout]},
-    type_check: {"ExMonty.type_check/2", [:inputs, :modules, :script_name, :stubs, :timeout]},
-    type_check_option: {"option :type_check", [:inputs, :modules, :stubs, :timeout]}
+    type_check:
+      {"ExMonty.type_check/2", [:inputs, :max_memory, :modules, :script_name, :stubs, :timeout]},
+    type_check_option: {"option :type_check", [:inputs, :max_memory, :modules, :stubs, :timeout]}
   }
 
   @doc false
@@ -117,7 +118,7 @@ defmodule ExMonty.Options do
 
   defp check!(schema, fun, key, value)
        when schema in [:type_check, :type_check_option] and
-              key in [:inputs, :modules, :stubs, :timeout],
+              key in [:inputs, :max_memory, :modules, :stubs, :timeout],
        do: check_type_check!(fun, key, value)
 
   defp check!(schema, fun, :inputs, value)
@@ -331,6 +332,16 @@ defmodule ExMonty.Options do
 
     expect!(ok, fun, :modules, value, ~s(a map of "module" => "Python stub source"))
   end
+
+  defp check_type_check!(fun, :max_memory, value),
+    do:
+      expect!(
+        is_integer(value) and value >= 32 * 1024 * 1024 and value <= 4 * 1024 * 1024 * 1024,
+        fun,
+        :max_memory,
+        value,
+        "an integer number of bytes from 33554432 (32 MiB) to 4294967296 (4 GiB)"
+      )
 
   defp check_type_check!(fun, :timeout, value),
     do:

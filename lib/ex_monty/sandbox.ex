@@ -47,7 +47,7 @@ defmodule ExMonty.Sandbox do
     * `:node` — run the Python on another node (a node name, or `:auto`);
       callbacks still run on this one (see `ExMonty.Cluster`).
     * `:type_check` — `true` or a keyword list of `ExMonty.type_check/2`'s
-      `:stubs`, `:inputs`, `:modules`, `:timeout`: the code is type checked
+      `:stubs`, `:inputs`, `:modules`, `:timeout`, `:max_memory`: the code is type checked
       first and refused, without running, with
       `{:error, %ExMonty.Exception{type: :type_check_error}}` when the
       checker finds a problem. `:functions` are declared for the checker

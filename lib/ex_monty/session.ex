@@ -47,7 +47,7 @@ defmodule ExMonty.Session do
       its wasm instance back and waits as its dump bytes (default 15 000;
       `:infinity` keeps it). The next snippet wakes it transparently.
     * `:type_check` — `true` or a keyword list of `ExMonty.type_check/2`'s
-      `:stubs`, `:inputs`, `:modules`, `:timeout`: every snippet is type
+      `:stubs`, `:inputs`, `:modules`, `:timeout`, `:max_memory`: every snippet is type
       checked against the declarations and what earlier snippets that ran
       to completion defined and imported, and refused without running
       (`{:error, %ExMonty.Exception{type: :type_check_error}}`) when the

@@ -14,9 +14,10 @@ defmodule ExMonty.TypeCheck do
   alias ExMonty.{Exception, Job, Native, Options, TypeDiagnostic}
 
   @default_timeout 30_000
-  # The checker's linear memory cap: ty with the stdlib stubs needs tens of
-  # MiB; pathological source is stopped here.
-  @memory_cap 512 * 1024 * 1024
+  # The checker's default linear-memory cap: a small check fits in 32 MiB, a
+  # 20 000-line file with 20 000 errors needs about 150 MiB; pathological
+  # source is stopped here.
+  @memory_cap 256 * 1024 * 1024
   @stubs_header "from typing import Any\nimport datetime\nimport decimal\nimport pathlib\n"
   @identifier ~r/\A[A-Za-z_][A-Za-z0-9_]*\z/
 
@@ -26,7 +27,8 @@ defmodule ExMonty.TypeCheck do
           modules: [{String.t(), String.t()}],
           prelude: String.t(),
           script_name: String.t(),
-          timeout: pos_integer()
+          timeout: pos_integer(),
+          max_memory: pos_integer()
         }
 
   # ---------------------------------------------------------------------------
@@ -59,7 +61,7 @@ defmodule ExMonty.TypeCheck do
 
   @doc false
   # Validates the value of a `type_check:` option (`true`, `false` or a
-  # keyword list of :stubs, :inputs, :modules, :timeout); raises
+  # keyword list of :stubs, :inputs, :modules, :timeout, :max_memory); raises
   # ArgumentError naming `fun`.
   @spec validate!(term(), String.t()) :: :ok
   def validate!(value, _fun) when is_boolean(value), do: :ok
@@ -68,7 +70,8 @@ defmodule ExMonty.TypeCheck do
     unless is_list(value) and Keyword.keyword?(value) do
       raise ArgumentError,
             "invalid value for option :type_check of #{fun}: expected true, false or a keyword " <>
-              "list of :stubs, :inputs, :modules, :timeout, got: #{inspect(value, limit: 10)}"
+              "list of :stubs, :inputs, :modules, :timeout, :max_memory, got: " <>
+              inspect(value, limit: 10)
     end
 
     Options.validate!(value, :type_check_option)
@@ -235,7 +238,7 @@ defmodule ExMonty.TypeCheck do
         wasm_path: Path.join(priv, "ex_monty_typecheck.wasm"),
         cache_dir: Application.get_env(:ex_monty, :cache_dir, Path.join(priv, "cache")),
         max_duration_ms: context.timeout,
-        memory_cap: @memory_cap,
+        memory_cap: context.max_memory,
         imports: imports?
       }
 
@@ -284,7 +287,8 @@ defmodule ExMonty.TypeCheck do
       modules: Enum.sort(host_modules ++ Map.to_list(user_modules)),
       prelude: "",
       script_name: script_name,
-      timeout: Keyword.get(check_opts, :timeout, @default_timeout)
+      timeout: Keyword.get(check_opts, :timeout, @default_timeout),
+      max_memory: Keyword.get(check_opts, :max_memory, @memory_cap)
     }
   end
 

@@ -224,6 +224,16 @@ defmodule ExMonty.TypeCheckTest do
       assert micros < 1_500_000
     end
 
+    test "a check past its memory cap is stopped" do
+      code = Enum.map_join(1..3_000, fn i -> "v#{i}: int = #{i} + 'x'\n" end)
+
+      assert {:error, %Exception{type: :memory_error, message: message}} =
+               ExMonty.type_check(code, max_memory: 32 * 1024 * 1024)
+
+      assert message =~ "type check"
+      assert {:error, [_ | _]} = ExMonty.type_check(code)
+    end
+
     test "source that is not UTF-8 and an unusable module stub are errors" do
       assert {:error, %Exception{type: :invalid_input}} = ExMonty.type_check(<<0xFF>>)
 
@@ -274,6 +284,10 @@ defmodule ExMonty.TypeCheckTest do
         ExMonty.type_check("1", timeout: 0)
       end
 
+      assert_raise ArgumentError, ~r/option :max_memory/, fn ->
+        ExMonty.type_check("1", max_memory: 1024)
+      end
+
       assert_raise ArgumentError, ~r/option :type_check/, fn ->
         ExMonty.eval("1", type_check: :yes)
       end
@@ -293,6 +307,14 @@ defmodule ExMonty.TypeCheckTest do
   end
 
   describe "type_check: true" do
+    test "exceptions that are not refusals carry no diagnostics" do
+      assert {:error, %Exception{type: :zero_division_error, diagnostics: []}} =
+               ExMonty.eval("1 / 0")
+
+      assert {:ok, %Exception{type: :value_error, diagnostics: []}, ""} =
+               ExMonty.eval("ValueError('x')")
+    end
+
     test "eval refuses ill-typed code without running it" do
       code = "print('ran')\nx: int = 'a'"
 
