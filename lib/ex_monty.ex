@@ -282,6 +282,16 @@ defmodule ExMonty do
   take `type_check: true` (or these options as a keyword list) to refuse
   ill-typed code before it runs.
 
+  There, host functions given as captures of module functions with a
+  `@spec` are declared from it: with
+  `@spec fetch([String.t()], map()) :: {:ok, String.t()} | {:error, atom(), String.t()}`,
+  `"fetch" => &Tools.fetch/2` is `def fetch(*args: str, **kwargs: Any) -> str`
+  (the argument list's element type for every positional argument, the
+  kwargs map's value type for every keyword argument, the `{:ok, t}`
+  members of the return type for the result). Other functions take and
+  return anything (`async def` for `{:async, fun}`), unless `:stubs`
+  declares them.
+
   ## Examples
 
       iex> ExMonty.type_check("def f(x: int) -> int:\\n    return x * 2\\n\\nf(21)")
