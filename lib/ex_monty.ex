@@ -136,7 +136,7 @@ defmodule ExMonty do
   holds what the code printed before the error.
 
       iex> ExMonty.eval("1", limit: %{max_memory: 1})
-      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout
+      ** (ArgumentError) unknown option :limit for ExMonty.eval/2; valid options: :cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout, :type_check
   """
 
   alias ExMonty.{Exception, Execution, FunctionCall, OsCall, Runner, Snapshot}
@@ -196,6 +196,12 @@ defmodule ExMonty do
     * `:on_output` — receives what Python prints while it runs: a pid (sent
       `{:ex_monty_output, :stdout | :stderr, text}`) or a function
       `(stream, text)`. The result's `output` still holds all of it.
+    * `:type_check` — `true`, or a keyword list of `type_check/2`'s
+      `:stubs`, `:inputs`, `:modules`, `:timeout`, `:max_memory`: type check the code first
+      and refuse it, without running it, with
+      `{:error, %ExMonty.Exception{type: :type_check_error, diagnostics: [...]}}`
+      when the checker finds a problem. The inputs are declared with the
+      types of their values unless `:inputs` declares them.
 
   An unknown option or an invalid value raises `ArgumentError`; `nil` for
   `:cwd`, `:mounts` or `:limits` means the default.
@@ -247,6 +253,71 @@ defmodule ExMonty do
   defdelegate eval!(code, opts \\ []), to: Execution
 
   @doc """
+  Type checks `code` without running it: `:ok`, or
+  `{:error, [%ExMonty.TypeDiagnostic{}]}` listing what the checker found
+  (any finding, of any severity). `{:error, %ExMonty.Exception{}}` when the
+  check itself could not be done (`:invalid_input` for source that is not
+  UTF-8 or an unusable module stub, `:timeout_error`, `:memory_error`,
+  `:sandbox_crashed`).
+
+  The checker is [ty](https://docs.astral.sh/ty/) (through Monty's
+  `monty-type-checking`), checking against the part of the standard library
+  Monty implements. It runs inside WebAssembly like the code itself — its own
+  component (`priv/ex_monty_typecheck.wasm`), compiled on first use, a fresh
+  instance per check, on ExMonty's worker threads, under a memory cap and a
+  deadline, cancelled if the caller dies — so source crafted to break it ends
+  in an error, never in a crash.
+
+  ## Options
+
+    * `:stubs` — Python stub source declaring what the host provides: functions
+      (`def fetch(url: str) -> str: ...`, `async def` for awaitables),
+      classes, constants. Its public names are visible to the code.
+    * `:inputs` — the inputs' types, `%{"name" => "python type"}`
+      (`%{"url" => "str", "ids" => "list[int]"}`).
+    * `:modules` — host modules, `%{"tools" => "def fetch(url: str) -> str: ..."}`:
+      `import tools` and `from tools import fetch` resolve to these stubs.
+    * `:script_name` — the file name diagnostics carry (`"main.py"`).
+    * `:timeout` — milliseconds the check may take (default 30 000); past it
+      `{:error, %ExMonty.Exception{type: :timeout_error}}`.
+    * `:max_memory` — the checker's linear-memory cap in bytes (default
+      256 MiB, at least 32 MiB); past it
+      `{:error, %ExMonty.Exception{type: :memory_error}}`.
+
+  `compile/2`, `eval/2`, `ExMonty.Sandbox.run/2` and `ExMonty.Session`
+  take `type_check: true` (or these options as a keyword list) to refuse
+  ill-typed code before it runs.
+
+  There, host functions given as captures of module functions with a
+  `@spec` are declared from it: with
+  `@spec fetch([String.t()], map()) :: {:ok, String.t()} | {:error, atom(), String.t()}`,
+  `"fetch" => &Tools.fetch/2` is `def fetch(*args: str, **kwargs: Any) -> str`
+  (the argument list's element type for every positional argument, the
+  kwargs map's value type for every keyword argument, the `{:ok, t}`
+  members of the return type for the result). Other functions take and
+  return anything (`async def` for `{:async, fun}`), unless `:stubs`
+  declares them.
+
+  ## Examples
+
+      iex> ExMonty.type_check("def f(x: int) -> int:\\n    return x * 2\\n\\nf(21)")
+      :ok
+
+      iex> {:error, [diagnostic]} =
+      ...>   ExMonty.type_check("fetch(42)", stubs: "def fetch(url: str) -> str: ...")
+      iex> {diagnostic.rule, diagnostic.line, diagnostic.column}
+      {"invalid-argument-type", 1, 7}
+
+      iex> ExMonty.type_check("import tools\\ntools.fetch(url).upper()",
+      ...>   modules: %{"tools" => "def fetch(url: str) -> str: ..."},
+      ...>   inputs: %{"url" => "str"})
+      :ok
+  """
+  @spec type_check(String.t(), keyword()) ::
+          :ok | {:error, [ExMonty.TypeDiagnostic.t()]} | {:error, Exception.t()}
+  defdelegate type_check(code, opts \\ []), to: ExMonty.TypeCheck, as: :check
+
+  @doc """
   Compiles `code` into a reusable `ExMonty.Runner`.
 
   ## Options
@@ -255,6 +326,10 @@ defmodule ExMonty do
       atoms; each must be a Python identifier and not a keyword, else
       `{:error, %ExMonty.Exception{type: :invalid_input}}`).
     * `:script_name` — the file name shown in tracebacks (`"main.py"`).
+    * `:type_check` — as for `eval/2`: the code is refused with
+      `{:error, %ExMonty.Exception{type: :type_check_error}}` when the type
+      checker finds a problem. The inputs are of any type unless the
+      keyword list's `:inputs` declares them (`%{"x" => "int"}`).
 
   Limits, `:cwd` and `:mounts` are given to `run/3` or `start/3`; an unknown
   option raises `ArgumentError`.

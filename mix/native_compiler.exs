@@ -3,7 +3,9 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
   Builds ExMonty's native parts with cargo and places them in `priv/`:
 
     * `priv/ex_monty_guest.wasm`: the guest component (`guest/`, target `wasm32-wasip2`);
-    * `priv/libex_monty_nif.so`: the Rustler NIF (`host_nif/`).
+    * `priv/libex_monty_nif.so`: the Rustler NIF (`host_nif/`);
+    * `priv/ex_monty_typecheck.wasm`: the type checker component
+      (`typecheck/`, a cargo workspace of its own, target `wasm32-wasip2`).
 
   Cargo runs only when a Rust, WIT or Cargo file is newer than the artifacts
   (or `EX_MONTY_FORCE_BUILD=1`); a failed build prints cargo's own error and
@@ -18,6 +20,7 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
     "wit",
     "guest",
     "host_nif",
+    "typecheck",
     "patches"
   ]
 
@@ -27,9 +30,11 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
     priv = Path.join(root, "priv")
     guest = Path.join(priv, "ex_monty_guest.wasm")
     nif = Path.join(priv, "libex_monty_nif.so")
+    typecheck = Path.join(priv, "ex_monty_typecheck.wasm")
 
-    if System.get_env("EX_MONTY_FORCE_BUILD") in ["1", "true"] or stale?(root, [guest, nif]) do
-      build(root, priv, guest, nif)
+    if System.get_env("EX_MONTY_FORCE_BUILD") in ["1", "true"] or
+         stale?(root, [guest, nif, typecheck]) do
+      build(root, priv, guest, nif, typecheck)
     else
       {:noop, []}
     end
@@ -66,7 +71,7 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
     |> Enum.max(fn -> 0 end)
   end
 
-  defp build(root, priv, guest, nif) do
+  defp build(root, priv, guest, nif, typecheck) do
     target_dir = System.get_env("CARGO_TARGET_DIR") || Path.join(root, "target")
     # The workspace builds Monty with the fixes in patches/.
     {_, 0} = System.cmd(Path.join(root, "scripts/patch-monty.sh"), [], stderr_to_stdout: true)
@@ -81,10 +86,24 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
              "--target",
              "wasm32-wasip2"
            ]),
-         :ok <- cargo(root, ["build", "--locked", "--release", "-p", "ex_monty_nif"]) do
+         :ok <- cargo(root, ["build", "--locked", "--release", "-p", "ex_monty_nif"]),
+         :ok <-
+           cargo(root, [
+             "build",
+             "--locked",
+             "--release",
+             "--manifest-path",
+             "typecheck/Cargo.toml",
+             "--target-dir",
+             target_dir,
+             "--target",
+             "wasm32-wasip2"
+           ]) do
       File.mkdir_p!(priv)
-      install(Path.join([target_dir, "wasm32-wasip2", "release", "ex_monty_guest.wasm"]), guest)
+      wasm_dir = Path.join([target_dir, "wasm32-wasip2", "release"])
+      install(Path.join(wasm_dir, "ex_monty_guest.wasm"), guest)
       install(Path.join([target_dir, "release", library_name()]), nif)
+      install(Path.join(wasm_dir, "ex_monty_typecheck.wasm"), typecheck)
       # Links _build/<env>/lib/ex_monty/priv to priv/ now that it exists.
       Mix.Project.build_structure()
       {:ok, []}

@@ -97,6 +97,6 @@ if [ "$WITH_TEST" -eq 1 ]; then
   fi
 fi
 
-# --- Build: the guest component and the NIF (cargo, through mix compile) -----
+# --- Build: the guest, the NIF and the type checker (cargo, through mix compile)
 log "Compiling ExMonty"
 mix compile

@@ -12,9 +12,13 @@ scripts/setup.sh --test
 
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
+# typecheck/ is a workspace of its own (see its Cargo.toml).
+cargo fmt --manifest-path typecheck/Cargo.toml -- --check
 echo "==> cargo clippy -D warnings"
 cargo clippy --locked --release -p ex_monty_nif --all-targets -- -D warnings
 cargo clippy --locked --release -p ex_monty_guest --target wasm32-wasip2 -- -D warnings
+cargo clippy --locked --release --manifest-path typecheck/Cargo.toml \
+  --target-dir "${CARGO_TARGET_DIR:-target}" --target wasm32-wasip2 -- -D warnings
 echo "==> cargo test"
 # One package at a time: building them together would unify their (native)
 # dependency features and rebuild wasmtime a second time.
@@ -31,6 +35,8 @@ EX_MONTY_FOREIGN_HOSTS=required mix test
 
 echo "==> wasm-tools validate (the guest component)"
 wasm-tools validate priv/ex_monty_guest.wasm
+echo "==> wasm-tools validate (the type-check component)"
+wasm-tools validate priv/ex_monty_typecheck.wasm
 echo "==> Node host (jco)"
 (cd hosts/node && node transpile.mjs && node --test)
 echo "==> Python host (wasmtime-py)"

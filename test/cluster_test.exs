@@ -458,6 +458,24 @@ defmodule ExMonty.ClusterTest do
       assert {:ok, 42, ""} = ExMonty.Session.eval(local, "add(x, 2)")
     end
 
+    test "with type_check:, snippets are checked here against what ran there", %{node1: node1} do
+      {:ok, s} =
+        ExMonty.Session.start_link(
+          node: node1,
+          type_check: [stubs: "def here() -> str: ..."],
+          functions: %{"here" => fn [], _ -> {:ok, Atom.to_string(node())} end}
+        )
+
+      assert {:ok, nil, ""} =
+               ExMonty.Session.eval(s, "def add(a: int, b: int) -> int:\n    return a + b")
+
+      assert {:error, %ExMonty.Exception{type: :type_check_error}} =
+               ExMonty.Session.eval(s, "add(here(), 1)")
+
+      assert {:ok, 3, ""} = ExMonty.Session.eval(s, "add(1, 2)")
+      assert {:ok, "AB", ""} = ExMonty.Session.eval(s, "'ab'.upper()")
+    end
+
     test "a lost node is :node_down, never a crash of the caller" do
       {peer, node} = start_peer()
 

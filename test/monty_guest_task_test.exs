@@ -23,8 +23,16 @@ defmodule Mix.Tasks.Monty.GuestTest do
 
     sum = fn bytes -> Base.encode16(:crypto.hash(:sha256, bytes), case: :lower) end
 
+    types_wasm = File.read!(Path.join(dir, "ex_monty_typecheck.wasm"))
+    assert types_wasm == File.read!(Path.join(:code.priv_dir(:ex_monty), "ex_monty_typecheck.wasm"))
+    types_wit = File.read!(Path.join(dir, "ex-monty-types.wit"))
+    assert types_wit == File.read!(Path.expand("../wit/types/ex-monty-types.wit", __DIR__))
+
     assert File.read!(Path.join(dir, "SHA256SUMS")) ==
-             "#{sum.(wasm)}  ex_monty_guest.wasm\n#{sum.(wit)}  ex-monty.wit\n"
+             "#{sum.(wasm)}  ex_monty_guest.wasm\n#{sum.(wit)}  ex-monty.wit\n" <>
+               "#{sum.(types_wasm)}  ex_monty_typecheck.wasm\n#{sum.(types_wit)}  ex-monty-types.wit\n"
+
+    assert manifest.typecheck.wit_package == "ex-monty:types@0.1.0"
 
     json = File.read!(Path.join(dir, "manifest.json"))
     assert json =~ ~s("version":"#{version}")

@@ -60,6 +60,7 @@ rustler::atoms! {
     python_type,
     rendered,
     output,
+    diagnostics,
     elixir_mapset = "Elixir.MapSet",
     elixir_date = "Elixir.Date",
     elixir_time = "Elixir.Time",

@@ -66,7 +66,7 @@ pub fn init(wasm_path: &Path, cache_dir: &Path) -> Result<Arc<Runtime>, String> 
     }
     let engine = Engine::new(&engine_config())
         .map_err(|e| format!("cannot create the wasmtime engine: {e}"))?;
-    let (component, load_source) = load_component(&engine, wasm_path, cache_dir)?;
+    let (component, load_source) = load_component(&engine, wasm_path, cache_dir, "ex_monty_guest")?;
 
     let mut linker: Linker<HostState> = Linker::new(&engine);
     wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
@@ -90,7 +90,12 @@ pub fn init(wasm_path: &Path, cache_dir: &Path) -> Result<Arc<Runtime>, String> 
 /// The cache key: the guest's SHA-256, the wasmtime version and every engine
 /// setting that affects compiled code. A changed guest or engine never loads a
 /// stale artifact.
-fn artifact_path(engine: &Engine, guest_digest: &[u8; 32], cache_dir: &Path) -> PathBuf {
+fn artifact_path(
+    engine: &Engine,
+    guest_digest: &[u8; 32],
+    cache_dir: &Path,
+    stem: &str,
+) -> PathBuf {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     let engine_hash = hasher.finish();
@@ -99,7 +104,7 @@ fn artifact_path(engine: &Engine, guest_digest: &[u8; 32], cache_dir: &Path) -> 
     digest.update(engine_hash.to_le_bytes());
     digest.update(env!("CARGO_PKG_VERSION").as_bytes());
     let key = hex(&digest.finalize()[..12]);
-    cache_dir.join(format!("ex_monty_guest-{key}.cwasm"))
+    cache_dir.join(format!("{stem}-{key}.cwasm"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -107,32 +112,31 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn read_guest(wasm_path: &Path) -> Result<Vec<u8>, String> {
-    std::fs::read(wasm_path).map_err(|e| {
-        format!(
-            "cannot read the guest component {}: {e}",
-            wasm_path.display()
-        )
-    })
+    std::fs::read(wasm_path)
+        .map_err(|e| format!("cannot read the component {}: {e}", wasm_path.display()))
 }
 
-fn load_component(
+/// Loads a component (`stem`: the name of its cache files) from the cache, or
+/// compiles and caches it. Shared by the guest and the type checker.
+pub fn load_component(
     engine: &Engine,
     wasm_path: &Path,
     cache_dir: &Path,
+    stem: &str,
 ) -> Result<(Component, String), String> {
     // A precompiled artifact is native code that runs inside the VM: only one
     // that nobody but this user could have written is loaded.
     if let Err(why) = prepare_cache_dir(cache_dir) {
         let compiled = engine
             .precompile_component(&read_guest(wasm_path)?)
-            .map_err(|e| format!("cannot compile the guest component: {e}"))?;
+            .map_err(|e| format!("cannot compile {stem}: {e}"))?;
         return in_memory(engine, &compiled, why);
     }
     // The usual start: the guest file is the very one whose digest an earlier
     // start remembered, and its artifact is cached; the guest is not read.
     let remembered = digest_memo::recall(cache_dir, wasm_path);
     if let Some(digest) = &remembered {
-        if let Some(component) = cached(engine, &artifact_path(engine, digest, cache_dir)) {
+        if let Some(component) = cached(engine, &artifact_path(engine, digest, cache_dir, stem)) {
             return Ok((component, "cache".to_owned()));
         }
     }
@@ -142,7 +146,7 @@ fn load_component(
     if let (Some(before), false) = (before, remembered == Some(digest)) {
         digest_memo::remember(cache_dir, wasm_path, &before, &digest, digest_memo::MIN_AGE);
     }
-    let path = artifact_path(engine, &digest, cache_dir);
+    let path = artifact_path(engine, &digest, cache_dir, stem);
     if remembered != Some(digest) {
         if let Some(component) = cached(engine, &path) {
             return Ok((component, "cache".to_owned()));
@@ -150,7 +154,7 @@ fn load_component(
     }
     let compiled = engine
         .precompile_component(&wasm)
-        .map_err(|e| format!("cannot compile the guest component: {e}"))?;
+        .map_err(|e| format!("cannot compile {stem}: {e}"))?;
     match write_cache(&path, &compiled) {
         // SAFETY: as in `cached`; the file was just written from `precompile_component`.
         Ok(()) => match unsafe { Component::deserialize_file(engine, &path) } {

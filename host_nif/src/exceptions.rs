@@ -134,6 +134,7 @@ fn exception_struct<'a>(
             (atoms::python_type(), python_type.encode(env)),
             (atoms::rendered(), rendered.encode(env)),
             (atoms::output(), output.encode(env)),
+            (atoms::diagnostics(), Term::list_new_empty(env)),
         ],
     )
     .unwrap_or_else(|_| atoms::error().encode(env))

@@ -21,7 +21,8 @@
 //! * `settings` — limits and run options; `schedule` — normal/dirty NIFs;
 //! * `values` — Python values <-> terms, by direction; `terms` — term
 //!   helpers; `exceptions` — `%ExMonty.Exception{}`; `mounts` — host
-//!   directories (monty-fs).
+//!   directories (monty-fs);
+//! * `typecheck` — the type-check component (ty, in its own wasm instances).
 
 mod atoms;
 mod bindings;
@@ -42,6 +43,7 @@ mod settings;
 mod snapshot;
 mod step;
 mod terms;
+mod typecheck;
 mod values;
 
 rustler::init!("Elixir.ExMonty.Native");

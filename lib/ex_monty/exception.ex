@@ -28,7 +28,13 @@ defmodule ExMonty.Exception do
       instance was discarded; the next execution is unaffected);
     * `:invalid_input` — an argument could not be used (a term with no Python
       meaning, a corrupt dump, ...);
-    * `:snapshot_consumed` — the snapshot was already resumed.
+    * `:snapshot_consumed` — the snapshot was already resumed;
+    * `:type_check_error` — the code was refused before it ran because the
+      type checker found problems (`type_check: true`, see
+      `ExMonty.type_check/2`); `:diagnostics` lists them as
+      `ExMonty.TypeDiagnostic` and `:rendered` shows them as ty prints them.
+
+  `:diagnostics` is `[]` for every other error.
 
   It is a real Elixir exception: `ExMonty.eval!/2` and `ExMonty.run!/3` raise
   it, and its message looks like a Python traceback.
@@ -49,7 +55,8 @@ defmodule ExMonty.Exception do
                traceback: [],
                python_type: "Exception",
                rendered: nil,
-               output: ""
+               output: "",
+               diagnostics: []
 
   @type t :: %__MODULE__{
           type: atom(),
@@ -57,7 +64,8 @@ defmodule ExMonty.Exception do
           traceback: [ExMonty.StackFrame.t()],
           python_type: String.t(),
           rendered: String.t() | nil,
-          output: String.t()
+          output: String.t(),
+          diagnostics: [ExMonty.TypeDiagnostic.t()]
         }
 
   @impl true

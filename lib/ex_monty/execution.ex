@@ -5,7 +5,7 @@ defmodule ExMonty.Execution do
   # wait for its answer (`ExMonty.Job`), and drive eval/run through their
   # sleeps (`ExMonty.Driver`).
 
-  alias ExMonty.{Driver, Exception, Job, Limits, Native, Options, Runner, Snapshot}
+  alias ExMonty.{Driver, Exception, Job, Limits, Native, Options, Runner, Snapshot, TypeCheck}
 
   @default_script "main.py"
 
@@ -19,6 +19,7 @@ defmodule ExMonty.Execution do
     with :local <- ExMonty.Cluster.Remote.dispatch(:eval, [code], opts),
          {:ok, code} <- check_code(code, "ExMonty.eval/2"),
          {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
+         :ok <- TypeCheck.gate(code, opts, {:values, Map.new(inputs)}),
          {:ok, limits} <- limits(opts) do
       source = %{
         code: code,
@@ -54,7 +55,8 @@ defmodule ExMonty.Execution do
     opts = Options.validate!(opts, :compile)
 
     with {:ok, code} <- check_code(code, "ExMonty.compile/2"),
-         {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])) do
+         {:ok, names} <- check_names(Keyword.get(opts, :inputs, [])),
+         :ok <- TypeCheck.gate(code, opts, {:names, names}) do
       script = script_name(opts)
 
       Job.run(

@@ -59,6 +59,10 @@ defmodule ExMonty.Native do
   def session_call(_session, _name, _args, _limits), do: err()
   def session_call_dirty(_session, _name, _args, _limits), do: err()
   def session_continuation(_code), do: err()
+  # typecheck.rs
+  def typecheck_new, do: err()
+  def typecheck_release(_checker), do: err()
+  def typecheck_check(_checker, _request, _settings), do: err()
   # mounts.rs
   def mounts_new(_specs), do: err()
   def mounts_read(_mounts, _path), do: err()

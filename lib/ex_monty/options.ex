@@ -10,8 +10,19 @@ defmodule ExMonty.Options do
   @schemas %{
     eval:
       {"ExMonty.eval/2",
-       [:cwd, :inputs, :limits, :mounts, :node, :on_output, :os_policy, :script_name, :timeout]},
-    compile: {"ExMonty.compile/2", [:inputs, :script_name]},
+       [
+         :cwd,
+         :inputs,
+         :limits,
+         :mounts,
+         :node,
+         :on_output,
+         :os_policy,
+         :script_name,
+         :timeout,
+         :type_check
+       ]},
+    compile: {"ExMonty.compile/2", [:inputs, :script_name, :type_check]},
     run: {"ExMonty.run/3", [:cwd, :limits, :mounts, :node, :on_output, :os_policy, :timeout]},
     start: {"ExMonty.start/3", [:cwd, :limits, :mounts, :node, :on_output, :os_policy]},
     sandbox:
@@ -30,7 +41,8 @@ defmodule ExMonty.Options do
          :os,
          :os_policy,
          :return_os,
-         :script_name
+         :script_name,
+         :type_check
        ]},
     mount: {"ExMonty.Mount.new/1", [:memory_usage_limit, :write_bytes_limit]},
     session:
@@ -54,10 +66,14 @@ defmodule ExMonty.Options do
          :os,
          :os_policy,
          :owner,
-         :script_name
+         :script_name,
+         :type_check
        ]},
     session_eval: {"ExMonty.Session.eval/3", [:inputs, :limits, :timeout]},
-    session_call: {"ExMonty.Session.call/4", [:limits, :timeout]}
+    session_call: {"ExMonty.Session.call/4", [:limits, :timeout]},
+    type_check:
+      {"ExMonty.type_check/2", [:inputs, :max_memory, :modules, :script_name, :stubs, :timeout]},
+    type_check_option: {"option :type_check", [:inputs, :max_memory, :modules, :stubs, :timeout]}
   }
 
   @doc false
@@ -97,6 +113,13 @@ defmodule ExMonty.Options do
     ExMonty.Limits.normalize!(value)
     :ok
   end
+
+  defp check!(_schema, fun, :type_check, value), do: ExMonty.TypeCheck.validate!(value, fun)
+
+  defp check!(schema, fun, key, value)
+       when schema in [:type_check, :type_check_option] and
+              key in [:inputs, :max_memory, :modules, :stubs, :timeout],
+       do: check_type_check!(fun, key, value)
 
   defp check!(schema, fun, :inputs, value)
        when schema in [:eval, :sandbox, :session, :session_eval] do
@@ -269,6 +292,66 @@ defmodule ExMonty.Options do
       "a positive integer (bytes) or :infinity"
     )
   end
+
+  @identifier ~r/\A[A-Za-z_][A-Za-z0-9_]*\z/
+
+  defp check_type_check!(fun, :stubs, value),
+    do:
+      expect!(
+        is_binary(value) and String.valid?(value),
+        fun,
+        :stubs,
+        value,
+        "Python stub source (a UTF-8 string)"
+      )
+
+  defp check_type_check!(fun, :inputs, value) do
+    ok =
+      is_map(value) and
+        Enum.all?(value, fn {name, type} ->
+          is_binary(name) and Regex.match?(@identifier, name) and is_binary(type) and
+            String.valid?(type) and type != "" and not String.contains?(type, ["\n", "\r"])
+        end)
+
+    expect!(
+      ok,
+      fun,
+      :inputs,
+      value,
+      ~s[a map of "name" => "Python type" (such as %{"url" => "str"})]
+    )
+  end
+
+  defp check_type_check!(fun, :modules, value) do
+    ok =
+      is_map(value) and
+        Enum.all?(value, fn {name, source} ->
+          is_binary(name) and name |> String.split(".") |> Enum.all?(&Regex.match?(@identifier, &1)) and
+            is_binary(source) and String.valid?(source)
+        end)
+
+    expect!(ok, fun, :modules, value, ~s(a map of "module" => "Python stub source"))
+  end
+
+  defp check_type_check!(fun, :max_memory, value),
+    do:
+      expect!(
+        is_integer(value) and value >= 32 * 1024 * 1024 and value <= 4 * 1024 * 1024 * 1024,
+        fun,
+        :max_memory,
+        value,
+        "an integer number of bytes from 33554432 (32 MiB) to 4294967296 (4 GiB)"
+      )
+
+  defp check_type_check!(fun, :timeout, value),
+    do:
+      expect!(
+        is_integer(value) and value > 0 and value <= 3_600_000,
+        fun,
+        :timeout,
+        value,
+        "a positive integer (milliseconds, at most 3600000)"
+      )
 
   defp check_os!(_fun, nil), do: :ok
   defp check_os!(_fun, %ExMonty.PseudoFS{}), do: :ok

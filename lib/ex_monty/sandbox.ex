@@ -46,12 +46,21 @@ defmodule ExMonty.Sandbox do
       calls under their virtual paths; everything else goes to `:os`.
     * `:node` — run the Python on another node (a node name, or `:auto`);
       callbacks still run on this one (see `ExMonty.Cluster`).
+    * `:type_check` — `true` or a keyword list of `ExMonty.type_check/2`'s
+      `:stubs`, `:inputs`, `:modules`, `:timeout`, `:max_memory`: the code is type checked
+      first and refused, without running, with
+      `{:error, %ExMonty.Exception{type: :type_check_error}}` when the
+      checker finds a problem. `:functions` are declared for the checker
+      from their `@spec` when given as captures (`&Tools.fetch/2`, see
+      `ExMonty.type_check/2`), else as taking and returning anything
+      (`async def` for `{:async, fun}`); `:modules` and `:inputs` from their
+      values; `:stubs` declarations take precedence.
 
   Options are checked before anything runs: an unknown option or an invalid
   value raises `ArgumentError` naming it.
 
       iex> ExMonty.Sandbox.run("1", function: %{})
-      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :modules, :mounts, :node, :on_output, :os, :os_policy, :return_os, :script_name
+      ** (ArgumentError) unknown option :function for ExMonty.Sandbox.run/2; valid options: :callback_timeout, :cwd, :functions, :handler, :inputs, :limits, :modules, :mounts, :node, :on_output, :os, :os_policy, :return_os, :script_name, :type_check
 
   When the code raises, the exception's `output` holds everything printed
   since the run began.
@@ -132,7 +141,7 @@ defmodule ExMonty.Sandbox do
   can be called from synchronous code.
   """
 
-  alias ExMonty.{Exception, FunctionCall, OsCall, PseudoFS, Snapshot}
+  alias ExMonty.{Exception, FunctionCall, OsCall, PseudoFS, Snapshot, TypeCheck}
 
   @typedoc "What a callback returns."
   @type callback_result :: {:ok, term()} | {:error, atom(), String.t()}
@@ -223,8 +232,11 @@ defmodule ExMonty.Sandbox do
         _ -> start_opts
       end
 
+    host = Map.new(Keyword.take(opts, [:functions, :modules]))
+
     first = fn ->
-      with {:ok, runner} <- ExMonty.compile(code, compile_opts) do
+      with :ok <- TypeCheck.gate(code, opts, {:values, inputs}, host),
+           {:ok, runner} <- ExMonty.compile(code, compile_opts) do
         ExMonty.start(runner, inputs, start_opts)
       end
     end

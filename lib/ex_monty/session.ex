@@ -46,6 +46,14 @@ defmodule ExMonty.Session do
     * `:hibernate_after` — milliseconds idle after which the session gives
       its wasm instance back and waits as its dump bytes (default 15 000;
       `:infinity` keeps it). The next snippet wakes it transparently.
+    * `:type_check` — `true` or a keyword list of `ExMonty.type_check/2`'s
+      `:stubs`, `:inputs`, `:modules`, `:timeout`, `:max_memory`: every snippet is type
+      checked against the declarations and what earlier snippets that ran
+      to completion defined and imported, and refused without running
+      (`{:error, %ExMonty.Exception{type: :type_check_error}}`) when the
+      checker finds a problem. The session keeps a warm checker of its own
+      (given back when it hibernates). Not combinable with `:load` (a dump
+      does not carry the checker's declarations).
 
   An unknown option or an invalid value raises `ArgumentError`.
 
@@ -65,7 +73,7 @@ defmodule ExMonty.Session do
 
   use GenServer
 
-  alias ExMonty.{Dump, Exception, Job, Limits, Native, Options, Sandbox}
+  alias ExMonty.{Dump, Exception, Job, Limits, Native, Options, Sandbox, TypeCheck}
   alias ExMonty.Cluster.Remote
 
   @sandbox_keys [:callback_timeout, :functions, :handler, :modules, :mounts, :on_output, :os]
@@ -79,6 +87,7 @@ defmodule ExMonty.Session do
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []) do
     opts = Options.validate!(opts, :session)
+    check_type_check_load!(opts)
     opts = Keyword.put_new(opts, :owner, self())
     GenServer.start_link(__MODULE__, opts, Keyword.take(opts, [:name]))
   end
@@ -87,8 +96,17 @@ defmodule ExMonty.Session do
   @spec start(keyword()) :: GenServer.on_start()
   def start(opts \\ []) do
     opts = Options.validate!(opts, :session)
+    check_type_check_load!(opts)
     opts = Keyword.put_new(opts, :owner, self())
     GenServer.start(__MODULE__, opts, Keyword.take(opts, [:name]))
+  end
+
+  defp check_type_check_load!(opts) do
+    if TypeCheck.requested(opts) && Keyword.has_key?(opts, :load) do
+      raise ArgumentError,
+            "ExMonty.Session.start_link/1: :type_check cannot be combined with :load " <>
+              "(a dump does not carry the type checker's declarations)"
+    end
   end
 
   @doc false
@@ -203,12 +221,17 @@ defmodule ExMonty.Session do
         _ -> Keyword.split(opts, [:os | @callback_keys])
       end
 
-    remote_opts = remote_opts |> Keyword.drop([:name, :on_output]) |> Keyword.put(:owner, self())
+    remote_opts =
+      remote_opts
+      |> Keyword.drop([:name, :on_output, :type_check])
+      |> Keyword.put(:owner, self())
 
     case ExMonty.Cluster.Remote.call(:session_start, [remote_opts], [], target) do
       {:ok, pid} ->
         Process.monitor(pid)
-        {:ok, %{remote: pid, node: target, callbacks: callbacks, down: nil}}
+        # Snippets are type checked here, where the callbacks' specs are.
+        type_check = TypeCheck.session_new(opts)
+        {:ok, %{remote: pid, node: target, callbacks: callbacks, down: nil, type_check: type_check}}
 
       {:error, exception} ->
         {:stop, {:shutdown, exception}}
@@ -251,7 +274,8 @@ defmodule ExMonty.Session do
           limits: Keyword.get(opts, :limits),
           inputs: Keyword.get(opts, :inputs, %{}),
           sandbox: Keyword.take(opts, @sandbox_keys),
-          hibernate_after: Keyword.get(opts, :hibernate_after, 15_000)
+          hibernate_after: Keyword.get(opts, :hibernate_after, 15_000),
+          type_check: TypeCheck.session_new(opts)
         }
 
         {:ok, state, state.hibernate_after}
@@ -276,7 +300,9 @@ defmodule ExMonty.Session do
           {:error, down}
 
         {nil, {:eval, code, opts}} ->
-          Remote.call(:session_eval, [pid, code, opts], state.callbacks, state.node)
+          checked(state, code, Keyword.get(opts, :inputs, %{}), fn ->
+            Remote.call(:session_eval, [pid, code, opts], state.callbacks, state.node)
+          end)
 
         {nil, {:call, name, args, opts}} ->
           Remote.call(:session_call, [pid, name, args, opts], [], state.node)
@@ -285,7 +311,13 @@ defmodule ExMonty.Session do
           Remote.call(:session_dump, [pid, opts], [], state.node)
       end
 
-    {:reply, reply, state}
+    state =
+      case reply do
+        {:ok, _value, _output, type_check} -> %{state | type_check: type_check}
+        _ -> state
+      end
+
+    {:reply, strip_type_check(reply), state}
   end
 
   def handle_call({:eval, code, opts}, from, state),
@@ -311,10 +343,25 @@ defmodule ExMonty.Session do
         end
 
         {result, os} =
-          with_bridge(bridge, state.sandbox, &Sandbox.serve(first, [limits: limits] ++ &1))
+          checked_here(state, code, inputs, fn ->
+            with_bridge(bridge, state.sandbox, &Sandbox.serve(first, [limits: limits] ++ &1))
+          end)
 
         sandbox = if os, do: Keyword.put(state.sandbox, :os, os), else: state.sandbox
-        state = %{state | inputs: %{}, sandbox: sandbox}
+
+        {result, type_check} =
+          case result do
+            {:ok, value, output, type_check} -> {{:ok, value, output}, type_check}
+            other -> {other, state.type_check}
+          end
+
+        # A snippet the type checker refused never ran: the inputs wait for the next.
+        inputs =
+          if match?({:error, %Exception{type: :type_check_error}}, result),
+            do: state.inputs,
+            else: %{}
+
+        state = %{state | inputs: inputs, sandbox: sandbox, type_check: type_check}
         {:reply, result, state, state.hibernate_after}
 
       {:error, _} = error ->
@@ -351,6 +398,45 @@ defmodule ExMonty.Session do
 
     {:reply, reply, state, state.hibernate_after}
   end
+
+  # With `type_check:`, a snippet runs only when the checker accepts it, and
+  # once it ran to completion later snippets see what it defined: `run`'s
+  # {:ok, value, output} comes back as {:ok, value, output, type_check}.
+  defp checked(state, code, inputs, run) do
+    case TypeCheck.session_check(state.type_check, code, inputs) do
+      {:ok, pending} ->
+        case run.() do
+          {:ok, value, output} ->
+            {:ok, value, output, TypeCheck.session_commit(state.type_check, pending)}
+
+          other ->
+            other
+        end
+
+      {:error, _} = refused ->
+        refused
+    end
+  end
+
+  # The same around Sandbox.serve/2, which also returns the :os state.
+  defp checked_here(state, code, inputs, serve) do
+    case TypeCheck.session_check(state.type_check, code, inputs) do
+      {:ok, pending} ->
+        case serve.() do
+          {{:ok, value, output}, os} ->
+            {{:ok, value, output, TypeCheck.session_commit(state.type_check, pending)}, os}
+
+          other ->
+            other
+        end
+
+      {:error, _} = refused ->
+        {refused, nil}
+    end
+  end
+
+  defp strip_type_check({:ok, value, output, _type_check}), do: {:ok, value, output}
+  defp strip_type_check(reply), do: reply
 
   # Placed by another node: the stand-ins of its callbacks, and the bridge
   # (group leader) the processes they run in find their caller by.
@@ -391,6 +477,7 @@ defmodule ExMonty.Session do
   # shrinks; both come back on the next call.
   def handle_info(:timeout, state) do
     _ = Job.await(Native.snapshot_hibernate(state.resource))
+    TypeCheck.session_release(state.type_check)
     {:noreply, state, :hibernate}
   end
 

@@ -207,6 +207,7 @@ fn node_term<'a>(
                 (atoms::python_type(), string(env, &exc_type.to_string())),
                 (atoms::rendered(), atoms::nil().encode(env)),
                 (atoms::output(), string(env, "")),
+                (atoms::diagnostics(), Term::list_new_empty(env)),
             ],
         )?,
         MontyNode::Type(t) => (atoms::type_(), string(env, t.name())).encode(env),

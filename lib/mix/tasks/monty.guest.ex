@@ -16,7 +16,10 @@ defmodule Mix.Tasks.Monty.Guest do
     * `manifest.json` — name, WIT package and world, the versions of the
       WIT package, Monty and ExMonty, the dump and program formats, and the
       SHA-256 of each file;
-    * `SHA256SUMS` — the checksums in `sha256sum -c` format.
+    * `SHA256SUMS` — the checksums in `sha256sum -c` format;
+    * `ex_monty_typecheck.wasm` and `ex-monty-types.wit` — the type checker
+      component (ty, package `ex-monty:types`, world `typecheck`; see the
+      README's *Type checking*), listed in the manifest's `typecheck`.
 
   Exit status: 0 on success, 2 for a usage error, 1 when the component is
   missing or a file cannot be written.
@@ -28,6 +31,10 @@ defmodule Mix.Tasks.Monty.Guest do
   @external_resource @wit
   @wasm_name "ex_monty_guest.wasm"
   @wit_name "ex-monty.wit"
+  @types_wit Path.join(@root, "wit/types/ex-monty-types.wit")
+  @external_resource @types_wit
+  @types_wasm_name "ex_monty_typecheck.wasm"
+  @types_wit_name "ex-monty-types.wit"
   # ExMonty's dump header version (ExMonty.Dump) and the guest's compiled
   # program format (guest/src/codec.rs, PROGRAM_FORMAT).
   @dump_format 1
@@ -61,12 +68,22 @@ defmodule Mix.Tasks.Monty.Guest do
   @spec export(Path.t()) :: {:ok, map()} | {:error, String.t()}
   def export(dir) do
     wasm = Path.join(:code.priv_dir(:ex_monty), @wasm_name)
+    types_wasm = Path.join(:code.priv_dir(:ex_monty), @types_wasm_name)
 
     with {:ok, wasm_bytes} <- read(wasm, "the guest component (run mix compile)"),
          {:ok, wit_bytes} <- read(@wit, "the WIT"),
          {:ok, version} <- wit_version(wit_bytes),
+         {:ok, types_wasm_bytes} <- read(types_wasm, "the type-check component (run mix compile)"),
+         {:ok, types_wit_bytes} <- read(@types_wit, "the type checker's WIT"),
+         {:ok, types_version} <- types_wit_version(types_wit_bytes),
          :ok <- mkdir(dir) do
-      files = [{@wasm_name, wasm_bytes}, {@wit_name, wit_bytes}]
+      files = [
+        {@wasm_name, wasm_bytes},
+        {@wit_name, wit_bytes},
+        {@types_wasm_name, types_wasm_bytes},
+        {@types_wit_name, types_wit_bytes}
+      ]
+
       sums = Enum.map(files, fn {name, bytes} -> {name, sha256(bytes)} end)
 
       manifest = %{
@@ -78,7 +95,13 @@ defmodule Mix.Tasks.Monty.Guest do
         ex_monty_version: to_string(Application.spec(:ex_monty, :vsn)),
         dump_format: @dump_format,
         program_format: @program_format,
-        files: Map.new(sums)
+        files: Map.new(sums),
+        typecheck: %{
+          name: "ex_monty_typecheck",
+          version: types_version,
+          wit_package: "ex-monty:types@#{types_version}",
+          world: "typecheck"
+        }
       }
 
       outputs =
@@ -121,6 +144,13 @@ defmodule Mix.Tasks.Monty.Guest do
     case Regex.run(~r/^package ex-monty:sandbox@(\d+\.\d+\.\d+);/m, wit) do
       [_, version] -> {:ok, version}
       nil -> {:error, "the WIT declares no versioned ex-monty:sandbox package"}
+    end
+  end
+
+  defp types_wit_version(wit) do
+    case Regex.run(~r/^package ex-monty:types@(\d+\.\d+\.\d+);/m, wit) do
+      [_, version] -> {:ok, version}
+      nil -> {:error, "the type checker's WIT declares no versioned ex-monty:types package"}
     end
   end
 
