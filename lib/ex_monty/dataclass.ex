@@ -38,6 +38,10 @@ defmodule ExMonty.Dataclass do
   and can be caught. Methods are called, not read: `f = p.norm` is an
   `AttributeError`.
 
+  With `type_check: true`, host objects among the inputs declare their
+  classes to the checker (fields, and the methods `:functions` serves as
+  `"Class.method"`); `stub/2` writes that declaration for `stubs:`.
+
   Instances of classes *defined in Python* come back as this struct too
   (`frozen: false`); sent back while the same run is paused they are the very
   same Python object, in a later run a host object with the same fields (its
@@ -164,14 +168,13 @@ defmodule ExMonty.Dataclass do
   Python stub source declaring the classes of `dataclasses` (one struct or a
   list), for type checking code that uses them: each field's type is inferred
   from its value (`int`, `str`, `list`, another dataclass ...; `object` when
-  unknown), nested dataclasses are declared first, and `:methods` adds method
+  unknown: `Any`), nested dataclasses are declared first, and `:methods` adds method
   signatures per class (`%{"Point" => ["def norm(self) -> float: ..."]}`).
 
       iex> p = ExMonty.Dataclass.new("Point", x: 1, y: 2.5)
       iex> stub = ExMonty.Dataclass.stub(p, methods: %{"Point" => ["def norm(self) -> float: ..."]})
-      iex> String.split(stub, "\\n", trim: true)
-      ["from dataclasses import dataclass", "@dataclass", "class Point:", "    x: int",
-       "    y: float", "    def norm(self) -> float: ..."]
+      iex> stub |> String.split("\\n", trim: true) |> Enum.drop(5)
+      ["@dataclass", "class Point:", "    x: int", "    y: float", "    def norm(self) -> float: ..."]
   """
   @spec stub(t() | [t()], keyword()) :: String.t()
   def stub(dataclasses, opts \\ []) do
@@ -187,7 +190,8 @@ defmodule ExMonty.Dataclass do
     body =
       Enum.map_join(classes, "\n", fn %__MODULE__{name: name} = dataclass ->
         fields =
-          for {field, value} <- to_list(dataclass), do: "    #{field}: #{python_type(value)}\n"
+          for {field, value} <- to_list(dataclass),
+              do: "    #{field}: #{ExMonty.TypeCheck.python_type(value, 4)}\n"
 
         extra = for line <- Map.get(methods, name, []), do: "    #{line}\n"
         lines = fields ++ extra
@@ -195,8 +199,8 @@ defmodule ExMonty.Dataclass do
         IO.iodata_to_binary(["@dataclass\nclass ", name, ":\n" | lines])
       end)
 
-    imports = if body =~ "datetime.", do: "import datetime\n", else: ""
-    imports <> "from dataclasses import dataclass\n\n" <> body
+    "import datetime\nimport decimal\nimport pathlib\nfrom dataclasses import dataclass\n" <>
+      "from typing import Any\n\n" <> body
   end
 
   # Nested dataclasses first (they are the field types of the outer ones);
@@ -228,31 +232,6 @@ defmodule ExMonty.Dataclass do
     do: Enum.flat_map(Map.values(map), &nested/1)
 
   defp nested(_), do: []
-
-  defp python_type(nil), do: "None"
-  defp python_type(value) when is_boolean(value), do: "bool"
-  defp python_type(value) when is_integer(value), do: "int"
-  defp python_type(value) when is_float(value), do: "float"
-  defp python_type(value) when is_binary(value), do: "str"
-  defp python_type(%__MODULE__{name: name}), do: name
-  defp python_type(%MapSet{}), do: "set"
-  defp python_type(%Date{}), do: "datetime.date"
-  defp python_type(%NaiveDateTime{}), do: "datetime.datetime"
-  defp python_type(%DateTime{}), do: "datetime.datetime"
-  defp python_type(%Time{}), do: "datetime.time"
-  defp python_type({:bytes, _}), do: "bytes"
-  defp python_type([]), do: "list"
-
-  defp python_type(list) when is_list(list) do
-    case list |> Enum.map(&python_type/1) |> Enum.uniq() do
-      [one] -> "list[#{one}]"
-      _ -> "list"
-    end
-  end
-
-  defp python_type(map) when is_map(map) and not is_struct(map), do: "dict"
-  defp python_type(tuple) when is_tuple(tuple), do: "tuple"
-  defp python_type(_), do: "object"
 
   defp pair({name, value}), do: {field_name(name), value}
 

@@ -107,13 +107,17 @@ defmodule ExMonty.TypeCheck do
       check_opts ->
         script = Keyword.get(opts, :script_name, "main.py")
 
-        input_types =
+        {input_types, classes} =
           case inputs do
-            {:values, values} -> value_types(values)
-            {:names, names} -> any_types(names)
+            {:values, values} ->
+              {value_types(values), class_stubs(values, host, check_opts, MapSet.new())}
+
+            {:names, names} ->
+              {any_types(names), {"", MapSet.new()}}
           end
 
         context = context(check_opts, script, input_types, host)
+        context = %{context | stubs: context.stubs <> elem(classes, 0)}
 
         case run(nil, code, context, false) do
           {:ok, [], _} -> :ok
@@ -177,8 +181,19 @@ defmodule ExMonty.TypeCheck do
         # Inputs declared by the option keep their declared types.
         typed = check_opts |> Keyword.get(:inputs, %{}) |> Map.keys()
         # The session's inputs exist from its first snippet on.
-        inputs = declarations(Map.drop(value_types(Keyword.get(opts, :inputs, %{})), typed))
-        %{checker: Native.typecheck_new(), context: context, committed: inputs, typed: typed}
+        values = Keyword.get(opts, :inputs, %{})
+        {classes, declared} = class_stubs(values, host, check_opts, MapSet.new())
+        inputs = classes <> declarations(Map.drop(value_types(values), typed))
+
+        %{
+          checker: Native.typecheck_new(),
+          context: context,
+          committed: inputs,
+          typed: typed,
+          host: host,
+          check_opts: check_opts,
+          classes: declared
+        }
     end
   end
 
@@ -190,11 +205,12 @@ defmodule ExMonty.TypeCheck do
   def session_check(nil, _code, _inputs), do: {:ok, nil}
 
   def session_check(state, code, inputs) do
-    declared = declarations(Map.drop(value_types(inputs), state.typed))
+    {classes, names} = class_stubs(inputs, state.host, state.check_opts, state.classes)
+    declared = classes <> declarations(Map.drop(value_types(inputs), state.typed))
     context = %{state.context | stubs: state.context.stubs <> state.committed <> declared}
 
     case run(state.checker, code, context, true) do
-      {:ok, [], imports} -> {:ok, {declared <> code <> "\n", imports || ""}}
+      {:ok, [], imports} -> {:ok, {declared <> code <> "\n", imports || "", names}}
       {:ok, diagnostics, _} -> {:error, refusal(diagnostics)}
       {:error, _} = error -> error
     end
@@ -206,9 +222,9 @@ defmodule ExMonty.TypeCheck do
   def session_commit(nil, _pending), do: nil
   def session_commit(state, nil), do: state
 
-  def session_commit(state, {source, imports}) do
+  def session_commit(state, {source, imports, classes}) do
     context = %{state.context | prelude: state.context.prelude <> imports}
-    %{state | committed: state.committed <> source, context: context}
+    %{state | committed: state.committed <> source, context: context, classes: classes}
   end
 
   @doc false
@@ -292,6 +308,72 @@ defmodule ExMonty.TypeCheck do
     }
   end
 
+  # Host objects (ExMonty.Dataclass) among the input values, nested ones
+  # included: their classes, each declared once (`known` holds the names
+  # already declared; the user's stubs win), with the methods the host
+  # serves as "Class.method" in :functions. Returns {source, known}.
+  defp class_stubs(values, host, check_opts, known) when is_map(values) do
+    user_stubs = Keyword.get(check_opts, :stubs, "")
+
+    dataclasses =
+      values
+      |> Map.values()
+      |> Enum.flat_map(&dataclasses_in(&1, 8))
+      |> Enum.uniq_by(& &1.name)
+      |> Enum.reject(&(MapSet.member?(known, &1.name) or declared?(user_stubs, &1.name)))
+
+    if dataclasses == [] do
+      {"", known}
+    else
+      names = MapSet.new(dataclasses, & &1.name)
+
+      methods =
+        for {name, fun} <- Map.get(host, :functions, %{}),
+            [class, method] <- [String.split(name, ".", parts: 2)],
+            MapSet.member?(names, class) and Regex.match?(@identifier, method),
+            reduce: %{} do
+          acc ->
+            line = "#{async_prefix(fun)}def #{method}(self, *args: Any, **kwargs: Any) -> Any: ..."
+            Map.update(acc, class, [line], &[line | &1])
+        end
+
+      {ExMonty.Dataclass.stub(dataclasses, methods: methods), MapSet.union(known, names)}
+    end
+  end
+
+  defp class_stubs(_values, _host, _check_opts, known), do: {"", known}
+
+  defp async_prefix({:async, _}), do: "async "
+  defp async_prefix(_), do: ""
+
+  defp dataclasses_in(_value, 0), do: []
+
+  # Only well-formed ones: a malformed struct is refused when the code runs.
+  defp dataclasses_in(%ExMonty.Dataclass{name: name, fields: fields} = dataclass, depth)
+       when is_binary(name) and is_map(fields) do
+    nested = fields |> Map.values() |> Enum.flat_map(&dataclasses_in(&1, depth - 1))
+
+    if Regex.match?(@identifier, name) and Enum.all?(Map.keys(fields), &field_name?/1) and
+         is_list(dataclass.field_names || []) do
+      [%{dataclass | field_names: nil} | nested]
+    else
+      nested
+    end
+  end
+
+  defp dataclasses_in(list, depth) when is_list(list),
+    do: list |> proper_take(1000, []) |> Enum.flat_map(&dataclasses_in(&1, depth - 1))
+
+  defp dataclasses_in(map, depth) when is_map(map) and not is_struct(map),
+    do: map |> Map.values() |> Enum.take(1000) |> Enum.flat_map(&dataclasses_in(&1, depth - 1))
+
+  defp dataclasses_in(_value, _depth), do: []
+
+  defp field_name?(name), do: is_binary(name) and Regex.match?(@identifier, name)
+
+  defp proper_take([head | tail], n, acc) when n > 0, do: proper_take(tail, n - 1, [head | acc])
+  defp proper_take(_rest, _n, acc), do: acc
+
   # Names that are not identifiers are refused when the code runs; they
   # declare nothing.
   defp declarations(types) do
@@ -360,6 +442,7 @@ defmodule ExMonty.TypeCheck do
   def python_type(%NaiveDateTime{}, _depth), do: "datetime.datetime"
   def python_type(%DateTime{}, _depth), do: "datetime.datetime"
   def python_type(%Time{}, _depth), do: "datetime.time"
+  def python_type(%ExMonty.Dataclass{name: name}, _depth) when is_binary(name), do: name
   def python_type(%MapSet{} = set, depth), do: "set[#{common_type(set, depth)}]"
   def python_type(list, depth) when is_list(list), do: "list[#{common_type(list, depth)}]"
 

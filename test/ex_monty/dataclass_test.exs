@@ -436,7 +436,10 @@ defmodule ExMonty.DataclassTest do
 
       assert Dataclass.stub([line, point(5, 5)]) == """
              import datetime
+             import decimal
+             import pathlib
              from dataclasses import dataclass
+             from typing import Any
 
              @dataclass
              class Point:

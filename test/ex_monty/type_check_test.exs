@@ -410,6 +410,56 @@ defmodule ExMonty.TypeCheckTest do
     end
   end
 
+  describe "host objects" do
+    alias ExMonty.Dataclass
+
+    test "their classes are declared from the values: fields, nested objects, host methods" do
+      line = Dataclass.new("Line", start: Dataclass.new("Point", x: 1, y: 2), label: "a")
+      functions = %{"Point.norm" => fn [_p], _ -> {:ok, 2.0} end}
+
+      assert {:ok, 3.0, ""} =
+               Sandbox.run("line.start.x + line.start.norm()",
+                 inputs: %{"line" => line},
+                 functions: functions,
+                 type_check: true
+               )
+
+      # a misspelled field, a misspelled method, a wrong field type use
+      for code <- ["line.start.z", "line.start.nrom()", "line.label + 1"] do
+        assert {:error, %Exception{type: :type_check_error, diagnostics: [_ | _]}} =
+                 Sandbox.run(code, inputs: %{"line" => line}, functions: functions, type_check: true),
+               code
+      end
+    end
+
+    test "lists of host objects and eval" do
+      points = [Dataclass.new("Point", x: 1, y: 2), Dataclass.new("Point", x: 3, y: 4)]
+
+      assert {:ok, 4, ""} =
+               ExMonty.eval("sum(p.x for p in ps)", inputs: %{"ps" => points}, type_check: true)
+
+      assert {:error, %Exception{type: :type_check_error}} =
+               ExMonty.eval("ps[0].q", inputs: %{"ps" => points}, type_check: true)
+    end
+
+    test "sessions declare each class once, across feeds" do
+      {:ok, s} =
+        Session.start_link(
+          type_check: true,
+          inputs: %{"p" => Dataclass.new("Point", x: 1, y: 2)},
+          functions: %{"Point.norm" => fn [_], _ -> {:ok, 5} end}
+        )
+
+      assert {:ok, 5, ""} = Session.eval(s, "p.norm()")
+
+      assert {:ok, 4, ""} =
+               Session.eval(s, "q.x + p.y", inputs: %{"q" => Dataclass.new("Point", x: 2, y: 0)})
+
+      assert {:error, %Exception{type: :type_check_error}} = Session.eval(s, "q.nope")
+      Session.stop(s)
+    end
+  end
+
   describe "sessions" do
     test "each snippet is checked against what earlier snippets defined" do
       {:ok, s} =
