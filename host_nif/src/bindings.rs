@@ -4,10 +4,11 @@
 //! one place (as wasmtime's own `wasi/src/p2/bindings.rs` does), and nothing
 //! depends back on the modules that drive the guest.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use wasmtime::{Engine, Store, UpdateDeadline};
 use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
@@ -35,6 +36,62 @@ pub struct HostState {
     pub interrupted: Option<Interruption>,
     /// The instance's stdout: live output, sent to the call's listener.
     pub live: crate::output::LiveOutput,
+}
+
+/// What a component may keep of its stderr (panic messages, for crash details).
+const STDERR_CAP: usize = 16 * 1024;
+
+impl HostState {
+    /// A store for one component instance (the guest's or the type
+    /// checker's). WASI gives it no preopened directories, no environment, no
+    /// arguments and no network; stderr is kept (capped) for crash details,
+    /// stdout goes to `live` (live output) when given. Its linear memory is
+    /// capped by the limiter (`memory_cap`, lowered per call), what it hands
+    /// back in one call by `hostcall_fuel`, and every epoch tick checks the
+    /// call's cancel flag and deadline.
+    pub fn store(
+        engine: &Engine,
+        memory_cap: usize,
+        hostcall_fuel: usize,
+        live: Option<crate::output::LiveOutput>,
+    ) -> Store<HostState> {
+        let stderr = MemoryOutputPipe::new(STDERR_CAP);
+        let mut wasi = WasiCtx::builder();
+        wasi.stderr(stderr.clone());
+        if let Some(live) = &live {
+            wasi.stdout(live.clone());
+        }
+        let state = HostState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(memory_cap),
+            stderr,
+            cancel: Arc::new(AtomicBool::new(false)),
+            deadline: None,
+            interrupted: None,
+            live: live.unwrap_or_default(),
+        };
+        let mut store = Store::new(engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_hostcall_fuel(hostcall_fuel);
+        store.epoch_deadline_callback(|mut hook| {
+            let state = hook.data_mut();
+            if state.cancel.load(Ordering::Relaxed) {
+                state.interrupted = Some(Interruption::Cancelled);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            if state
+                .deadline
+                .is_some_and(|deadline| Instant::now() >= deadline)
+            {
+                state.interrupted = Some(Interruption::Deadline);
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+        store.set_epoch_deadline(1);
+        store
+    }
 }
 
 impl WasiView for HostState {

@@ -139,3 +139,32 @@ impl ResourceLimiter for Limiter {
         2
     }
 }
+
+/// What a component's trap says: the trap, then what the component wrote to
+/// stderr before it (panic messages; at most 500 bytes).
+pub fn trap_detail(trap: Option<wasmtime::Trap>, stderr: &str, error: &wasmtime::Error) -> String {
+    match (trap, stderr.trim()) {
+        (Some(trap), "") => trap.to_string(),
+        (Some(trap), stderr) => format!("{trap}: {}", truncate(stderr, 500)),
+        (None, stderr) => truncate(&format!("{error} {stderr}"), 500),
+    }
+}
+
+/// Whether a trap is a stack exhausted: the wasm stack, or the component's
+/// shadow stack, which sits at the bottom of its memory (so exhausting it is
+/// an out-of-bounds access).
+pub fn stack_exhausted(trap: Option<wasmtime::Trap>) -> bool {
+    matches!(
+        trap,
+        Some(wasmtime::Trap::StackOverflow | wasmtime::Trap::MemoryOutOfBounds)
+    )
+}
+
+/// At most `max` bytes of `text`, cut at a character boundary.
+fn truncate(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_owned()
+}

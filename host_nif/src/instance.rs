@@ -6,19 +6,15 @@
 //! unless it has served `MAX_USES` executions or its memory grew past
 //! `RETIRE_MEMORY`.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::Ordering;
 
-use wasmtime::{Store, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{ResourceTable, WasiCtx};
+use wasmtime::Store;
 
 use crate::bindings::{
     Answer, Clock, Guest, GuestError, GuestLimits, HostState, OsPolicy, ProcessTime, Progress,
     RandomStart, RunOptions, SleepMode, Step, TimeZone,
 };
-use crate::control::{CallControl, CallError, Interruption, Limiter, Trapped, MEMORY_CEILING};
+use crate::control::{CallControl, CallError, Trapped, MEMORY_CEILING};
 use crate::engine::Runtime;
 
 /// The outcome of one call into the guest: its answer (or the Python error /
@@ -30,8 +26,6 @@ pub type CallResult<T> = Result<Result<T, GuestError>, CallError>;
 pub const MAX_USES: u32 = 500;
 /// Linear memory above which an instance is replaced after its execution.
 pub const RETIRE_MEMORY: usize = 64 * 1024 * 1024;
-/// Bytes of guest stderr kept (it only carries allocator/abort diagnostics).
-const STDERR_CAP: usize = 16 * 1024;
 pub struct Instance {
     store: Store<HostState>,
     bindings: Guest,
@@ -65,47 +59,16 @@ pub struct EvalCall<'a> {
 
 impl Instance {
     pub fn new(runtime: &Runtime) -> Result<Self, String> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAP);
-        // No preopened directories, no environment, no arguments, no network:
-        // the guest reaches the outside world only through the host's answers.
-        let live = crate::output::LiveOutput::default();
-        let wasi = WasiCtx::builder()
-            .stderr(stderr.clone())
-            .stdout(live.clone())
-            .build();
-        let state = HostState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(MEMORY_CEILING),
-            stderr,
-            cancel: Arc::new(AtomicBool::new(false)),
-            deadline: None,
-            interrupted: None,
-            live,
-        };
-        let mut store = Store::new(&runtime.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        // What the guest hands back in one call (a value, a write's contents,
-        // a dump) is bounded by its linear memory, which the limiter caps;
-        // wasmtime's own default (128 MiB) would turn a large but allowed
-        // result into a trap.
-        store.set_hostcall_fuel(MEMORY_CEILING);
-        store.epoch_deadline_callback(|mut hook| {
-            let state = hook.data_mut();
-            if state.cancel.load(Ordering::Relaxed) {
-                state.interrupted = Some(Interruption::Cancelled);
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            if state
-                .deadline
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                state.interrupted = Some(Interruption::Deadline);
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            Ok(UpdateDeadline::Continue(1))
-        });
-        store.set_epoch_deadline(1);
+        // The guest reaches the outside world only through the host's answers.
+        // What it hands back in one call (a value, a write's contents, a dump)
+        // is bounded by its linear memory, which the limiter caps; wasmtime's
+        // own default (128 MiB) would turn a large but allowed result into a trap.
+        let mut store = HostState::store(
+            &runtime.engine,
+            MEMORY_CEILING,
+            MEMORY_CEILING,
+            Some(crate::output::LiveOutput::default()),
+        );
         let bindings = runtime
             .pre
             .instantiate(&mut store)
@@ -154,17 +117,8 @@ impl Instance {
             interruption: state.interrupted,
             memory_exhausted,
             allocation_limit: stderr.contains("allocation limit exceeded"),
-            // The guest's shadow stack sits at the bottom of its memory, so
-            // exhausting it is an out-of-bounds access.
-            stack_overflow: matches!(
-                trap,
-                Some(wasmtime::Trap::StackOverflow | wasmtime::Trap::MemoryOutOfBounds)
-            ),
-            detail: match (trap, stderr.trim()) {
-                (Some(trap), "") => trap.to_string(),
-                (Some(trap), stderr) => format!("{trap}: {}", truncate(stderr, 500)),
-                (None, stderr) => truncate(&format!("{error} {stderr}"), 500),
-            },
+            stack_overflow: crate::control::stack_exhausted(trap),
+            detail: crate::control::trap_detail(trap, &stderr, error),
         })
     }
 
@@ -400,12 +354,4 @@ impl Instance {
             guest.ex_monty_sandbox_runtime().call_abandon(store)
         })
     }
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

@@ -14,19 +14,17 @@
 //! session) keeps a warm instance for its own checks only.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustler::{Encoder, Env, NifMap, Resource, ResourceArc, Term};
 use wasmtime::component::Linker;
-use wasmtime::{Engine, Store, UpdateDeadline};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{ResourceTable, WasiCtx};
+use wasmtime::{Engine, Store};
 
 use crate::atoms;
 use crate::bindings::HostState;
-use crate::control::{Interruption, Limiter};
+use crate::control::Interruption;
 use crate::exceptions::{sandbox_error, sandbox_exception, without_paths};
 use crate::job::Reply;
 
@@ -52,9 +50,6 @@ struct Types {
 static TYPES: OnceLock<Arc<Types>> = OnceLock::new();
 /// Serialises the first compilation (later callers wait for it).
 static LOADING: Mutex<()> = Mutex::new(());
-
-/// Bytes of checker stderr kept (panic messages only).
-const STDERR_CAP: usize = 16 * 1024;
 
 fn types(wasm_path: &str, cache_dir: &str) -> Result<Arc<Types>, String> {
     if let Some(types) = TYPES.get() {
@@ -108,38 +103,8 @@ enum Stopped {
 
 impl Checker {
     fn new(types: &Types, memory_cap: usize) -> Result<Self, String> {
-        let stderr = MemoryOutputPipe::new(STDERR_CAP);
-        // No preopened directories, no environment, no arguments, no network.
-        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
-        let state = HostState {
-            wasi,
-            table: ResourceTable::new(),
-            limiter: Limiter::new(memory_cap),
-            stderr,
-            cancel: Arc::new(AtomicBool::new(false)),
-            deadline: None,
-            interrupted: None,
-            live: crate::output::LiveOutput::default(),
-        };
-        let mut store = Store::new(&types.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.set_hostcall_fuel(memory_cap);
-        store.epoch_deadline_callback(|mut hook| {
-            let state = hook.data_mut();
-            if state.cancel.load(Ordering::Relaxed) {
-                state.interrupted = Some(Interruption::Cancelled);
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            if state
-                .deadline
-                .is_some_and(|deadline| Instant::now() >= deadline)
-            {
-                state.interrupted = Some(Interruption::Deadline);
-                return Ok(UpdateDeadline::Interrupt);
-            }
-            Ok(UpdateDeadline::Continue(1))
-        });
-        store.set_epoch_deadline(1);
+        // No files, environment, arguments, network or stdout.
+        let mut store = HostState::store(&types.engine, memory_cap, memory_cap, None);
         let bindings = types
             .pre
             .instantiate(&mut store)
@@ -191,15 +156,8 @@ impl Checker {
             memory: state.limiter.refused
                 || stderr.contains("allocation of")
                 || matches!(trap, Some(wasmtime::Trap::AllocationTooLarge)),
-            stack: matches!(
-                trap,
-                Some(wasmtime::Trap::StackOverflow | wasmtime::Trap::MemoryOutOfBounds)
-            ),
-            detail: match (trap, stderr.trim()) {
-                (Some(trap), "") => trap.to_string(),
-                (Some(trap), stderr) => format!("{trap}: {}", truncate(stderr, 500)),
-                (None, stderr) => truncate(&format!("{error} {stderr}"), 500),
-            },
+            stack: crate::control::stack_exhausted(trap),
+            detail: crate::control::trap_detail(trap, &stderr, error),
         }
     }
 }
@@ -411,12 +369,4 @@ fn diagnostic_term<'a>(env: Env<'a>, d: &Diagnostic) -> Term<'a> {
         d.rendered.as_str(),
     )
         .encode(env)
-}
-
-fn truncate(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_owned()
 }

@@ -137,16 +137,14 @@ defmodule ExMonty.ValuesTest do
   end
 
   test "dates and times go in and come back identical (===), precision included" do
-    now = DateTime.utc_now()
-
     values = [
       ~N[2024-01-02 03:04:05],
       ~N[2024-01-02 03:04:05.123],
       ~N[2024-01-02 03:04:05.123456],
       ~T[13:14:15],
       ~U[2024-01-02 03:04:05Z],
-      DateTime.truncate(now, :second),
-      DateTime.truncate(now, :millisecond),
+      DateTime.truncate(~U[2024-01-02 03:04:05.123456Z], :second),
+      DateTime.truncate(~U[2024-01-02 03:04:05.123456Z], :millisecond),
       ~D[2024-02-29]
     ]
 
@@ -154,6 +152,13 @@ defmodule ExMonty.ValuesTest do
       assert {:ok, back, ""} = ExMonty.eval("x", inputs: %{"x" => value})
       assert back === value, "#{inspect(value)} came back as #{inspect(back)}"
     end
+
+    # Precision is read off the digits: a millisecond value whose milliseconds
+    # are 0 comes back as whole seconds (equal, not identical).
+    assert {:ok, back, ""} = ExMonty.eval("x", inputs: %{"x" => ~U[2024-01-02 03:04:05.000Z]})
+
+    assert back === ~U[2024-01-02 03:04:05Z] and
+             DateTime.compare(back, ~U[2024-01-02 03:04:05.000Z]) == :eq
   end
 
   describe "Elixir -> Python" do
