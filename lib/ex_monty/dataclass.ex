@@ -167,9 +167,10 @@ defmodule ExMonty.Dataclass do
   @doc """
   Python stub source declaring the classes of `dataclasses` (one struct or a
   list), for type checking code that uses them: each field's type is inferred
-  from its value (`int`, `str`, `list`, another dataclass ...; `object` when
-  unknown: `Any`), nested dataclasses are declared first, and `:methods` adds method
-  signatures per class (`%{"Point" => ["def norm(self) -> float: ..."]}`).
+  from its value (`int`, `str`, `list`, another dataclass ...; `Any` when
+  unknown), nested dataclasses are declared first (`nested: false` declares
+  only the ones given), and `:methods` adds method signatures per class
+  (`%{"Point" => ["def norm(self) -> float: ..."]}`).
 
       iex> p = ExMonty.Dataclass.new("Point", x: 1, y: 2.5)
       iex> stub = ExMonty.Dataclass.stub(p, methods: %{"Point" => ["def norm(self) -> float: ..."]})
@@ -178,14 +179,15 @@ defmodule ExMonty.Dataclass do
   """
   @spec stub(t() | [t()], keyword()) :: String.t()
   def stub(dataclasses, opts \\ []) do
-    opts = Keyword.validate!(opts, methods: %{})
+    opts = Keyword.validate!(opts, methods: %{}, nested: true)
     methods = opts[:methods]
 
     classes =
-      dataclasses
-      |> List.wrap()
-      |> Enum.reduce([], &collect_classes/2)
-      |> Enum.reverse()
+      if opts[:nested] do
+        dataclasses |> List.wrap() |> Enum.reduce([], &collect_classes/2) |> Enum.reverse()
+      else
+        dataclasses |> List.wrap() |> Enum.uniq_by(& &1.name)
+      end
 
     body =
       Enum.map_join(classes, "\n", fn %__MODULE__{name: name} = dataclass ->

@@ -337,7 +337,9 @@ defmodule ExMonty.TypeCheck do
             Map.update(acc, class, [line], &[line | &1])
         end
 
-      {ExMonty.Dataclass.stub(dataclasses, methods: methods), MapSet.union(known, names)}
+      # `dataclasses` already holds the nested ones not declared before.
+      stub = ExMonty.Dataclass.stub(dataclasses, methods: methods, nested: false)
+      {stub, MapSet.union(known, names)}
     end
   end
 
@@ -355,7 +357,8 @@ defmodule ExMonty.TypeCheck do
 
     if Regex.match?(@identifier, name) and Enum.all?(Map.keys(fields), &field_name?/1) and
          is_list(dataclass.field_names || []) do
-      [%{dataclass | field_names: nil} | nested]
+      # Nested classes first: they are the field types of the outer one.
+      nested ++ [%{dataclass | field_names: nil}]
     else
       nested
     end

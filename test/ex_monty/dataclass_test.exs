@@ -455,6 +455,13 @@ defmodule ExMonty.DataclassTest do
              """
     end
 
+    test "nested: false declares only the classes given" do
+      line = Dataclass.new("Line", start: point(0, 0))
+      stub = Dataclass.stub(line, nested: false)
+      assert stub =~ "class Line:" and stub =~ "start: Point"
+      refute stub =~ "class Point:"
+    end
+
     test "the stub is valid Python that defines the classes" do
       stub = Dataclass.stub(Dataclass.new("Empty", []))
       assert {:ok, "Empty()", ""} = ExMonty.eval(stub <> "\nrepr(Empty())")
