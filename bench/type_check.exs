@@ -12,36 +12,12 @@ alias ExMonty.{Job, Native}
 n = String.to_integer(System.get_env("TYPE_CHECK_N", "20"))
 priv = :code.priv_dir(:ex_monty) |> to_string()
 
-agent = """
-# Research agent: search each topic, collect the pages, summarise them.
-import json
-from tools import search, summarize
-
-async def gather_pages(queries: list[str]) -> list[str]:
-    pages: list[str] = []
-    for q in queries:
-        hits = await search(q, limit=3)
-        for hit in hits:
-            pages.append(hit["url"])
-    return pages
-
-async def main() -> dict[str, object]:
-    pages = await gather_pages(topics)
-    summary = summarize("\\n".join(pages), max_words=max_words)
-    report = {"pages": len(pages), "summary": summary}
-    print(json.dumps(report))
-    return report
-
-await main()
-"""
+# The 20-line agent script (also the type-check suite's clean-code case) and
+# its host module's stubs: bench/fixtures/.
+agent = File.read!("bench/fixtures/agent_script.py")
 
 agent_opts = [
-  modules: %{
-    "tools" => """
-    async def search(query: str, limit: int = 10) -> list[dict[str, str]]: ...
-    def summarize(text: str, max_words: int) -> str: ...
-    """
-  },
+  modules: %{"tools" => File.read!("bench/fixtures/agent_tools.pyi")},
   inputs: %{"topics" => "list[str]", "max_words" => "int"}
 ]
 

@@ -98,34 +98,9 @@ defmodule ExMonty.TypeCheckTest do
 
   describe "clean code" do
     test "a 20-line agent script with host functions, modules and inputs passes" do
-      code = """
-      import json
-      from tools import search, summarize
-
-      async def gather_pages(queries: list[str]) -> list[str]:
-          pages: list[str] = []
-          for q in queries:
-              hits = await search(q, limit=3)
-              for hit in hits:
-                  pages.append(hit["url"])
-          return pages
-
-      async def main() -> dict[str, object]:
-          pages = await gather_pages(topics)
-          summary = summarize("\\n".join(pages), max_words=max_words)
-          report = {"pages": len(pages), "summary": summary}
-          print(json.dumps(report))
-          return report
-
-      await main()
-      """
-
-      modules = %{
-        "tools" => """
-        async def search(query: str, limit: int = 10) -> list[dict[str, str]]: ...
-        def summarize(text: str, max_words: int) -> str: ...
-        """
-      }
+      # The script bench/type_check.exs times, with its host module's stubs.
+      code = File.read!("bench/fixtures/agent_script.py")
+      modules = %{"tools" => File.read!("bench/fixtures/agent_tools.pyi")}
 
       assert :ok =
                ExMonty.type_check(code,
