@@ -11,6 +11,7 @@ rustler::atoms! {
     stdout,
     stderr,
     dirty,
+    done,
     // values
     ellipsis,
     not_implemented,

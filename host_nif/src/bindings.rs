@@ -48,7 +48,7 @@ impl HostState {
     /// stdout goes to `live` (live output) when given. Its linear memory is
     /// capped by the limiter (`memory_cap`, lowered per call), what it hands
     /// back in one call by `hostcall_fuel`, and every epoch tick checks the
-    /// call's cancel flag and deadline.
+    /// call's cancel flag and deadline (and ends a slice on a scheduler).
     pub fn store(
         engine: &Engine,
         memory_cap: usize,
@@ -86,6 +86,11 @@ impl HostState {
             {
                 state.interrupted = Some(Interruption::Deadline);
                 return Ok(UpdateDeadline::Interrupt);
+            }
+            // A slice on a scheduler ends at the tick: the call yields, and
+            // its job carries on on a worker (see `inline`).
+            if crate::inline::active() {
+                return Ok(UpdateDeadline::Yield(1));
             }
             Ok(UpdateDeadline::Continue(1))
         });

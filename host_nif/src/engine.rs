@@ -16,7 +16,7 @@ use crate::bindings::{GuestPre, HostState};
 
 /// How often the engine's epoch advances: the granularity of deadlines and
 /// cancellation (an interrupted guest stops within about two ticks).
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Native stack wasm code may use. Worker threads are created with
 /// `WORKER_STACK` bytes, far above this plus the host frames below the guest,

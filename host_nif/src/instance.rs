@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
+use wasmtime::component::{ComponentNamedList, Lift, Lower, TypedFunc};
 use wasmtime::Store;
 
 use crate::bindings::{
@@ -46,6 +47,17 @@ pub fn live_instances() -> usize {
 impl Drop for Instance {
     fn drop(&mut self) {
         LIVE.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The OS policy of executions that set none.
+fn default_policy() -> OsPolicy {
+    OsPolicy {
+        clock: Clock::System,
+        timezone: TimeZone::Fixed((0, None)),
+        sleep: SleepMode::System(10_000_000),
+        process_time: ProcessTime::Zero,
+        random_start: RandomStart::System,
     }
 }
 
@@ -127,6 +139,17 @@ impl Instance {
         control: &CallControl,
         f: impl FnOnce(&Guest, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, CallError> {
+        if crate::inline::active() {
+            // A blocking call would run guest code on the scheduler's own
+            // stack, without yielding: refused (a host bug if ever reached).
+            return Err(CallError::Trap(Trapped {
+                interruption: None,
+                memory_exhausted: false,
+                allocation_limit: false,
+                stack_overflow: false,
+                detail: "internal: a blocking guest call on a scheduler thread".to_owned(),
+            }));
+        }
         self.prepare(control);
         self.store.data().live.listen(control.listener.clone());
         let result = f(&self.bindings, &mut self.store);
@@ -134,6 +157,179 @@ impl Instance {
         self.store.data_mut().deadline = None;
         self.store.data().live.listen(None);
         result.map_err(|e| self.classify(&e))
+    }
+
+    /// Calls `func` asynchronously: guest code runs on a fiber of its own
+    /// and, in a slice on a scheduler, yields at the next epoch tick (see
+    /// `inline`). Calls whose prints stream to a listener run on a worker.
+    async fn call_async<P, R>(
+        &mut self,
+        control: &CallControl,
+        func: TypedFunc<P, R>,
+        params: P,
+    ) -> Result<R, CallError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        if control.listener.is_some() {
+            crate::inline::to_worker().await;
+        }
+        self.prepare(control);
+        self.store.data().live.listen(control.listener.clone());
+        let result = func.call_async(&mut self.store, params).await;
+        self.store.data_mut().deadline = None;
+        self.store.data().live.listen(None);
+        result.map_err(|e| self.classify(&e))
+    }
+
+    /// The guest's exports, apart from the instance (the typed functions
+    /// borrow them while the store is in use).
+    fn exports(&self) -> crate::bindings::exports::ex_monty::sandbox::runtime::Guest {
+        self.bindings.ex_monty_sandbox_runtime().clone()
+    }
+
+    pub async fn start_async(
+        &mut self,
+        control: &CallControl,
+        program: &[u8],
+        inputs: &[Vec<u8>],
+        limits: &GuestLimits,
+        options: &RunOptions,
+    ) -> CallResult<Step> {
+        let exports = self.exports();
+        let func = exports.func_start();
+        self.call_async(control, func, (program, inputs, *limits, options))
+            .await
+            .map(|(r,)| r)
+    }
+
+    pub async fn eval_async(
+        &mut self,
+        control: &CallControl,
+        call: &EvalCall<'_>,
+        limits: &GuestLimits,
+        options: &RunOptions,
+    ) -> CallResult<Step> {
+        let exports = self.exports();
+        let func = exports.func_eval();
+        let params = (
+            call.code,
+            call.script_name,
+            call.input_names,
+            call.inputs,
+            *limits,
+            options,
+        );
+        self.call_async(control, func, params).await.map(|(r,)| r)
+    }
+
+    pub async fn resume_async(
+        &mut self,
+        control: &CallControl,
+        answer: &Answer,
+    ) -> CallResult<Step> {
+        let exports = self.exports();
+        let func = exports.func_resume();
+        self.call_async(control, func, (answer,))
+            .await
+            .map(|(r,)| r)
+    }
+
+    pub async fn resolve_futures_async(
+        &mut self,
+        control: &CallControl,
+        results: &[(u32, Answer)],
+    ) -> CallResult<Step> {
+        let exports = self.exports();
+        let func = exports.func_resolve_futures();
+        self.call_async(control, func, (results,))
+            .await
+            .map(|(r,)| r)
+    }
+
+    pub async fn load_snapshot_async(
+        &mut self,
+        control: &CallControl,
+        bytes: &[u8],
+        limits: &GuestLimits,
+        typed_os_calls: bool,
+    ) -> CallResult<Progress> {
+        let exports = self.exports();
+        let func = exports.func_load_snapshot();
+        self.call_async(control, func, (bytes, *limits, typed_os_calls))
+            .await
+            .map(|(r,)| r)
+    }
+
+    pub async fn repl_feed_async(
+        &mut self,
+        control: &CallControl,
+        code: &str,
+        inputs: &[(String, Vec<u8>)],
+        limits: &GuestLimits,
+        options: &RunOptions,
+    ) -> CallResult<Step> {
+        let exports = self.exports();
+        let func = exports.func_repl_feed();
+        self.call_async(control, func, (code, inputs, *limits, options))
+            .await
+            .map(|(r,)| r)
+    }
+
+    pub async fn repl_call_async(
+        &mut self,
+        control: &CallControl,
+        name: &str,
+        args: &[Vec<u8>],
+        limits: &GuestLimits,
+    ) -> CallResult<Step> {
+        let exports = self.exports();
+        let func = exports.func_repl_call();
+        self.call_async(control, func, (name, args, *limits))
+            .await
+            .map(|(r,)| r)
+    }
+
+    /// `apply_live_output`, in a slice.
+    pub async fn apply_live_output_async(
+        &mut self,
+        control: &CallControl,
+        on: bool,
+    ) -> CallResult<()> {
+        if on == self.live_output {
+            return Ok(Ok(()));
+        }
+        let exports = self.exports();
+        let func = exports.func_set_live_output();
+        let result = self.call_async(control, func, (on,)).await.map(Ok);
+        if matches!(result, Ok(Ok(()))) {
+            self.live_output = on;
+        }
+        result
+    }
+
+    /// `apply_policy`, in a slice.
+    pub async fn apply_policy_async(
+        &mut self,
+        control: &CallControl,
+        policy: Option<&OsPolicy>,
+    ) -> CallResult<()> {
+        let key = policy.map(|policy| format!("{policy:?}"));
+        if key == self.policy {
+            return Ok(Ok(()));
+        }
+        let wanted = policy.cloned().unwrap_or_else(default_policy);
+        let exports = self.exports();
+        let func = exports.func_set_os_policy();
+        let result = self
+            .call_async(control, func, (&wanted,))
+            .await
+            .map(|(r,)| r);
+        if matches!(result, Ok(Ok(()))) {
+            self.policy = key;
+        }
+        result
     }
 
     pub fn compile(
@@ -162,56 +358,9 @@ impl Instance {
         })
     }
 
-    pub fn start(
-        &mut self,
-        control: &CallControl,
-        program: &[u8],
-        inputs: &[Vec<u8>],
-        limits: &GuestLimits,
-        options: &RunOptions,
-    ) -> CallResult<Step> {
-        self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_start(store, program, inputs, *limits, options)
-        })
-    }
-
-    pub fn eval(
-        &mut self,
-        control: &CallControl,
-        call: &EvalCall<'_>,
-        limits: &GuestLimits,
-        options: &RunOptions,
-    ) -> CallResult<Step> {
-        self.call(control, |guest, store| {
-            guest.ex_monty_sandbox_runtime().call_eval(
-                store,
-                call.code,
-                call.script_name,
-                call.input_names,
-                call.inputs,
-                *limits,
-                options,
-            )
-        })
-    }
-
     pub fn resume(&mut self, control: &CallControl, answer: &Answer) -> CallResult<Step> {
         self.call(control, |guest, store| {
             guest.ex_monty_sandbox_runtime().call_resume(store, answer)
-        })
-    }
-
-    pub fn resolve_futures(
-        &mut self,
-        control: &CallControl,
-        results: &[(u32, Answer)],
-    ) -> CallResult<Step> {
-        self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_resolve_futures(store, results)
         })
     }
 
@@ -266,13 +415,7 @@ impl Instance {
         if key == self.policy {
             return Ok(Ok(()));
         }
-        let wanted = policy.cloned().unwrap_or(OsPolicy {
-            clock: Clock::System,
-            timezone: TimeZone::Fixed((0, None)),
-            sleep: SleepMode::System(10_000_000),
-            process_time: ProcessTime::Zero,
-            random_start: RandomStart::System,
-        });
+        let wanted = policy.cloned().unwrap_or_else(default_policy);
         let result = self.call(control, |guest, store| {
             guest
                 .ex_monty_sandbox_runtime()
@@ -294,35 +437,6 @@ impl Instance {
             guest
                 .ex_monty_sandbox_runtime()
                 .call_repl_new(store, script_name, options)
-        })
-    }
-
-    pub fn repl_feed(
-        &mut self,
-        control: &CallControl,
-        code: &str,
-        inputs: &[(String, Vec<u8>)],
-        limits: &GuestLimits,
-        options: &RunOptions,
-    ) -> CallResult<Step> {
-        self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_repl_feed(store, code, inputs, *limits, options)
-        })
-    }
-
-    pub fn repl_call(
-        &mut self,
-        control: &CallControl,
-        name: &str,
-        args: &[Vec<u8>],
-        limits: &GuestLimits,
-    ) -> CallResult<Step> {
-        self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_repl_call(store, name, args, *limits)
         })
     }
 

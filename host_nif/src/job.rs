@@ -16,6 +16,7 @@ use crate::atoms;
 pub use crate::control::JobRes;
 use crate::control::Listener;
 use crate::exceptions::{sandbox_error, sandbox_exception};
+use crate::inline::Slot;
 
 #[rustler::nif]
 fn job_cancel(job: ResourceArc<JobRes>) -> Atom {
@@ -23,8 +24,8 @@ fn job_cancel(job: ResourceArc<JobRes>) -> Atom {
     atoms::ok()
 }
 
-/// Builds a deferred result in the caller's environment.
-type Build = Box<dyn for<'a> FnOnce(Env<'a>) -> Term<'a> + Send>;
+/// Builds a result (or a deferred one) in the caller's environment.
+pub type Build = Box<dyn for<'a> FnOnce(Env<'a>) -> Term<'a> + Send>;
 
 /// A result holding values too large to build off a scheduler thread.
 pub struct PendingRes {
@@ -57,18 +58,22 @@ fn job_materialize(env: Env<'_>, pending: ResourceArc<PendingRes>) -> Term<'_> {
 /// The answer to one job, sent to the caller as `{:ex_monty, job, result}`.
 /// If the job ends without answering (a host bug), dropping the reply still
 /// answers, so no caller ever waits forever.
+/// While the job runs inline on the caller's scheduler, the answer is left
+/// in its slot for the NIF to return (see `inline`).
 pub struct Reply {
     pid: LocalPid,
     job: ResourceArc<JobRes>,
     sent: bool,
+    slot: Option<Arc<Slot>>,
 }
 
 impl Reply {
-    pub fn new(pid: LocalPid, job: ResourceArc<JobRes>) -> Self {
+    pub fn new(pid: LocalPid, job: ResourceArc<JobRes>, slot: Option<Arc<Slot>>) -> Self {
         Self {
             pid,
             job,
             sent: false,
+            slot,
         }
     }
 
@@ -86,9 +91,17 @@ impl Reply {
 
     pub fn send<F>(mut self, build: F)
     where
-        F: for<'a> FnOnce(Env<'a>) -> Term<'a>,
+        F: for<'a> FnOnce(Env<'a>) -> Term<'a> + Send + 'static,
     {
         self.sent = true;
+        let build: Build = Box::new(build);
+        let build = match self.slot.take() {
+            Some(slot) => match slot.offer(build) {
+                Ok(()) => return,
+                Err(build) => build,
+            },
+            None => build,
+        };
         let job = self.job.clone();
         let mut env = OwnedEnv::new();
         let _ = env.send_and_clear(&self.pid, move |env| {
@@ -99,18 +112,29 @@ impl Reply {
 
 impl Drop for Reply {
     fn drop(&mut self) {
-        if !self.sent {
-            let job = self.job.clone();
-            let mut env = OwnedEnv::new();
-            let _ = env.send_and_clear(&self.pid, move |env| {
-                let exception = sandbox_exception(
-                    env,
-                    atoms::sandbox_crashed(),
-                    "RuntimeError",
-                    "internal error in the ExMonty host; the execution was lost",
-                );
-                (atoms::ex_monty(), job, (atoms::error(), exception)).encode(env)
-            });
+        if self.sent {
+            return;
         }
+        if let Some(slot) = self.slot.take() {
+            if slot.offer(Box::new(lost)).is_ok() {
+                return;
+            }
+        }
+        let job = self.job.clone();
+        let mut env = OwnedEnv::new();
+        let _ = env.send_and_clear(&self.pid, move |env| {
+            (atoms::ex_monty(), job, lost(env)).encode(env)
+        });
     }
+}
+
+/// The answer of a job that ended without answering (a host bug).
+fn lost(env: Env<'_>) -> Term<'_> {
+    let exception = sandbox_exception(
+        env,
+        atoms::sandbox_crashed(),
+        "RuntimeError",
+        "internal error in the ExMonty host; the execution was lost",
+    );
+    (atoms::error(), exception).encode(env)
 }

@@ -1,15 +1,18 @@
 //! `ex_monty_nif`: the Rustler NIF behind `ExMonty.Native`.
 //!
 //! It embeds wasmtime and runs the ExMonty guest component (Monty compiled to
-//! `wasm32-wasip2`). Python never runs on a BEAM scheduler and never in the
-//! VM's own memory: every execution runs inside a wasm instance on a worker
-//! thread, under Monty's limits and wasmtime's (memory cap, epoch deadline,
-//! bounded wasm stack). A trap poisons only that instance.
+//! `wasm32-wasip2`). Python never runs in the VM's own memory or on a
+//! scheduler's stack: every execution runs inside a wasm instance, under
+//! Monty's limits and wasmtime's (memory cap, epoch deadline, bounded wasm
+//! stack). A trap poisons only that instance. Short executions run on the
+//! calling scheduler, on a fiber stack, for at most an epoch tick; the rest
+//! continues on worker threads.
 //!
 //! One file per concern; the NIFs sit beside the resource they act on:
 //!
 //! * `runtime` — start, stats, tables; `engine` — wasmtime, the compiled
 //!   guest and its cache; `pool` — worker threads and warm instances;
+//!   `inline` — a job's first slice on the calling scheduler;
 //! * `bindings` — the WIT bindings and per-store state; `instance` — one
 //!   instance and the calls into it;
 //! * `job` — queued work, replies by message, cancellation, deferred results;
@@ -29,6 +32,7 @@ mod bindings;
 mod control;
 mod engine;
 mod exceptions;
+mod inline;
 mod instance;
 mod job;
 mod mounts;

@@ -64,6 +64,12 @@ pub fn may_stay_live() -> bool {
     LIVE_PAUSED.load(Ordering::Relaxed) < MAX_LIVE_PAUSED.load(Ordering::Relaxed)
 }
 
+/// Whether more pauses keep an instance than `max_live_paused` allows (a
+/// pause kept live until its answer was out, to be hibernated after).
+pub fn over_cap() -> bool {
+    LIVE_PAUSED.load(Ordering::Relaxed) > MAX_LIVE_PAUSED.load(Ordering::Relaxed)
+}
+
 pub fn set_max_live_paused(max: usize) {
     MAX_LIVE_PAUSED.store(max, Ordering::Relaxed);
 }
@@ -119,5 +125,30 @@ pub fn wake(held: Held, limits: &ExecLimits) -> Result<Instance, Result<GuestErr
                 Err(trap) => Err(Err(trap)),
             }
         }
+    }
+}
+
+/// `wake`, in a slice (see `inline`): a hibernated execution is loaded into
+/// a warm instance by guest code, which yields at the tick like any other.
+pub async fn wake_async(
+    held: Held,
+    limits: &ExecLimits,
+) -> Result<Instance, Result<GuestError, CallError>> {
+    match held {
+        Held::Hibernated(bytes) => {
+            let mut instance = pool::checkout_async(false)
+                .await
+                .map_err(|message| Ok(GuestError::Invalid(message)))?;
+            let typed = limits.mounts.is_some();
+            match instance
+                .load_snapshot_async(&service_control(), &bytes, &limits.guest, typed)
+                .await
+            {
+                Ok(Ok(_progress)) => Ok(instance),
+                Ok(Err(error)) => Err(Ok(error)),
+                Err(trap) => Err(Err(trap)),
+            }
+        }
+        live => wake(live, limits),
     }
 }

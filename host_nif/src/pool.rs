@@ -9,15 +9,16 @@ use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 
-use rustler::{Encoder, Env, ResourceArc, Term};
+use rustler::{Env, Term};
 
 use crate::atoms;
 use crate::engine::{self, Runtime, WORKER_STACK};
 use crate::exceptions::sandbox_error;
+use crate::inline;
 use crate::instance::Instance;
-use crate::job::{JobRes, Reply};
+use crate::job::Reply;
 
 pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
@@ -118,16 +119,30 @@ pub fn submit(job: Job) -> Result<(), String> {
         .map_err(|_| "the workers have stopped".to_owned())
 }
 
+/// A warm instance, if one is idle.
+fn take_idle() -> Option<Instance> {
+    POOL.get()
+        .and_then(|pool| pool.idle.lock().ok().and_then(|mut idle| idle.pop()))
+}
+
 /// A warm instance, or a new one.
 pub fn checkout(runtime: &Runtime) -> Result<Instance, String> {
-    if let Some(pool) = POOL.get() {
-        if let Ok(mut idle) = pool.idle.lock() {
-            if let Some(instance) = idle.pop() {
-                return Ok(instance);
-            }
+    match take_idle() {
+        Some(instance) => Ok(instance),
+        None => Instance::new(runtime),
+    }
+}
+
+/// A warm instance (unless `fresh`), or a new one, made on a worker:
+/// instantiating takes too long for a scheduler.
+pub async fn checkout_async(fresh: bool) -> Result<Instance, String> {
+    if !fresh {
+        if let Some(instance) = take_idle() {
+            return Ok(instance);
         }
     }
-    Instance::new(runtime)
+    inline::to_worker().await;
+    Instance::new(&*engine::runtime()?)
 }
 
 /// Returns an instance after a clean execution. Worn or grown instances are
@@ -169,24 +184,14 @@ pub fn spawn<'a, F>(env: Env<'a>, work: F) -> Term<'a>
 where
     F: FnOnce(Reply) + Send + 'static,
 {
-    let job = ResourceArc::new(JobRes {
-        cancel: Arc::new(AtomicBool::new(false)),
-    });
-    let pid = env.pid();
-    let _ = job.monitor(Some(env), &pid);
-    let reply = Reply::new(pid, job.clone());
-    let job_fn = move || {
+    inline::spawn(env, false, move |reply| async move {
         // Cancelled (or its caller died) while queued: do not start it at all.
         if reply.cancel_flag().load(Ordering::Relaxed) {
             reply.send(|env| sandbox_error(env, atoms::cancelled(), "execution was cancelled"));
         } else {
             work(reply);
         }
-    };
-    match submit(Box::new(job_fn)) {
-        Ok(()) => (atoms::ok(), job).encode(env),
-        Err(message) => sandbox_error(env, atoms::not_initialized(), &message),
-    }
+    })
 }
 
 /// Queues `work` with an instance: a warm one from the pool, or a `fresh` one.

@@ -13,13 +13,14 @@ use crate::bindings::RunOptions;
 use crate::bindings::Step;
 use crate::control::CallControl;
 use crate::exceptions::{exception_of, sandbox_error};
+use crate::inline;
 use crate::instance::{CallResult, EvalCall, Instance};
 use crate::job::Reply;
-use crate::pool::spawn_with_instance;
+use crate::pool::{self, spawn_with_instance};
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, RunSettings};
-use crate::snapshot::reply_step;
-use crate::step::{reply_failure, settle, with_policy};
+use crate::snapshot::reply_step_async;
+use crate::step::{reply_failure, settle, with_policy_async};
 use crate::terms::{binary, make_struct};
 use crate::values::{self, Budget, FromTermError};
 
@@ -163,29 +164,94 @@ fn start<'a>(
     settings: RunSettings,
     sched: Sched,
 ) -> Term<'a> {
-    let (encoded, limits, options) =
+    let (inputs, limits, options) =
         match prepare(env, &runner.input_names, &inputs, settings, sched) {
             Ok(prepared) => prepared,
             Err(error) => return error,
         };
-    run_step(env, limits, move |instance, ctl, limits| {
-        instance.start(ctl, &runner.program, &encoded, &limits.guest, &options)
-    })
+    run_step(
+        env,
+        limits,
+        First::Start {
+            runner,
+            inputs,
+            options,
+        },
+    )
 }
 
-/// Queues the first step of a new execution: a warm instance set to its OS
-/// policy runs `step`, and the outcome is replied (or kept as a pause).
-fn run_step<'a, F>(env: Env<'a>, limits: ExecLimits, step: F) -> Term<'a>
-where
-    F: FnOnce(&mut Instance, &CallControl, &ExecLimits) -> CallResult<Step> + Send + 'static,
-{
-    spawn_with_instance(env, false, move |reply, instance| {
-        let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
+/// The first step of a new execution.
+enum First {
+    Start {
+        runner: ResourceArc<RunnerRes>,
+        inputs: Vec<Vec<u8>>,
+        options: RunOptions,
+    },
+    Eval {
+        code: String,
+        script_name: String,
+        input_names: Vec<String>,
+        inputs: Vec<Vec<u8>>,
+        options: RunOptions,
+    },
+}
+
+impl First {
+    async fn run(
+        &self,
+        instance: &mut Instance,
+        ctl: &CallControl,
+        limits: &ExecLimits,
+    ) -> CallResult<Step> {
+        match self {
+            First::Start {
+                runner,
+                inputs,
+                options,
+            } => {
+                instance
+                    .start_async(ctl, &runner.program, inputs, &limits.guest, options)
+                    .await
+            }
+            First::Eval {
+                code,
+                script_name,
+                input_names,
+                inputs,
+                options,
+            } => {
+                let call = EvalCall {
+                    code,
+                    script_name,
+                    input_names,
+                    inputs,
+                };
+                instance
+                    .eval_async(ctl, &call, &limits.guest, options)
+                    .await
+            }
+        }
+    }
+}
+
+/// Runs the first step of a new execution, starting on the calling
+/// scheduler (see `inline`): a warm instance set to its OS policy runs it,
+/// and the outcome is replied (or kept as a pause).
+fn run_step(env: Env<'_>, limits: ExecLimits, first: First) -> Term<'_> {
+    inline::spawn(env, true, move |reply| async move {
+        let instance = match pool::checkout_async(false).await {
+            Ok(instance) => instance,
+            Err(message) => {
+                return reply
+                    .send(move |env| sandbox_error(env, atoms::sandbox_crashed(), &message))
+            }
+        };
+        let Some((reply, mut instance)) = with_policy_async(reply, instance, &limits).await else {
             return;
         };
         let ctl = limits.control(&reply);
-        let result = step(&mut instance, &ctl, &limits);
-        reply_step(reply, instance, result, limits, None);
+        let result = first.run(&mut instance, &ctl, &limits).await;
+        reply_step_async(reply, instance, result, limits, None).await;
     })
 }
 
@@ -221,19 +287,21 @@ fn eval<'a>(
         Ok(code) => code,
         Err(term) => return term,
     };
-    let (encoded, limits, options) = match prepare(env, &input_names, &inputs, settings, sched) {
+    let (inputs, limits, options) = match prepare(env, &input_names, &inputs, settings, sched) {
         Ok(prepared) => prepared,
         Err(error) => return error,
     };
-    run_step(env, limits, move |instance, ctl, limits| {
-        let call = EvalCall {
-            code: &code,
-            script_name: &script_name,
-            input_names: &input_names,
-            inputs: &encoded,
-        };
-        instance.eval(ctl, &call, &limits.guest, &options)
-    })
+    run_step(
+        env,
+        limits,
+        First::Eval {
+            code,
+            script_name,
+            input_names,
+            inputs,
+            options,
+        },
+    )
 }
 
 nif_pair!('a, runner_eval, runner_eval_dirty, eval, (

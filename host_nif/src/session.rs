@@ -12,12 +12,13 @@ use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
 use crate::atoms;
 use crate::exceptions::sandbox_error;
+use crate::inline;
 use crate::job::Reply;
-use crate::pause::{hold, wake, Paused};
-use crate::pool::{spawn, spawn_with_instance};
+use crate::pause::{hold, wake_async, Paused};
+use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, LimitsMap, RunSettings};
-use crate::snapshot::{reply_step, Owner, PauseKind, SnapshotRes};
+use crate::snapshot::{reply_step_async, Owner, PauseKind, SnapshotRes};
 use crate::step::{reply_failure, settle, with_policy, Failure};
 use crate::values::{self, FromTermError};
 
@@ -114,23 +115,26 @@ fn busy(env: Env<'_>) -> Term<'_> {
     )
 }
 
-/// Runs a guest call on the session's instance, as its one snippet.
-fn with_session<'a, F>(
-    env: Env<'a>,
+/// What a snippet runs.
+enum Snippet {
+    Feed {
+        code: String,
+        inputs: Vec<(String, Vec<u8>)>,
+    },
+    Call {
+        name: String,
+        args: Vec<Vec<u8>>,
+    },
+}
+
+/// Runs a snippet on the session's instance, starting on the calling
+/// scheduler (see `inline`).
+fn with_session(
+    env: Env<'_>,
     session: ResourceArc<SnapshotRes>,
     limits: LimitsMap,
-    call: F,
-) -> Term<'a>
-where
-    F: FnOnce(
-            &mut crate::instance::Instance,
-            &crate::control::CallControl,
-            &ExecLimits,
-            &crate::bindings::RunOptions,
-        ) -> crate::instance::CallResult<crate::bindings::Step>
-        + Send
-        + 'static,
-{
+    snippet: Snippet,
+) -> Term<'_> {
     if session.kind() != PauseKind::Session {
         return sandbox_error(env, atoms::invalid_input(), "not a session");
     }
@@ -144,13 +148,13 @@ where
         limits.interactive = true;
         limits
     };
-    spawn(env, move |reply| {
+    inline::spawn(env, true, move |reply| async move {
         let Paused { held, limits } = paused;
         let owner = Owner {
             session: session.clone(),
             limits: limits.clone(),
         };
-        let mut instance = match wake(held, &limits) {
+        let mut instance = match wake_async(held, &limits).await {
             Ok(instance) => instance,
             Err(failure) => {
                 session.consume();
@@ -162,8 +166,9 @@ where
                 };
             }
         };
-        if let Err(crate::control::CallError::Trap(trapped)) =
-            instance.apply_live_output(&service_control(), feed_limits.live_output)
+        if let Err(crate::control::CallError::Trap(trapped)) = instance
+            .apply_live_output_async(&service_control(), feed_limits.live_output)
+            .await
         {
             session.consume();
             return reply_failure(reply, Failure::Trap(trapped));
@@ -174,8 +179,16 @@ where
             typed_os_calls: feed_limits.mounts.is_some(),
         };
         let ctl = feed_limits.control(&reply);
-        let result = call(&mut instance, &ctl, &feed_limits, &options);
-        reply_step(reply, instance, result, feed_limits, Some(owner));
+        let guest = &feed_limits.guest;
+        let result = match &snippet {
+            Snippet::Feed { code, inputs } => {
+                instance
+                    .repl_feed_async(&ctl, code, inputs, guest, &options)
+                    .await
+            }
+            Snippet::Call { name, args } => instance.repl_call_async(&ctl, name, args, guest).await,
+        };
+        reply_step_async(reply, instance, result, feed_limits, Some(owner)).await;
     })
 }
 
@@ -214,14 +227,7 @@ fn feed<'a>(
         Err(error) => return conversion_error(env, error),
     };
     let inputs: Vec<(String, Vec<u8>)> = names.into_iter().zip(encoded).collect();
-    with_session(
-        env,
-        session,
-        limits,
-        move |instance, ctl, limits, options| {
-            instance.repl_feed(ctl, &code, &inputs, &limits.guest, options)
-        },
-    )
+    with_session(env, session, limits, Snippet::Feed { code, inputs })
 }
 
 nif_pair!('a, session_feed, session_feed_dirty, feed, (
@@ -244,14 +250,11 @@ fn call<'a>(
         Ok(encoded) => encoded,
         Err(error) => return conversion_error(env, error),
     };
-    with_session(
-        env,
-        session,
-        limits,
-        move |instance, ctl, limits, _options| {
-            instance.repl_call(ctl, &name, &encoded, &limits.guest)
-        },
-    )
+    let snippet = Snippet::Call {
+        name,
+        args: encoded,
+    };
+    with_session(env, session, limits, snippet)
 }
 
 nif_pair!('a, session_call, session_call_dirty, call, (

@@ -16,13 +16,14 @@ use rustler::{Atom, Binary, Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
 use crate::bindings::{Answer, GuestError, HostError, Progress, Step};
-use crate::control::{CallControl, CallError};
+use crate::control::CallError;
 use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_error, trap_error};
+use crate::inline;
 use crate::instance::{CallResult, Instance};
 use crate::job::{deferred, Reply};
-use crate::pause::{hibernate, hold, wake, Held, Paused, PausedInstance};
+use crate::pause::{self, hibernate, wake, wake_async, Held, Paused, PausedInstance};
 use crate::pool;
-use crate::pool::{spawn, spawn_with_instance};
+use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{service_control, ExecLimits, LimitsMap};
 use crate::step::{progress_term, reply_failure, serve_mounts, settle};
@@ -90,7 +91,11 @@ impl Drop for SnapshotRes {
         let Paused { held, limits } = *paused;
         let _ = pool::submit(Box::new(move || match wake(held, &limits) {
             Ok(mut instance) => match instance.repl_abandon_feed(&service_control()) {
-                Ok(()) => give_back(instance, Some(owner)),
+                Ok(()) => {
+                    if let Some(session) = give_back(instance, Some(owner)) {
+                        trim(&session);
+                    }
+                }
                 Err(_) => owner.session.consume(),
             },
             Err(_) => owner.session.consume(),
@@ -99,18 +104,46 @@ impl Drop for SnapshotRes {
 }
 
 /// Where an instance goes when its execution ends without a trap: back to
-/// its session, or to the pool.
-fn give_back(instance: Instance, owner: Option<Owner>) {
+/// its session, or to the pool. Returns the session when it is to be put to
+/// sleep once the answer is out ([`trim`]).
+fn give_back(instance: Instance, owner: Option<Owner>) -> Option<ResourceArc<SnapshotRes>> {
     match owner {
-        Some(owner) => match hold(instance) {
-            Ok(held) => owner.session.release(Paused {
-                held,
+        Some(owner) => {
+            owner.session.release(Paused {
+                held: Held::Live(PausedInstance::new(instance)),
                 limits: owner.limits,
-            }),
-            Err(_) => owner.session.consume(),
-        },
-        None => pool::checkin(instance),
+            });
+            pause::over_cap().then_some(owner.session)
+        }
+        None => {
+            pool::checkin(instance);
+            None
+        }
     }
+}
+
+/// Puts a paused execution (or an idle session) to sleep as its dump bytes
+/// when more pauses keep an instance than `max_live_paused` allows. Called
+/// after the answer that created the pause is out, so the caller never
+/// waits for the dump; a pause its caller already took again is left alone.
+pub fn trim(snapshot: &SnapshotRes) {
+    if !pause::over_cap() {
+        return;
+    }
+    let Some(Paused { held, limits }) = snapshot.try_acquire() else {
+        return;
+    };
+    let held = match held {
+        Held::Live(live) => match live.into_instance() {
+            Some(instance) => match hibernate(instance) {
+                Ok(held) => held,
+                Err(_) => return snapshot.consume(),
+            },
+            None => return snapshot.consume(),
+        },
+        hibernated => hibernated,
+    };
+    snapshot.release(Paused { held, limits });
 }
 
 /// What `acquire` found.
@@ -155,28 +188,32 @@ impl SnapshotRes {
     }
 
     /// Takes the execution, waiting while another job has it (or until
-    /// `cancel` is set: the caller died or gave up).
-    pub fn acquire(&self, cancel: &AtomicBool) -> Acquired {
-        let Ok(mut state) = self.state.lock() else {
-            return Acquired::Consumed;
-        };
+    /// `cancel` is set: the caller died or gave up). Waiting never holds a
+    /// thread: on a worker it waits for the execution's release a moment,
+    /// then lets other jobs run (the job holding the execution may be one
+    /// of them) and tries again when its turn comes back.
+    pub async fn acquire(&self, cancel: &AtomicBool) -> Acquired {
         loop {
-            match std::mem::replace(&mut *state, State::Busy) {
-                State::Ready(paused) => return Acquired::Paused(paused),
-                State::Consumed => {
-                    *state = State::Consumed;
+            {
+                let Ok(mut state) = self.state.lock() else {
                     return Acquired::Consumed;
-                }
-                State::Busy => {
-                    if cancel.load(Ordering::Relaxed) {
-                        return Acquired::Cancelled;
+                };
+                match std::mem::replace(&mut *state, State::Busy) {
+                    State::Ready(paused) => return Acquired::Paused(paused),
+                    State::Consumed => {
+                        *state = State::Consumed;
+                        return Acquired::Consumed;
                     }
-                    state = match self.turn.wait_timeout(state, Duration::from_millis(5)) {
-                        Ok((state, _)) => state,
-                        Err(_) => return Acquired::Consumed,
-                    };
+                    State::Busy => {}
+                }
+                if cancel.load(Ordering::Relaxed) {
+                    return Acquired::Cancelled;
+                }
+                if !inline::active() {
+                    let _ = self.turn.wait_timeout(state, Duration::from_millis(1));
                 }
             }
+            inline::pass_turn().await;
         }
     }
 
@@ -211,19 +248,79 @@ pub fn snapshot_term<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>) -> Te
 /// or a new snapshot holding the paused execution.
 pub fn reply_step(
     reply: Reply,
-    mut instance: Instance,
+    instance: Instance,
     result: CallResult<Step>,
     limits: ExecLimits,
     owner: Option<Owner>,
 ) {
+    if let Some(snapshot) = answer_step(reply, instance, result, limits, owner) {
+        trim(&snapshot);
+    }
+}
+
+/// Results larger than this (encoded) are built into terms on a worker,
+/// not on the caller's scheduler.
+const INLINE_RESULT_BYTES: usize = 64 * 1024;
+
+/// Whether the answer to `result` must be made on a worker: mounts are
+/// served there (file I/O), and large results are built there.
+fn answer_on_worker(result: &CallResult<Step>, limits: &ExecLimits) -> bool {
+    let Ok(Ok(step)) = result else {
+        return false;
+    };
+    let payload = match &step.progress {
+        Progress::Complete(value) => value.len(),
+        Progress::FunctionCall(call) => {
+            call.args.iter().map(Vec::len).sum::<usize>()
+                + call.kwargs.iter().map(|(_, v)| v.len()).sum::<usize>()
+        }
+        Progress::OsCall(_) if limits.mounts.is_some() => return true,
+        Progress::OsCall(call) => {
+            call.args.iter().map(Vec::len).sum::<usize>()
+                + call.kwargs.iter().map(|(_, v)| v.len()).sum::<usize>()
+        }
+        Progress::NameLookup(name) => name.len(),
+        Progress::ResolveFutures(ids) => ids.len() * 4,
+    };
+    payload + step.output.len() > INLINE_RESULT_BYTES
+}
+
+/// `reply_step`, in a slice (see `inline`): what cannot be done on a
+/// scheduler moves to a worker first, and a pause beyond the live cap is
+/// hibernated on a worker after the answer is out.
+pub async fn reply_step_async(
+    reply: Reply,
+    instance: Instance,
+    result: CallResult<Step>,
+    limits: ExecLimits,
+    owner: Option<Owner>,
+) {
+    if answer_on_worker(&result, &limits) {
+        inline::to_worker().await;
+    }
+    if let Some(snapshot) = answer_step(reply, instance, result, limits, owner) {
+        inline::to_worker().await;
+        trim(&snapshot);
+    }
+}
+
+/// Answers the outcome of a call; returns the pause (or session) to put to
+/// sleep after the answer ([`trim`]) when the live cap is exceeded.
+fn answer_step(
+    reply: Reply,
+    mut instance: Instance,
+    result: CallResult<Step>,
+    limits: ExecLimits,
+    owner: Option<Owner>,
+) -> Option<ResourceArc<SnapshotRes>> {
     let result = serve_mounts(&reply, &mut instance, result, &limits);
     let step = match result {
         Ok(Ok(Step {
             progress: Progress::Complete(value),
             output,
         })) => {
-            give_back(instance, owner);
-            return reply.send(
+            let trim = give_back(instance, owner);
+            reply.send(
                 move |env| match values::value_to_term(env, &value, Site::Worker) {
                     Ok(term) => (atoms::ok(), (atoms::complete(), term, &output)).encode(env),
                     Err(ToTermError::Invalid(message)) => {
@@ -239,19 +336,22 @@ pub fn reply_step(
                     }),
                 },
             );
+            return trim;
         }
         Ok(Ok(step)) => step,
         // The instance is sound: a Python error ends the execution (a
         // session keeps its state), a refused request changed nothing.
         Ok(Err(error)) => {
-            give_back(instance, owner);
-            return reply.send(move |env| guest_error(env, &error));
+            let trim = give_back(instance, owner);
+            reply.send(move |env| guest_error(env, &error));
+            return trim;
         }
         Err(CallError::Trap(trapped)) => {
             if let Some(owner) = owner {
                 owner.session.consume();
             }
-            return reply.send(move |env| trap_error(env, &trapped));
+            reply.send(move |env| trap_error(env, &trapped));
+            return None;
         }
     };
     let Step { progress, output } = step;
@@ -261,16 +361,11 @@ pub fn reply_step(
         Progress::NameLookup(_) => PauseKind::NameLookup,
         _ => PauseKind::Futures,
     };
-    let held = match hold(instance) {
-        Ok(held) => held,
-        Err(CallError::Trap(trapped)) => {
-            if let Some(owner) = owner {
-                owner.session.consume();
-            }
-            return reply.send(move |env| trap_error(env, &trapped));
-        }
-    };
+    // The pause keeps its instance until its answer is out; beyond the live
+    // cap it is hibernated after (`trim`).
+    let held = Held::Live(PausedInstance::new(instance));
     let snapshot = ResourceArc::new(SnapshotRes::new(kind, Paused { held, limits }, owner));
+    let kept = snapshot.clone();
     reply.send(move |env| {
         let term = snapshot_term(env, snapshot.clone());
         match progress_term(env, &progress, term, &output, Site::Worker) {
@@ -287,6 +382,7 @@ pub fn reply_step(
             }),
         }
     });
+    pause::over_cap().then_some(kept)
 }
 
 fn to_term_error(env: Env<'_>, error: ToTermError) -> Term<'_> {
@@ -307,8 +403,8 @@ pub fn with_paused<'a, F>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, work
 where
     F: FnOnce(Reply, &SnapshotRes, Paused) + Send + 'static,
 {
-    spawn(env, move |reply| {
-        match snapshot.acquire(&reply.cancel_flag()) {
+    inline::spawn(env, false, move |reply| async move {
+        match snapshot.acquire(&reply.cancel_flag()).await {
             Acquired::Paused(paused) => work(reply, &snapshot, *paused),
             Acquired::Consumed => reply.send(consumed),
             Acquired::Cancelled => {
@@ -318,19 +414,37 @@ where
     })
 }
 
-/// Answers a paused execution with `call` (a resume or a futures resolution).
-/// A refused answer leaves the execution exactly as it was; anything else
-/// consumes the snapshot and carries on with the next step.
-fn answer_paused<F>(reply: Reply, snapshot: &SnapshotRes, paused: Paused, call: F)
-where
-    F: FnOnce(&mut Instance, &CallControl, Option<u64>) -> CallResult<Step>,
-{
+/// An answer to a paused execution.
+enum Answering {
+    Resume(Answer),
+    Futures(Vec<(u32, Answer)>),
+}
+
+/// Answers a paused execution, starting on the calling scheduler (see
+/// `inline`). A refused answer leaves the execution exactly as it was;
+/// anything else consumes the snapshot and carries on with the next step.
+fn answer<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, answering: Answering) -> Term<'a> {
+    inline::spawn(env, true, move |reply| async move {
+        // An execution another job has is waited for on a worker.
+        let paused = match snapshot.acquire(&reply.cancel_flag()).await {
+            Acquired::Paused(paused) => *paused,
+            Acquired::Consumed => return reply.send(consumed),
+            Acquired::Cancelled => {
+                return reply
+                    .send(|env| sandbox_error(env, atoms::cancelled(), "execution was cancelled"))
+            }
+        };
+        answer_paused(reply, &snapshot, paused, answering).await;
+    })
+}
+
+async fn answer_paused(reply: Reply, snapshot: &SnapshotRes, paused: Paused, answering: Answering) {
     let Paused { held, limits } = paused;
     let hibernated = match &held {
         Held::Hibernated(bytes) => Some(bytes.clone()),
         Held::Live(_) => None,
     };
-    let mut instance = match wake(held, &limits) {
+    let mut instance = match wake_async(held, &limits).await {
         Ok(instance) => instance,
         Err(failure) => {
             match hibernated {
@@ -347,18 +461,34 @@ where
         }
     };
     // A woken execution may land in an instance that streams differently.
-    if let Err(crate::control::CallError::Trap(trapped)) =
-        instance.apply_live_output(&service_control(), limits.live_output)
+    if let Err(crate::control::CallError::Trap(trapped)) = instance
+        .apply_live_output_async(&service_control(), limits.live_output)
+        .await
     {
         snapshot.consume();
         return reply.send(move |env| trap_error(env, &trapped));
     }
     let ctl = limits.control(&reply);
-    let result = call(&mut instance, &ctl, limits.guest.max_memory);
+    let max_memory = limits.guest.max_memory;
+    let result = match answering {
+        Answering::Resume(answer) => {
+            instance
+                .resume_async(&ctl, &fit_answer(answer, max_memory))
+                .await
+        }
+        Answering::Futures(answers) => {
+            let answers: Vec<(u32, Answer)> = answers
+                .into_iter()
+                .map(|(id, answer)| (id, fit_answer(answer, max_memory)))
+                .collect();
+            instance.resolve_futures_async(&ctl, &answers).await
+        }
+    };
     if let Ok(Err(GuestError::Invalid(message))) = result {
         // The guest refused the answer and kept the pause as it was.
         let held = match hibernated {
             Some(bytes) => {
+                inline::to_worker().await;
                 if instance.abandon(&service_control()).is_ok() {
                     pool::checkin(instance);
                 }
@@ -370,7 +500,7 @@ where
         return reply.send(move |env| sandbox_error(env, atoms::invalid_input(), &message));
     }
     snapshot.consume();
-    reply_step(reply, instance, result, limits, snapshot.owner.clone());
+    reply_step_async(reply, instance, result, limits, snapshot.owner.clone()).await;
 }
 
 /// A value larger than the execution's `max_memory` cannot enter the guest:
@@ -473,11 +603,7 @@ fn resume<'a>(
         Ok(answer) => answer,
         Err(error) => return conversion_error(env, error),
     };
-    with_paused(env, snapshot, move |reply, snapshot, paused| {
-        answer_paused(reply, snapshot, paused, move |instance, ctl, max_memory| {
-            instance.resume(ctl, &fit_answer(answer, max_memory))
-        });
-    })
+    self::answer(env, snapshot, Answering::Resume(answer))
 }
 
 nif_pair!('a, snapshot_resume, snapshot_resume_dirty, resume, (
@@ -515,15 +641,7 @@ fn resolve<'a>(
             Err(error) => return conversion_error(env, error),
         }
     }
-    with_paused(env, snapshot, move |reply, snapshot, paused| {
-        answer_paused(reply, snapshot, paused, move |instance, ctl, max_memory| {
-            let answers: Vec<(u32, Answer)> = answers
-                .into_iter()
-                .map(|(id, answer)| (id, fit_answer(answer, max_memory)))
-                .collect();
-            instance.resolve_futures(ctl, &answers)
-        });
-    })
+    self::answer(env, snapshot, Answering::Futures(answers))
 }
 
 nif_pair!('a, snapshot_resume_futures, snapshot_resume_futures_dirty, resolve, (

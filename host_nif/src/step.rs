@@ -85,6 +85,35 @@ pub fn with_policy(
     }
 }
 
+/// `with_policy`, in a slice (see `inline`).
+pub async fn with_policy_async(
+    reply: Reply,
+    mut instance: Instance,
+    limits: &ExecLimits,
+) -> Option<(Reply, Instance)> {
+    let policy = limits.os_policy.as_ref().map(|policy| &policy.0);
+    let applied = match instance
+        .apply_policy_async(&service_control(), policy)
+        .await
+    {
+        Ok(Ok(())) => {
+            instance
+                .apply_live_output_async(&service_control(), limits.live_output)
+                .await
+        }
+        failed => failed,
+    };
+    match applied {
+        Ok(Ok(())) => Some((reply, instance)),
+        other => {
+            if let Err(failure) = settle(instance, other) {
+                reply_failure(reply, failure);
+            }
+            None
+        }
+    }
+}
+
 /// Whether the execution behind `ctl` must stop now.
 fn interrupted(ctl: &CallControl) -> Option<Interruption> {
     if ctl.cancel.load(std::sync::atomic::Ordering::Relaxed) {

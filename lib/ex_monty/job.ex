@@ -14,7 +14,10 @@ defmodule ExMonty.Job do
   @type on_output :: pid() | (atom(), String.t() -> any()) | nil
 
   @doc false
-  # `call` and `dirty_call` take no arguments and return {:ok, job} | {:error, _} | :dirty.
+  # `call` and `dirty_call` take no arguments and return {:ok, job} |
+  # {:done, result} | {:error, _} | :dirty. A short execution answers within
+  # the NIF call itself ({:done, result}: it ran on this process's scheduler
+  # for at most about a millisecond); the rest answer by message.
   # With a `timeout` (ms), an execution still running then is cancelled and
   # reported as a :timeout_error.
   def run(call, dirty_call, timeout \\ :infinity, on_output \\ nil) do
@@ -31,6 +34,8 @@ defmodule ExMonty.Job do
     deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
     wait(job, deadline, timeout, on_output)
   end
+
+  def await({:done, result}, _timeout, _on_output), do: finish(result)
 
   def await({:error, _} = error, _timeout, _on_output), do: error
 

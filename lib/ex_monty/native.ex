@@ -1,8 +1,9 @@
 defmodule ExMonty.Native do
   @moduledoc false
   # NIF stubs only, named by the resource they act on (host_nif/src/<resource>.rs).
-  # Calls that run Python return {:ok, job} at once; the result arrives as
-  # {:ex_monty, job, result} (see ExMonty.Job). A normal-scheduler call whose
+  # Calls that run Python return {:done, result} when they finished within
+  # their first slice on the calling scheduler, else {:ok, job}; the result
+  # then arrives as {:ex_monty, job, result} (see ExMonty.Job). A normal-scheduler call whose
   # arguments are too large to convert quickly returns :dirty and is repeated
   # through its `_dirty` twin.
 

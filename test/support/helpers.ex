@@ -45,4 +45,24 @@ defmodule ExMonty.TestHelpers do
 
   @doc "The guest component's path."
   def guest_wasm, do: Path.join(:code.priv_dir(:ex_monty), "ex_monty_guest.wasm")
+
+  @doc """
+  The number of paused executions holding an instance, once it is at most
+  `cap`: a pause beyond `max_live_paused` is hibernated right after its
+  answer is out, so the count may exceed the cap for an instant. Fails if it
+  stays above `cap` for a second.
+  """
+  def live_paused_within(cap, tries \\ 100) do
+    case ExMonty.stats().live_paused do
+      live when live <= cap ->
+        live
+
+      live when tries == 0 ->
+        raise "#{live} paused executions keep an instance (cap #{cap})"
+
+      _ ->
+        Process.sleep(10)
+        live_paused_within(cap, tries - 1)
+    end
+  end
 end
