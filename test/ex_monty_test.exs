@@ -80,6 +80,19 @@ defmodule ExMontyTest do
       assert {:ok, 200, ""} = ExMonty.run(runner, %{"x" => 100})
     end
 
+    test "each run starts from the program, never from the last run's state" do
+      # Warm instances keep the last program decoded; its runs share nothing.
+      {:ok, a} = ExMonty.compile("seen = []\nseen.append(x)\nprint(len(seen))\nseen", inputs: ["x"])
+      {:ok, b} = ExMonty.compile("x + 1", inputs: ["x"])
+
+      for i <- 1..50 do
+        assert {:ok, [^i], "1\n"} = ExMonty.run(a, %{"x" => i})
+        assert {:ok, result, ""} = ExMonty.run(b, %{"x" => i})
+        assert result == i + 1
+        assert {:ok, [^i], "1\n"} = ExMonty.run(a, %{"x" => i})
+      end
+    end
+
     test "a runner is shared by 100 processes at once" do
       {:ok, runner} = ExMonty.compile("sum(range(n)) + n", inputs: ["n"])
 

@@ -39,7 +39,7 @@ pub fn encode_args(args: &CallArgs) -> Result<EncodedArgs, Error> {
 
 /// A compiled program as `compile` hands it out: versioned so a program from
 /// another guest build is refused instead of misread.
-#[derive(Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub struct Program {
     pub format: u32,
     pub monty_version: String,

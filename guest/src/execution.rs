@@ -130,6 +130,36 @@ pub fn inspect_program(program: &[u8]) -> Result<(String, Vec<String>), Error> {
     Ok((program.script_name, program.input_names))
 }
 
+/// Programs up to this size (encoded) are kept decoded between runs.
+const KEPT_PROGRAM_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// The last program started here, with its bytes: a warm instance that
+    /// runs the same runner again copies it instead of decoding it. Byte for
+    /// byte the same program, and `MontyRun::start` builds a fresh heap from
+    /// a copy, so nothing of one run reaches the next.
+    static LAST_PROGRAM: RefCell<Option<(Vec<u8>, Program)>> = const { RefCell::new(None) };
+}
+
+/// `program` decoded (or copied from the last one, if it is the same).
+fn decoded(program: &[u8]) -> Result<Program, Error> {
+    if program.len() > KEPT_PROGRAM_BYTES {
+        return Program::decode(program);
+    }
+    let kept = LAST_PROGRAM.with(|slot| {
+        slot.borrow()
+            .as_ref()
+            .filter(|(bytes, _)| bytes.as_slice() == program)
+            .map(|(_, decoded)| decoded.clone())
+    });
+    if let Some(kept) = kept {
+        return Ok(kept);
+    }
+    let decoded = Program::decode(program)?;
+    LAST_PROGRAM.with(|slot| *slot.borrow_mut() = Some((program.to_vec(), decoded.clone())));
+    Ok(decoded)
+}
+
 /// Runs a compiled program until it completes or pauses.
 pub fn start(
     program: &[u8],
@@ -137,7 +167,7 @@ pub fn start(
     limits: &Limits,
     options: &Options,
 ) -> Result<Step, Error> {
-    let program = Program::decode(program)?;
+    let program = decoded(program)?;
     let count = program.input_names.len();
     begin(
         program.run,
