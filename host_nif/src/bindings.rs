@@ -87,9 +87,9 @@ impl HostState {
                 state.interrupted = Some(Interruption::Deadline);
                 return Ok(UpdateDeadline::Interrupt);
             }
-            // A slice on a scheduler ends at the tick: the call yields, and
-            // its job carries on on a worker (see `inline`).
-            if crate::inline::active() {
+            // A slice on a scheduler ends at its second tick: the call
+            // yields, and its job carries on on a worker (see `inline`).
+            if crate::inline::tick_ends_slice() {
                 return Ok(UpdateDeadline::Yield(1));
             }
             Ok(UpdateDeadline::Continue(1))

@@ -15,8 +15,10 @@
 //! Work that follows the answer (putting a paused execution to sleep) is
 //! handed to a worker too, after the answer is out.
 //!
-//! A slice lasts at most an epoch tick (about a millisecond) of guest code:
-//! the NIF then tells the VM how much of its time slice it used.
+//! A slice ends at the second epoch tick a guest call sees (one to two
+//! milliseconds of guest code, so a short call is never cut by a tick that
+//! happens to fall inside it); the NIF then tells the VM how much of its
+//! time slice it used.
 
 use std::cell::Cell;
 use std::future::Future;
@@ -36,6 +38,21 @@ use crate::pool;
 thread_local! {
     /// Whether this thread is a scheduler running a job's slice.
     static SLICE: Cell<bool> = const { Cell::new(false) };
+    /// Epoch ticks the current slice has seen.
+    static TICKS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Called at every epoch tick of guest code: whether the code must yield
+/// because its slice is over (the slice's second tick on a scheduler).
+pub fn tick_ends_slice() -> bool {
+    if !active() {
+        return false;
+    }
+    TICKS.with(|ticks| {
+        let seen = ticks.get().saturating_add(1);
+        ticks.set(seen);
+        seen >= 2
+    })
 }
 
 /// Whether the current thread is running a slice on a scheduler: guest code
@@ -127,6 +144,7 @@ struct SliceGuard;
 impl SliceGuard {
     fn enter() -> Self {
         SLICE.with(|slice| slice.set(true));
+        TICKS.with(|ticks| ticks.set(0));
         SliceGuard
     }
 }

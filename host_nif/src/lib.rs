@@ -5,7 +5,7 @@
 //! scheduler's stack: every execution runs inside a wasm instance, under
 //! Monty's limits and wasmtime's (memory cap, epoch deadline, bounded wasm
 //! stack). A trap poisons only that instance. Short executions run on the
-//! calling scheduler, on a fiber stack, for at most an epoch tick; the rest
+//! calling scheduler, on a fiber stack, for one to two epoch ticks; the rest
 //! continues on worker threads.
 //!
 //! One file per concern; the NIFs sit beside the resource they act on:

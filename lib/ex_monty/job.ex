@@ -17,7 +17,7 @@ defmodule ExMonty.Job do
   # `call` and `dirty_call` take no arguments and return {:ok, job} |
   # {:done, result} | {:error, _} | :dirty. A short execution answers within
   # the NIF call itself ({:done, result}: it ran on this process's scheduler
-  # for at most about a millisecond); the rest answer by message.
+  # for one to two milliseconds at most); the rest answer by message.
   # With a `timeout` (ms), an execution still running then is cancelled and
   # reported as a :timeout_error.
   def run(call, dirty_call, timeout \\ :infinity, on_output \\ nil) do

@@ -1,0 +1,50 @@
+defmodule ExMonty.SchedulingTest do
+  # Not async: these tests hold every worker thread on purpose.
+  use ExUnit.Case, async: false
+
+  describe "short executions on the calling scheduler" do
+    test "short executions answer even while runaway code holds every worker" do
+      workers = ExMonty.stats().workers
+      # Warm instances to spare: executions paused at once each hold their
+      # own, and all go back to the pool when they end.
+      {:ok, pauses} = ExMonty.compile("f()")
+
+      1..(workers + 8)
+      |> Enum.map(fn _ -> Task.async(fn -> ExMonty.start(pauses) end) end)
+      |> Enum.map(&Task.await/1)
+      |> Enum.each(fn {:ok, {:function_call, _, snapshot, ""}} ->
+        {:ok, {:complete, 1, ""}} = ExMonty.resume(snapshot, {:ok, 1})
+      end)
+
+      {:ok, runner} = ExMonty.compile("f() + 1")
+
+      runaways =
+        for _ <- 1..workers do
+          Task.async(fn -> ExMonty.eval("while True:\n    pass", timeout: 3_000) end)
+        end
+
+      # Every worker is busy once the runaways outlive their first slice.
+      Process.sleep(200)
+      t0 = System.monotonic_time(:millisecond)
+      assert {:ok, 42, ""} = ExMonty.eval("x * 2", inputs: %{"x" => 21})
+
+      assert {:ok, {:function_call, %{name: "f"}, snapshot, ""}} = ExMonty.start(runner)
+
+      assert {:ok, {:complete, 3, ""}} = ExMonty.resume(snapshot, {:ok, 2})
+      # Long before the runaways' 3 s timeout: nothing above waited for a worker.
+      assert System.monotonic_time(:millisecond) - t0 < 1_500
+
+      for task <- runaways do
+        assert {:error, %ExMonty.Exception{type: :timeout_error}} = Task.await(task, 10_000)
+      end
+    end
+
+    test "an execution longer than its first slice carries on and answers" do
+      code = "total = 0\nfor i in range(300000):\n    total += i\ntotal"
+      assert {:ok, 44_999_850_000, ""} = ExMonty.eval(code)
+      # With output printed before and after the hand-over.
+      code = "print('a')\n" <> code <> "\nprint('b')\ntotal"
+      assert {:ok, 44_999_850_000, "a\nb\n"} = ExMonty.eval(code)
+    end
+  end
+end
