@@ -4,9 +4,11 @@ defmodule ExMonty do
 
   ExMonty runs [Monty](https://github.com/pydantic/monty), a sandboxed
   interpreter for a subset of Python, compiled to a WebAssembly component and
-  hosted by wasmtime inside a NIF. Python code never runs on a BEAM scheduler
-  and never in the VM's own memory: every execution runs in a wasm instance on
-  one of ExMonty's worker threads, under Monty's limits *and* wasmtime's. A
+  hosted by wasmtime inside a NIF. Python code never runs in the VM's own
+  memory or on a BEAM thread's stack: every execution runs in a wasm instance,
+  under Monty's limits *and* wasmtime's — a short one on the calling
+  scheduler for at most one to two milliseconds (on a stack of its own), the
+  rest on ExMonty's worker threads. A
   crash of the interpreter (stack exhaustion, a failed allocation, a bug) is a
   wasm trap that becomes `{:error, %ExMonty.Exception{}}`; the VM keeps running.
 
