@@ -157,6 +157,21 @@ impl Drop for SliceGuard {
 
 pub type Job = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
+/// Runs `future` to its end on a worker thread, for host code that is not
+/// a job of its own (there it never yields: guest code yields only in a
+/// slice, and nothing it awaits passes its turn).
+pub fn finish<F: Future>(future: F) -> F::Output {
+    debug_assert!(!active(), "finish() on a scheduler");
+    let mut future = std::pin::pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::thread::yield_now();
+    }
+}
+
 /// Runs a job on a worker thread until it ends or passes its turn (see
 /// [`pass_turn`]); then it goes to the back of the queue.
 pub fn run_on_worker(mut job: Job) {

@@ -291,7 +291,7 @@ impl Instance {
             .map(|(r,)| r)
     }
 
-    /// `apply_live_output`, in a slice.
+    /// Makes the guest stream (or not) what Python prints.
     pub async fn apply_live_output_async(
         &mut self,
         control: &CallControl,
@@ -309,7 +309,8 @@ impl Instance {
         result
     }
 
-    /// `apply_policy`, in a slice.
+    /// Makes the guest start its next executions under `policy` (`None`:
+    /// the default), calling it only when the policy changes.
     pub async fn apply_policy_async(
         &mut self,
         control: &CallControl,
@@ -385,46 +386,6 @@ impl Instance {
                 typed_os_calls,
             )
         })
-    }
-
-    /// Makes the guest stream (or not) what Python prints.
-    pub fn apply_live_output(&mut self, control: &CallControl, on: bool) -> CallResult<()> {
-        if on == self.live_output {
-            return Ok(Ok(()));
-        }
-        let result = self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_set_live_output(store, on)
-                .map(Ok)
-        });
-        if matches!(result, Ok(Ok(()))) {
-            self.live_output = on;
-        }
-        result
-    }
-
-    /// Makes the guest start its next executions under `policy` (`None`:
-    /// the default), calling it only when the policy changes.
-    pub fn apply_policy(
-        &mut self,
-        control: &CallControl,
-        policy: Option<&OsPolicy>,
-    ) -> CallResult<()> {
-        let key = policy.map(|policy| format!("{policy:?}"));
-        if key == self.policy {
-            return Ok(Ok(()));
-        }
-        let wanted = policy.cloned().unwrap_or_else(default_policy);
-        let result = self.call(control, |guest, store| {
-            guest
-                .ex_monty_sandbox_runtime()
-                .call_set_os_policy(store, &wanted)
-        });
-        if matches!(result, Ok(Ok(()))) {
-            self.policy = key;
-        }
-        result
     }
 
     pub fn repl_new(

@@ -62,27 +62,15 @@ pub fn reply_failure(reply: Reply, failure: Failure) {
     reply.send(move |env| failure.term(env));
 }
 
-/// Sets the execution's OS policy and live output in its instance. On failure (an unknown
-/// time zone, say) the error is replied and `None` returned.
+/// Sets the execution's OS policy and live output in its instance, on a
+/// worker. On failure (an unknown time zone, say) the error is replied and
+/// `None` returned.
 pub fn with_policy(
     reply: Reply,
-    mut instance: Instance,
+    instance: Instance,
     limits: &ExecLimits,
 ) -> Option<(Reply, Instance)> {
-    let policy = limits.os_policy.as_ref().map(|policy| &policy.0);
-    let applied = match instance.apply_policy(&service_control(), policy) {
-        Ok(Ok(())) => instance.apply_live_output(&service_control(), limits.live_output),
-        failed => failed,
-    };
-    match applied {
-        Ok(Ok(())) => Some((reply, instance)),
-        other => {
-            if let Err(failure) = settle(instance, other) {
-                reply_failure(reply, failure);
-            }
-            None
-        }
-    }
+    crate::inline::finish(with_policy_async(reply, instance, limits))
 }
 
 /// `with_policy`, in a slice (see `inline`).
