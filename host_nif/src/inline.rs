@@ -5,10 +5,9 @@
 //! wake-up). So the NIFs that run Python first drive their job right where
 //! they were called, for one *slice*: guest code runs through wasmtime's
 //! async calls, on a fiber with its own stack (never on the scheduler's),
-//! and the epoch callback makes it yield at the next epoch tick while a
-//! slice is active on the thread. A job that finishes within its slice
+//! and the epoch callback makes it yield when the slice is over (see below). A job that finishes within its slice
 //! answers as the NIF's return value, `{:done, result}`; one that yields —
-//! guest code still running at the tick, or host work that must not run on
+//! guest code still running when the slice ends, or host work that must not run on
 //! a scheduler (instantiating, serving mounts, streaming output, waiting
 //! for a busy snapshot, building a large result) — is handed, as it stands,
 //! to a worker thread, and answers by message as before (`{:ok, job}`).
@@ -56,7 +55,7 @@ pub fn tick_ends_slice() -> bool {
 }
 
 /// Whether the current thread is running a slice on a scheduler: guest code
-/// must yield at the next tick, and host work that may block or take long
+/// yields when the slice is over, and host work that may block or take long
 /// must first move to a worker ([`to_worker`]).
 pub fn active() -> bool {
     SLICE.with(Cell::get)
