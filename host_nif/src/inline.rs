@@ -5,14 +5,15 @@
 //! wake-up). So the NIFs that run Python first drive their job right where
 //! they were called, for one *slice*: guest code runs through wasmtime's
 //! async calls, on a fiber with its own stack (never on the scheduler's),
-//! and the epoch callback makes it yield when the slice is over (see below). A job that finishes within its slice
-//! answers as the NIF's return value, `{:done, result}`; one that yields —
-//! guest code still running when the slice ends, or host work that must not run on
-//! a scheduler (instantiating, serving mounts, streaming output, waiting
-//! for a busy snapshot, building a large result) — is handed, as it stands,
-//! to a worker thread, and answers by message as before (`{:ok, job}`).
-//! Work that follows the answer (putting a paused execution to sleep) is
-//! handed to a worker too, after the answer is out.
+//! and the epoch callback makes it yield when the slice is over (see
+//! below). A job that finishes within its slice answers as the NIF's return
+//! value, `{:done, result}`; one that yields — guest code still running when
+//! the slice ends, or host work that must not run on a scheduler (serving
+//! mounts, streaming output, waiting for a busy snapshot, building a large
+//! result) — is handed, as it stands, to a worker thread, and answers by
+//! message as before (`{:ok, job}`). Work that follows the answer (putting
+//! a paused execution to sleep) is handed to a worker too, after the answer
+//! is out.
 //!
 //! A slice ends at the second epoch tick a guest call sees (one to two
 //! milliseconds of guest code, so a short call is never cut by a tick that

@@ -70,21 +70,22 @@ pub struct EvalCall<'a> {
 }
 
 impl Instance {
-    pub fn new(runtime: &Runtime) -> Result<Self, String> {
-        // The guest reaches the outside world only through the host's answers.
-        // What it hands back in one call (a value, a write's contents, a dump)
-        // is bounded by its linear memory, which the limiter caps; wasmtime's
-        // own default (128 MiB) would turn a large but allowed result into a trap.
-        let mut store = HostState::store(
+    /// A store for a new instance. The guest reaches the outside world only
+    /// through the host's answers. What it hands back in one call (a value,
+    /// a write's contents, a dump) is bounded by its linear memory, which the
+    /// limiter caps; wasmtime's own default (128 MiB) would turn a large but
+    /// allowed result into a trap.
+    fn store(runtime: &Runtime) -> Store<HostState> {
+        HostState::store(
             &runtime.engine,
             MEMORY_CEILING,
             MEMORY_CEILING,
             Some(crate::output::LiveOutput::default()),
-        );
-        let bindings = runtime
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| format!("cannot instantiate the guest: {e}"))?;
+        )
+    }
+
+    fn with(store: Store<HostState>, bindings: wasmtime::Result<Guest>) -> Result<Self, String> {
+        let bindings = bindings.map_err(|e| format!("cannot instantiate the guest: {e}"))?;
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             store,
@@ -93,6 +94,21 @@ impl Instance {
             policy: None,
             live_output: false,
         })
+    }
+
+    pub fn new(runtime: &Runtime) -> Result<Self, String> {
+        let mut store = Self::store(runtime);
+        let bindings = runtime.pre.instantiate(&mut store);
+        Self::with(store, bindings)
+    }
+
+    /// `new`, in a slice (see `inline`): the guest's initialisation runs on
+    /// a fiber, like any guest code (an instance costs ~100 µs, so a short
+    /// execution never waits for a worker to get one).
+    pub async fn new_async(runtime: &Runtime) -> Result<Self, String> {
+        let mut store = Self::store(runtime);
+        let bindings = runtime.pre.instantiate_async(&mut store).await;
+        Self::with(store, bindings)
     }
 
     /// Whether the instance may serve another execution.
