@@ -8,7 +8,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 use wasmtime::ResourceLimiter;
@@ -80,6 +80,31 @@ pub struct CallControl {
     pub memory_cap: usize,
     /// Who receives what Python prints while the call runs (live output).
     pub listener: Option<Listener>,
+}
+
+/// Backstop for compiling, dumping and other calls that run no Python.
+pub const SERVICE_DEADLINE: Duration = Duration::from_secs(60);
+
+impl CallControl {
+    /// A control with a wasmtime deadline `backstop` from now.
+    pub fn new(cancel: Arc<AtomicBool>, backstop: Option<Duration>, memory_cap: usize) -> Self {
+        CallControl {
+            cancel,
+            deadline: backstop.map(|d| Instant::now() + d),
+            memory_cap,
+            listener: None,
+        }
+    }
+}
+
+/// A control for calls that must not be interrupted half-way: dumping a
+/// paused execution (an interrupted dump would lose it) and loading one.
+pub fn service_control() -> CallControl {
+    CallControl::new(
+        Arc::new(AtomicBool::new(false)),
+        Some(SERVICE_DEADLINE),
+        MEMORY_CEILING,
+    )
 }
 
 /// Caps the guest's linear memory (the backstop under Monty's own

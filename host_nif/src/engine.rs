@@ -48,6 +48,11 @@ fn engine_config() -> Config {
     // benchmark turns it off (EX_MONTY_BENCH_NO_EPOCH=1) only to report its cost.
     let no_epoch = std::env::var("EX_MONTY_BENCH_NO_EPOCH").is_ok_and(|v| v == "1");
     config.epoch_interruption(!no_epoch);
+    // EX_MONTY_PERFMAP=1 writes /tmp/perf-PID.map so `perf report` can name
+    // guest functions (profiling only; see the README, "Benchmarks").
+    if std::env::var("EX_MONTY_PERFMAP").is_ok_and(|v| v == "1") {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config.max_wasm_stack(MAX_WASM_STACK);
     // Unused (calls are synchronous, on worker threads), but wasmtime requires
     // it to be larger than the wasm stack when its async support is compiled in.

@@ -185,7 +185,9 @@ pub fn run_on_worker(mut job: Job) {
 /// Runs a job: first a slice here on the calling scheduler when `inline`,
 /// then (if it is not done) on a worker. Returns `{:done, result}` when the
 /// job answered within its slice, else `{:ok, job}` (the answer comes as
-/// `{:ex_monty, job, result}`). The caller is monitored either way.
+/// `{:ex_monty, job, result}`). The caller is monitored from the moment the
+/// job leaves its scheduler (while the slice runs, the caller is the one
+/// running it).
 pub fn spawn<'a, F, Fut>(env: Env<'a>, inline: bool, work: F) -> Term<'a>
 where
     F: FnOnce(Reply) -> Fut,
@@ -195,7 +197,6 @@ where
         cancel: Arc::new(AtomicBool::new(false)),
     });
     let pid = env.pid();
-    let _ = job.monitor(Some(env), &pid);
     let slot = Arc::new(Slot::default());
     let reply = Reply::new(pid, job.clone(), inline.then(|| slot.clone()));
     let mut future: Job = Box::pin(work(reply));
@@ -233,6 +234,7 @@ where
 }
 
 fn submit<'a>(env: Env<'a>, job: ResourceArc<JobRes>, future: Job) -> Term<'a> {
+    let _ = job.monitor(Some(env), &env.pid());
     match pool::submit(Box::new(move || run_on_worker(future))) {
         Ok(()) => (atoms::ok(), job).encode(env),
         Err(message) => sandbox_error(env, atoms::not_initialized(), &message),

@@ -15,6 +15,7 @@ use crate::bindings::{
     Answer, Clock, Guest, GuestError, GuestLimits, HostState, OsPolicy, ProcessTime, Progress,
     RandomStart, RunOptions, SleepMode, Step, TimeZone,
 };
+use crate::control::service_control;
 use crate::control::{CallControl, CallError, Trapped, MEMORY_CEILING};
 use crate::engine::Runtime;
 
@@ -308,17 +309,14 @@ impl Instance {
     }
 
     /// Makes the guest stream (or not) what Python prints.
-    pub async fn apply_live_output_async(
-        &mut self,
-        control: &CallControl,
-        on: bool,
-    ) -> CallResult<()> {
+    pub async fn apply_live_output_async(&mut self, on: bool) -> CallResult<()> {
         if on == self.live_output {
             return Ok(Ok(()));
         }
         let exports = self.exports();
         let func = exports.func_set_live_output();
-        let result = self.call_async(control, func, (on,)).await.map(Ok);
+        let control = service_control();
+        let result = self.call_async(&control, func, (on,)).await.map(Ok);
         if matches!(result, Ok(Ok(()))) {
             self.live_output = on;
         }
@@ -327,11 +325,7 @@ impl Instance {
 
     /// Makes the guest start its next executions under `policy` (`None`:
     /// the default), calling it only when the policy changes.
-    pub async fn apply_policy_async(
-        &mut self,
-        control: &CallControl,
-        policy: Option<&OsPolicy>,
-    ) -> CallResult<()> {
+    pub async fn apply_policy_async(&mut self, policy: Option<&OsPolicy>) -> CallResult<()> {
         let key = policy.map(|policy| format!("{policy:?}"));
         if key == self.policy {
             return Ok(Ok(()));
@@ -339,8 +333,9 @@ impl Instance {
         let wanted = policy.cloned().unwrap_or_else(default_policy);
         let exports = self.exports();
         let func = exports.func_set_os_policy();
+        let control = service_control();
         let result = self
-            .call_async(control, func, (&wanted,))
+            .call_async(&control, func, (&wanted,))
             .await
             .map(|(r,)| r);
         if matches!(result, Ok(Ok(()))) {

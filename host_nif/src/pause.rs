@@ -10,11 +10,12 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::bindings::GuestError;
+use crate::control::service_control;
 use crate::control::CallError;
 use crate::engine;
 use crate::instance::Instance;
 use crate::pool;
-use crate::settings::{service_control, ExecLimits};
+use crate::settings::ExecLimits;
 
 /// Where a paused execution lives.
 pub enum Held {

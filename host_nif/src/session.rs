@@ -11,13 +11,14 @@
 use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
 use crate::atoms;
+use crate::control::service_control;
 use crate::exceptions::sandbox_error;
 use crate::inline;
 use crate::job::Reply;
 use crate::pause::{hold, wake_async, Paused};
 use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
-use crate::settings::{service_control, ExecLimits, LimitsMap, RunSettings};
+use crate::settings::{ExecLimits, LimitsMap, RunSettings};
 use crate::snapshot::{reply_step_async, Owner, PauseKind, SnapshotRes};
 use crate::step::{reply_failure, settle, with_policy, Failure};
 use crate::values::{self, FromTermError};
@@ -167,7 +168,7 @@ fn with_session(
             }
         };
         if let Err(crate::control::CallError::Trap(trapped)) = instance
-            .apply_live_output_async(&service_control(), feed_limits.live_output)
+            .apply_live_output_async(feed_limits.live_output)
             .await
         {
             session.consume();

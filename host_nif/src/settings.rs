@@ -7,12 +7,12 @@
 //! carries through all its steps: Monty's limits for the guest plus
 //! wasmtime's backstops above them.
 
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rustler::{Atom, Binary, Decoder, Error, NifMap, NifResult, ResourceArc, Term};
 
+use crate::atoms;
 use crate::bindings::{
     Clock, GuestLimits, OsPolicy, ProcessTime, RandomSeed, RandomStart, RunOptions, SleepMode,
     TimeZone,
@@ -20,8 +20,6 @@ use crate::bindings::{
 use crate::control::{CallControl, MEMORY_CEILING};
 use crate::mounts::MountsRes;
 
-/// Backstop for compiling, dumping and other calls that run no Python.
-pub const SERVICE_DEADLINE: Duration = Duration::from_secs(60);
 /// Linear memory the guest may use beyond `max_memory` (its own baseline,
 /// program, output buffers and the values crossing the boundary).
 const MEMORY_SLACK: usize = 64 * 1024 * 1024;
@@ -63,63 +61,70 @@ pub struct Policy(pub OsPolicy);
 impl<'a> Decoder<'a> for RunSettings {
     fn decode(term: Term<'a>) -> NifResult<Self> {
         Ok(RunSettings {
-            limits: field(term, "limits")?.decode()?,
-            interactive: field(term, "interactive")?.decode()?,
-            cwd: field(term, "cwd")?.decode()?,
-            mounts: field(term, "mounts")?.decode()?,
-            os_policy: field(term, "os_policy")?.decode()?,
-            live_output: field(term, "live_output")?.decode()?,
+            limits: field(term, atoms::limits())?.decode()?,
+            interactive: field(term, atoms::interactive())?.decode()?,
+            cwd: field(term, atoms::cwd())?.decode()?,
+            mounts: field(term, atoms::mounts())?.decode()?,
+            os_policy: field(term, atoms::os_policy())?.decode()?,
+            live_output: field(term, atoms::live_output())?.decode()?,
         })
     }
 }
 
-fn field<'a>(map: Term<'a>, key: &str) -> NifResult<Term<'a>> {
-    map.map_get(Atom::from_str(map.get_env(), key)?)
+/// `map[key]`. Keys are cached atoms: making an atom from text takes the VM's
+/// atom-table lock, which every execution would pay once per field.
+fn field(map: Term<'_>, key: Atom) -> NifResult<Term<'_>> {
+    map.map_get(key)
 }
 
-fn tag(term: Term<'_>) -> Option<String> {
-    term.atom_to_string().ok()
+/// The atom `term` is, if it is one.
+fn tag(term: Term<'_>) -> Option<Atom> {
+    term.is_atom().then(|| term.decode().ok()).flatten()
 }
 
 impl<'a> Decoder<'a> for Policy {
     fn decode(term: Term<'a>) -> NifResult<Self> {
-        let clock = field(term, "clock")?;
-        let clock = match tag(clock).as_deref() {
-            Some("system") => Clock::System,
-            Some("call_host") => Clock::CallHost,
+        let clock = field(term, atoms::clock())?;
+        let clock = match tag(clock) {
+            Some(a) if a == atoms::system() => Clock::System,
+            Some(a) if a == atoms::call_host() => Clock::CallHost,
             Some(_) => return Err(Error::BadArg),
             None => Clock::Fixed(clock.decode::<(i64, u32)>()?),
         };
-        let zone = field(term, "timezone")?;
+        let zone = field(term, atoms::timezone())?;
         let timezone = match zone.decode::<String>() {
             Ok(name) => TimeZone::Named(name),
             Err(_) => TimeZone::Fixed(zone.decode::<(i32, Option<String>)>()?),
         };
-        let sleep = field(term, "sleep")?;
-        let sleep = match tag(sleep).as_deref() {
-            Some("call_host") => SleepMode::CallHost,
-            Some("zero") => SleepMode::Zero,
+        let sleep = field(term, atoms::sleep())?;
+        let sleep = match tag(sleep) {
+            Some(a) if a == atoms::call_host() => SleepMode::CallHost,
+            Some(a) if a == atoms::zero() => SleepMode::Zero,
             Some(_) => return Err(Error::BadArg),
             None => SleepMode::System(sleep.decode::<u64>()?),
         };
-        let process_time = match tag(field(term, "process_time")?).as_deref() {
-            Some("zero") => ProcessTime::Zero,
-            Some("elapsed") => ProcessTime::Elapsed,
+        let process_time = match tag(field(term, atoms::process_time())?) {
+            Some(a) if a == atoms::zero() => ProcessTime::Zero,
+            Some(a) if a == atoms::elapsed() => ProcessTime::Elapsed,
             _ => return Err(Error::BadArg),
         };
-        let random = field(term, "random_start")?;
-        let random_start = match tag(random).as_deref() {
-            Some("system") => RandomStart::System,
-            Some("call_host") => RandomStart::CallHost,
+        let random = field(term, atoms::random_start())?;
+        let random_start = match tag(random) {
+            Some(a) if a == atoms::system() => RandomStart::System,
+            Some(a) if a == atoms::call_host() => RandomStart::CallHost,
             Some(_) => return Err(Error::BadArg),
             None => {
                 let (kind, value): (Atom, Term<'a>) = random.decode()?;
-                let seed = match kind.to_term(term.get_env()).atom_to_string()?.as_str() {
-                    "integer" => RandomSeed::Integer(value.decode()?),
-                    "float" => RandomSeed::Float(value.decode()?),
-                    "text" => RandomSeed::Text(value.decode()?),
-                    "bytes" => RandomSeed::Bytes(value.decode::<Binary>()?.as_slice().to_vec()),
-                    _ => return Err(Error::BadArg),
+                let seed = if kind == atoms::integer() {
+                    RandomSeed::Integer(value.decode()?)
+                } else if kind == atoms::float() {
+                    RandomSeed::Float(value.decode()?)
+                } else if kind == atoms::text() {
+                    RandomSeed::Text(value.decode()?)
+                } else if kind == atoms::bytes() {
+                    RandomSeed::Bytes(value.decode::<Binary>()?.as_slice().to_vec())
+                } else {
+                    return Err(Error::BadArg);
                 };
                 RandomStart::Seed(seed)
             }
@@ -221,35 +226,12 @@ impl ExecLimits {
     /// The control of one call of this execution, answering `reply`: its
     /// caller can cancel it and, with live output, receives the prints.
     pub fn control(&self, reply: &crate::job::Reply) -> CallControl {
-        let mut control = control(reply.cancel_flag(), self.backstop, self.memory_cap);
+        let mut control = CallControl::new(reply.cancel_flag(), self.backstop, self.memory_cap);
         if self.live_output {
             control.listener = Some(reply.listener());
         }
         control
     }
-}
-
-pub fn control(
-    cancel: Arc<AtomicBool>,
-    backstop: Option<Duration>,
-    memory_cap: usize,
-) -> CallControl {
-    CallControl {
-        cancel,
-        deadline: backstop.map(|d| Instant::now() + d),
-        memory_cap,
-        listener: None,
-    }
-}
-
-/// A control for calls that must not be interrupted half-way: dumping a
-/// paused execution (an interrupted dump would lose it) and loading one.
-pub fn service_control() -> CallControl {
-    control(
-        Arc::new(AtomicBool::new(false)),
-        Some(SERVICE_DEADLINE),
-        MEMORY_CEILING,
-    )
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ use rustler::{Atom, Binary, Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
 use crate::bindings::{Answer, GuestError, HostError, Progress, Step};
+use crate::control::service_control;
 use crate::control::CallError;
 use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_error, trap_error};
 use crate::inline;
@@ -25,7 +26,7 @@ use crate::pause::{self, hibernate, wake, wake_async, Held, Paused, PausedInstan
 use crate::pool;
 use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
-use crate::settings::{service_control, ExecLimits, LimitsMap};
+use crate::settings::{ExecLimits, LimitsMap};
 use crate::step::{progress_term, reply_failure, serve_mounts, settle};
 use crate::terms::{binary, make_struct, short_inspect};
 use crate::values::{self, Budget, FromTermError, Site, ToTermError};
@@ -461,9 +462,8 @@ async fn answer_paused(reply: Reply, snapshot: &SnapshotRes, paused: Paused, ans
         }
     };
     // A woken execution may land in an instance that streams differently.
-    if let Err(crate::control::CallError::Trap(trapped)) = instance
-        .apply_live_output_async(&service_control(), limits.live_output)
-        .await
+    if let Err(crate::control::CallError::Trap(trapped)) =
+        instance.apply_live_output_async(limits.live_output).await
     {
         snapshot.consume();
         return reply.send(move |env| trap_error(env, &trapped));

@@ -19,7 +19,7 @@ use crate::instance::{CallResult, Instance};
 use crate::job::Reply;
 use crate::mounts;
 use crate::pool;
-use crate::settings::{service_control, ExecLimits};
+use crate::settings::ExecLimits;
 use crate::terms::make_struct;
 use crate::values::{self, Site, ToTermError, SMALL_MAP};
 
@@ -80,15 +80,8 @@ pub async fn with_policy_async(
     limits: &ExecLimits,
 ) -> Option<(Reply, Instance)> {
     let policy = limits.os_policy.as_ref().map(|policy| &policy.0);
-    let applied = match instance
-        .apply_policy_async(&service_control(), policy)
-        .await
-    {
-        Ok(Ok(())) => {
-            instance
-                .apply_live_output_async(&service_control(), limits.live_output)
-                .await
-        }
+    let applied = match instance.apply_policy_async(policy).await {
+        Ok(Ok(())) => instance.apply_live_output_async(limits.live_output).await,
         failed => failed,
     };
     match applied {

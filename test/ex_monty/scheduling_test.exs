@@ -46,5 +46,30 @@ defmodule ExMonty.SchedulingTest do
       code = "print('a')\n" <> code <> "\nprint('b')\ntotal"
       assert {:ok, 44_999_850_000, "a\nb\n"} = ExMonty.eval(code)
     end
+
+    test "a short execution leaves no monitor on its caller; a handed-off one is monitored" do
+      {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
+      before = monitors(self())
+
+      for i <- 1..200 do
+        assert {:ok, value, ""} = ExMonty.run(runner, %{"x" => i})
+        assert value == 2 * i
+      end
+
+      assert monitors(self()) == before
+
+      # An execution that outlives its slice goes to a worker and is
+      # monitored there: killing its caller cancels it.
+      caller = spawn(fn -> ExMonty.eval("while True:\n    pass", timeout: 5_000) end)
+
+      Process.sleep(100)
+      assert length(monitors(caller)) > 0
+      Process.exit(caller, :kill)
+    end
+  end
+
+  defp monitors(pid) do
+    {:monitored_by, by} = Process.info(pid, :monitored_by)
+    by
   end
 end
