@@ -15,8 +15,7 @@ use crate::bindings::{
     Answer, Clock, Guest, GuestError, GuestLimits, HostState, OsPolicy, ProcessTime, Progress,
     RandomStart, RunOptions, SleepMode, Step, TimeZone,
 };
-use crate::control::service_control;
-use crate::control::{CallControl, CallError, Trapped, MEMORY_CEILING};
+use crate::control::{service_control, CallControl, CallError, Trapped, MEMORY_CEILING};
 use crate::engine::Runtime;
 
 /// The outcome of one call into the guest: its answer (or the Python error /

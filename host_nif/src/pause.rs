@@ -10,8 +10,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::bindings::GuestError;
-use crate::control::service_control;
-use crate::control::CallError;
+use crate::control::{service_control, CallError};
 use crate::engine;
 use crate::instance::Instance;
 use crate::pool;

@@ -58,57 +58,53 @@ pub struct RunSettings {
 #[derive(Clone, Debug)]
 pub struct Policy(pub OsPolicy);
 
+// Keys are the cached atoms of `atoms.rs`: making an atom from text takes the
+// VM's atom-table lock, which every execution would pay once per field.
 impl<'a> Decoder<'a> for RunSettings {
     fn decode(term: Term<'a>) -> NifResult<Self> {
         Ok(RunSettings {
-            limits: field(term, atoms::limits())?.decode()?,
-            interactive: field(term, atoms::interactive())?.decode()?,
-            cwd: field(term, atoms::cwd())?.decode()?,
-            mounts: field(term, atoms::mounts())?.decode()?,
-            os_policy: field(term, atoms::os_policy())?.decode()?,
-            live_output: field(term, atoms::live_output())?.decode()?,
+            limits: term.map_get(atoms::limits())?.decode()?,
+            interactive: term.map_get(atoms::interactive())?.decode()?,
+            cwd: term.map_get(atoms::cwd())?.decode()?,
+            mounts: term.map_get(atoms::mounts())?.decode()?,
+            os_policy: term.map_get(atoms::os_policy())?.decode()?,
+            live_output: term.map_get(atoms::live_output())?.decode()?,
         })
     }
 }
 
-/// `map[key]`. Keys are cached atoms: making an atom from text takes the VM's
-/// atom-table lock, which every execution would pay once per field.
-fn field(map: Term<'_>, key: Atom) -> NifResult<Term<'_>> {
-    map.map_get(key)
-}
-
 /// The atom `term` is, if it is one.
 fn tag(term: Term<'_>) -> Option<Atom> {
-    term.is_atom().then(|| term.decode().ok()).flatten()
+    term.decode().ok()
 }
 
 impl<'a> Decoder<'a> for Policy {
     fn decode(term: Term<'a>) -> NifResult<Self> {
-        let clock = field(term, atoms::clock())?;
+        let clock = term.map_get(atoms::clock())?;
         let clock = match tag(clock) {
             Some(a) if a == atoms::system() => Clock::System,
             Some(a) if a == atoms::call_host() => Clock::CallHost,
             Some(_) => return Err(Error::BadArg),
             None => Clock::Fixed(clock.decode::<(i64, u32)>()?),
         };
-        let zone = field(term, atoms::timezone())?;
+        let zone = term.map_get(atoms::timezone())?;
         let timezone = match zone.decode::<String>() {
             Ok(name) => TimeZone::Named(name),
             Err(_) => TimeZone::Fixed(zone.decode::<(i32, Option<String>)>()?),
         };
-        let sleep = field(term, atoms::sleep())?;
+        let sleep = term.map_get(atoms::sleep())?;
         let sleep = match tag(sleep) {
             Some(a) if a == atoms::call_host() => SleepMode::CallHost,
             Some(a) if a == atoms::zero() => SleepMode::Zero,
             Some(_) => return Err(Error::BadArg),
             None => SleepMode::System(sleep.decode::<u64>()?),
         };
-        let process_time = match tag(field(term, atoms::process_time())?) {
+        let process_time = match tag(term.map_get(atoms::process_time())?) {
             Some(a) if a == atoms::zero() => ProcessTime::Zero,
             Some(a) if a == atoms::elapsed() => ProcessTime::Elapsed,
             _ => return Err(Error::BadArg),
         };
-        let random = field(term, atoms::random_start())?;
+        let random = term.map_get(atoms::random_start())?;
         let random_start = match tag(random) {
             Some(a) if a == atoms::system() => RandomStart::System,
             Some(a) if a == atoms::call_host() => RandomStart::CallHost,

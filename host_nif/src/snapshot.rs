@@ -16,8 +16,7 @@ use rustler::{Atom, Binary, Encoder, Env, Resource, ResourceArc, Term};
 
 use crate::atoms;
 use crate::bindings::{Answer, GuestError, HostError, Progress, Step};
-use crate::control::service_control;
-use crate::control::CallError;
+use crate::control::{service_control, CallError};
 use crate::exceptions::{exc_type_of_atom, guest_error, sandbox_error, trap_error};
 use crate::inline;
 use crate::instance::{CallResult, Instance};
