@@ -93,6 +93,21 @@ defmodule ExMontyTest do
       end
     end
 
+    test "runners of the same program, compiled or loaded, each run their own" do
+      # Warm instances keep the program they ran last, named by its runner.
+      code = "x * 3"
+      {:ok, a} = ExMonty.compile(code, inputs: ["x"])
+      {:ok, b} = ExMonty.compile(code, inputs: ["x"])
+      {:ok, c} = ExMonty.compile("x - 3", inputs: ["x"])
+      {:ok, dump} = ExMonty.dump(a)
+      {:ok, loaded} = ExMonty.load_runner(dump)
+
+      for i <- 1..30, runner <- [a, b, loaded, c] do
+        expected = if runner == c, do: i - 3, else: i * 3
+        assert {:ok, ^expected, ""} = ExMonty.run(runner, %{"x" => i})
+      end
+    end
+
     test "a runner is shared by 100 processes at once" do
       {:ok, runner} = ExMonty.compile("sum(range(n)) + n", inputs: ["n"])
 

@@ -133,31 +133,51 @@ pub fn inspect_program(program: &[u8]) -> Result<(String, Vec<String>), Error> {
 /// Programs up to this size (encoded) are kept decoded between runs.
 const KEPT_PROGRAM_BYTES: usize = 64 * 1024;
 
-thread_local! {
-    /// The last program started here, with its bytes: a warm instance that
-    /// runs the same runner again copies it instead of decoding it. Byte for
-    /// byte the same program, and `MontyRun::start` builds a fresh heap from
-    /// a copy, so nothing of one run reaches the next.
-    static LAST_PROGRAM: RefCell<Option<(Vec<u8>, Program)>> = const { RefCell::new(None) };
+/// What a kept program is known by: its bytes (`start`), or the key the
+/// host named it with (`start-keeping`, `start-kept`).
+enum KeptBy {
+    Bytes(Vec<u8>),
+    Key(u64),
 }
 
-/// `program` decoded (or copied from the last one, if it is the same).
-fn decoded(program: &[u8]) -> Result<Program, Error> {
-    if program.len() > KEPT_PROGRAM_BYTES {
-        return Program::decode(program);
+thread_local! {
+    /// The last program started here: a warm instance that runs the same
+    /// program again copies it instead of decoding it. `MontyRun::start`
+    /// builds a fresh heap from a copy, so nothing of one run reaches the next.
+    static KEPT: RefCell<Option<(KeptBy, Program)>> = const { RefCell::new(None) };
+}
+
+/// What `begin` needs of a program: a copy of its runner, its script name
+/// and how many inputs it declares.
+type Parts = (MontyRun, String, usize);
+
+fn parts(program: &Program) -> Parts {
+    (
+        program.run.clone(),
+        program.script_name.clone(),
+        program.input_names.len(),
+    )
+}
+
+/// Decodes `program` and keeps it under `by` (when it is small enough to keep).
+fn decode_keeping(program: &[u8], by: impl FnOnce() -> KeptBy) -> Result<Parts, Error> {
+    KEPT.with(|slot| *slot.borrow_mut() = None);
+    let decoded = Program::decode(program)?;
+    let parts = parts(&decoded);
+    if program.len() <= KEPT_PROGRAM_BYTES {
+        KEPT.with(|slot| *slot.borrow_mut() = Some((by(), decoded)));
     }
-    let kept = LAST_PROGRAM.with(|slot| {
+    Ok(parts)
+}
+
+/// The parts of the kept program, if it is the one `matches` picks.
+fn kept(matches: impl Fn(&KeptBy) -> bool) -> Option<Parts> {
+    KEPT.with(|slot| {
         slot.borrow()
             .as_ref()
-            .filter(|(bytes, _)| bytes.as_slice() == program)
-            .map(|(_, decoded)| decoded.clone())
-    });
-    if let Some(kept) = kept {
-        return Ok(kept);
-    }
-    let decoded = Program::decode(program)?;
-    LAST_PROGRAM.with(|slot| *slot.borrow_mut() = Some((program.to_vec(), decoded.clone())));
-    Ok(decoded)
+            .filter(|(by, _)| matches(by))
+            .map(|(_, program)| parts(program))
+    })
 }
 
 /// Runs a compiled program until it completes or pauses.
@@ -167,16 +187,36 @@ pub fn start(
     limits: &Limits,
     options: &Options,
 ) -> Result<Step, Error> {
-    let program = decoded(program)?;
-    let count = program.input_names.len();
-    begin(
-        program.run,
-        &program.script_name,
-        count,
-        inputs,
-        limits,
-        options,
-    )
+    let same = |by: &KeptBy| matches!(by, KeptBy::Bytes(bytes) if bytes.as_slice() == program);
+    let (run, script_name, count) = match kept(same) {
+        Some(parts) => parts,
+        None => decode_keeping(program, || KeptBy::Bytes(program.to_vec()))?,
+    };
+    begin(run, &script_name, count, inputs, limits, options)
+}
+
+/// `start`, keeping the decoded program under `key` for `start_kept`.
+pub fn start_keeping(
+    key: u64,
+    program: &[u8],
+    inputs: Vec<Vec<u8>>,
+    limits: &Limits,
+    options: &Options,
+) -> Result<Step, Error> {
+    let (run, script_name, count) = decode_keeping(program, || KeptBy::Key(key))?;
+    begin(run, &script_name, count, inputs, limits, options)
+}
+
+/// Starts the program kept under `key` again; `None` if this instance does
+/// not hold it.
+pub fn start_kept(
+    key: u64,
+    inputs: Vec<Vec<u8>>,
+    limits: &Limits,
+    options: &Options,
+) -> Option<Result<Step, Error>> {
+    let (run, script_name, count) = kept(|by| matches!(by, KeptBy::Key(k) if *k == key))?;
+    Some(begin(run, &script_name, count, inputs, limits, options))
 }
 
 /// Compiles and runs `code` in one step.

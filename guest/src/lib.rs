@@ -95,6 +95,27 @@ mod bindings {
             execution::start(&program, inputs, &limits, &options)
         }
 
+        fn start_keeping(
+            key: u64,
+            program: Vec<u8>,
+            inputs: Vec<Vec<u8>>,
+            limits: Limits,
+            options: Options,
+        ) -> Result<Step, Error> {
+            crate::errors::install_panic_hook();
+            execution::start_keeping(key, &program, inputs, &limits, &options)
+        }
+
+        fn start_kept(
+            key: u64,
+            inputs: Vec<Vec<u8>>,
+            limits: Limits,
+            options: Options,
+        ) -> Option<Result<Step, Error>> {
+            crate::errors::install_panic_hook();
+            execution::start_kept(key, inputs, &limits, &options)
+        }
+
         fn eval(
             code: String,
             script_name: String,

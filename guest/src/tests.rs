@@ -4,7 +4,7 @@
 use monty_types::MontyObject;
 
 use crate::codec;
-use crate::execution::{compile, eval, resolve_futures, resume, start};
+use crate::execution::{compile, eval, resolve_futures, resume, start, start_keeping, start_kept};
 use crate::persist::{abandon, dump_snapshot, load_snapshot};
 use crate::repl::{repl_call, repl_feed, repl_new};
 use crate::wit::{Answer, Error, Limits, Options, Progress, Step};
@@ -63,6 +63,32 @@ fn compiled_program_runs_with_inputs() {
     let input = codec::encode(&MontyObject::int(21)).expect("encodes");
     let step = start(&program, vec![input], &no_limits(), &interactive()).expect("runs");
     assert_eq!(complete(step), MontyObject::int(42));
+}
+
+#[test]
+fn a_kept_program_starts_again_by_its_key_only() {
+    let double = compile("x * 2".into(), "main.py", vec!["x".into()]).expect("compiles");
+    let negate = compile("-x".into(), "main.py", vec!["x".into()]).expect("compiles");
+    let input = || vec![codec::encode(&MontyObject::int(21)).expect("encodes")];
+    let (limits, options) = (no_limits(), interactive());
+    // Nothing kept yet.
+    assert!(start_kept(7, input(), &limits, &options).is_none());
+    let step = start_keeping(7, &double, input(), &limits, &options).expect("runs");
+    assert_eq!(complete(step), MontyObject::int(42));
+    // Again and again, from the kept program; another key is not it.
+    for _ in 0..3 {
+        let step = start_kept(7, input(), &limits, &options).expect("kept");
+        assert_eq!(complete(step.expect("runs")), MontyObject::int(42));
+    }
+    assert!(start_kept(8, input(), &limits, &options).is_none());
+    // Another program replaces it, whichever way it was started.
+    let step = start(&negate, input(), &limits, &options).expect("runs");
+    assert_eq!(complete(step), MontyObject::int(-21));
+    assert!(start_kept(7, input(), &limits, &options).is_none());
+    start_keeping(9, &negate, input(), &limits, &options).expect("runs");
+    assert!(start_keeping(10, &[1, 2, 3], input(), &limits, &options).is_err());
+    assert!(start_kept(9, input(), &limits, &options).is_none());
+    assert!(start_kept(10, input(), &limits, &options).is_none());
 }
 
 #[test]

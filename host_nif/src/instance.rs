@@ -29,12 +29,16 @@ pub const MAX_USES: u32 = 500;
 pub const RETIRE_MEMORY: usize = 64 * 1024 * 1024;
 pub struct Instance {
     store: Store<HostState>,
-    bindings: Guest,
+    /// Boxed: an instance moves between the pool, jobs and snapshots.
+    bindings: Box<Guest>,
     uses: u32,
     /// The OS policy last set in the guest (`None`: the default).
     policy: Option<String>,
     /// Whether the guest streams its prints.
     live_output: bool,
+    /// The key of the runner whose program the guest keeps decoded (see
+    /// `start_async`).
+    kept_program: Option<u64>,
 }
 
 /// Instances alive right now (pooled, running or held by snapshots).
@@ -89,10 +93,11 @@ impl Instance {
         LIVE.fetch_add(1, Ordering::Relaxed);
         Ok(Self {
             store,
-            bindings,
+            bindings: Box::new(bindings),
             uses: 0,
             policy: None,
             live_output: false,
+            kept_program: None,
         })
     }
 
@@ -193,7 +198,10 @@ impl Instance {
         }
         self.prepare(control);
         self.store.data().live.listen(control.listener.clone());
-        let result = func.call_async(&mut self.store, params).await;
+        // Boxed: wasmtime's call future is large, and every future that
+        // awaits it (up to the job's) would otherwise carry it inline and be
+        // copied whole each time it moves.
+        let result = Box::pin(func.call_async(&mut self.store, params)).await;
         self.store.data_mut().deadline = None;
         self.store.data().live.listen(None);
         result.map_err(|e| self.classify(&e))
@@ -205,17 +213,31 @@ impl Instance {
         self.bindings.ex_monty_sandbox_runtime().clone()
     }
 
+    /// Starts a runner's program, `(key, bytes)`. The instance keeps the
+    /// last program it started decoded, so the runner it ran last starts
+    /// again without its bytes crossing into the guest.
     pub async fn start_async(
         &mut self,
         control: &CallControl,
-        program: &[u8],
+        (key, program): (u64, &[u8]),
         inputs: &[Vec<u8>],
         limits: &GuestLimits,
         options: &RunOptions,
     ) -> CallResult<Step> {
+        if self.kept_program == Some(key) {
+            let exports = self.exports();
+            let func = exports.func_start_kept();
+            let (kept,) = self
+                .call_async(control, func, (key, inputs, *limits, options))
+                .await?;
+            if let Some(result) = kept {
+                return Ok(result);
+            }
+        }
+        self.kept_program = Some(key);
         let exports = self.exports();
-        let func = exports.func_start();
-        self.call_async(control, func, (program, inputs, *limits, options))
+        let func = exports.func_start_keeping();
+        self.call_async(control, func, (key, program, inputs, *limits, options))
             .await
             .map(|(r,)| r)
     }

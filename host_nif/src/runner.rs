@@ -4,6 +4,7 @@
 //! each in its own instance with its own heap. `runner_eval` compiles and
 //! starts in one guest call (no program bytes cross the boundary).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustler::{Binary, Encoder, Env, Resource, ResourceArc, Term};
@@ -27,6 +28,9 @@ use crate::values::{self, Budget, FromTermError};
 /// A compiled program. Immutable, so one runner serves any number of
 /// concurrent executions; each execution gets its own instance and heap.
 pub struct RunnerRes {
+    /// Names this program inside instances that keep it decoded (see
+    /// `Instance::start_async`): unique among the runners of this VM.
+    pub key: u64,
     pub program: Arc<Vec<u8>>,
     pub script_name: String,
     pub input_names: Vec<String>,
@@ -47,7 +51,9 @@ fn runner_term<'a>(env: Env<'a>, runner: ResourceArc<RunnerRes>) -> Term<'a> {
 }
 
 fn reply_runner(reply: Reply, program: Vec<u8>, script_name: String, input_names: Vec<String>) {
+    static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
     let runner = ResourceArc::new(RunnerRes {
+        key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
         program: Arc::new(program),
         script_name,
         input_names,
@@ -65,7 +71,7 @@ fn encode_inputs(
         .iter()
         .zip(names.iter())
         .map(|(term, name)| {
-            let object = values::term_to_value(*term, &format!("inputs[{name:?}]"), budget)?;
+            let object = values::term_to_value(*term, &|| format!("inputs[{name:?}]"), budget)?;
             postcard::to_allocvec(&object)
                 .map_err(|e| FromTermError::Invalid(format!("cannot encode input: {e}")))
         })
@@ -210,7 +216,13 @@ impl First {
                 options,
             } => {
                 instance
-                    .start_async(ctl, &runner.program, inputs, &limits.guest, options)
+                    .start_async(
+                        ctl,
+                        (runner.key, &runner.program),
+                        inputs,
+                        &limits.guest,
+                        options,
+                    )
                     .await
             }
             First::Eval {

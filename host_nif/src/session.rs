@@ -203,7 +203,7 @@ fn encode_values<'a>(
         .iter()
         .enumerate()
         .map(|(index, term)| {
-            let object = values::term_to_value(*term, &format!("{what}[{index}]"), &mut budget)?;
+            let object = values::term_to_value(*term, &|| format!("{what}[{index}]"), &mut budget)?;
             postcard::to_allocvec(&object).map_err(|e| FromTermError::Invalid(e.to_string()))
         })
         .collect()

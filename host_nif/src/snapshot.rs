@@ -537,7 +537,7 @@ fn decode_answer(
     let parts = get_tuple(term).map_err(|_| invalid())?;
     match parts.as_slice() {
         [tag, value] if tag.decode::<Atom>().is_ok_and(|a| a == atoms::ok()) => {
-            let object = values::term_to_value(*value, "result", budget)?;
+            let object = values::term_to_value(*value, &|| "result".to_owned(), budget)?;
             let bytes = postcard::to_allocvec(&object)
                 .map_err(|e| FromTermError::Invalid(e.to_string()))?;
             Ok(Answer::Value(bytes))

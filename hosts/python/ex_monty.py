@@ -20,7 +20,7 @@ import wasmtime
 from wasmtime import component as wc
 
 # Export names carry the WIT package version: a host states which one it speaks.
-PACKAGE, VERSION = "ex-monty:sandbox", "0.2.0"
+PACKAGE, VERSION = "ex-monty:sandbox", "0.3.0"
 DEFAULT_GUEST = Path(__file__).resolve().parents[2] / "priv" / "ex_monty_guest.wasm"
 MAGIC = b"EXMONTY"
 SNAPSHOT = 2

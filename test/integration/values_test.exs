@@ -257,6 +257,43 @@ defmodule ExMonty.ValuesTest do
       end
     end
 
+    test "a refused top-level input is named by its input" do
+      for term <- [<<0xFF>>, <<"ok", 0xFF>>, String.duplicate("é", 600) <> <<0xFF>>, :hello] do
+        assert {:error, %ExMonty.Exception{type: :invalid_input, message: message}} =
+                 ExMonty.eval("x", inputs: %{"x" => term})
+
+        assert message =~ ~s(inputs["x"])
+      end
+    end
+
+    test "scalar inputs arrive whole, on either side of the direct conversion" do
+      # Integers up to 64 bits, floats and strings under 1 KiB are converted
+      # directly; larger ones take the general path. Both give the same values.
+      {:ok, runner} = ExMonty.compile("(type(x).__name__, x)", inputs: ["x"])
+
+      for value <- [
+            0,
+            -1,
+            9_223_372_036_854_775_807,
+            -9_223_372_036_854_775_808,
+            9_223_372_036_854_775_808,
+            -9_223_372_036_854_775_809,
+            0.0,
+            -0.0,
+            1.0e308,
+            5.0e-324,
+            "",
+            "héllo",
+            String.duplicate("a", 1023),
+            String.duplicate("a", 1024),
+            String.duplicate("ü", 700)
+          ] do
+        type = if is_integer(value), do: "int", else: if(is_float(value), do: "float", else: "str")
+        assert {:ok, {^type, returned}, ""} = ExMonty.run(runner, %{"x" => value})
+        assert returned === value
+      end
+    end
+
     test "keys that collide in Python are an error, not an overwrite" do
       for map <- [%{1 => :a, 1.0 => :b}, %{1 => :a, true => :b}, %{{1, 2} => :a, {1.0, 2} => :b}] do
         map = Map.new(map, fn {k, v} -> {k, Atom.to_string(v)} end)

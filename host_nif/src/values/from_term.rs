@@ -1,7 +1,9 @@
 //! Elixir -> Python: a term becomes a value, iteratively, with the path of
 //! any term that has no Python meaning (`inputs["x"][2]`).
 
-use monty_types::unstable::{object_from_graph, ClassTypeNode, MontyGraph, MontyNode, NodeId};
+use monty_types::unstable::{
+    object_from_graph, object_from_node, ClassTypeNode, MontyGraph, MontyNode, NodeId,
+};
 use monty_types::{MontyObject, MontyTimeDelta, MontyTimeZone, MontyUuid};
 use num_bigint::BigInt;
 use rustler::types::tuple::get_tuple;
@@ -50,16 +52,17 @@ impl Budget {
 /// One step of the path to a term inside the input, for error messages.
 #[derive(Clone)]
 pub(super) enum Segment<'a> {
-    Root(String),
+    /// The value itself (named by the caller's `root`, rendered only for an error).
+    Root,
     Index(usize),
     Key(Term<'a>),
 }
 
-fn render_path(segments: &[&Segment<'_>]) -> String {
+fn render_path(root: &dyn Fn() -> String, segments: &[&Segment<'_>]) -> String {
     let mut out = String::new();
     for segment in segments {
         match segment {
-            Segment::Root(name) => out.push_str(name),
+            Segment::Root => out.push_str(&root()),
             Segment::Index(i) => out.push_str(&format!("[{i}]")),
             Segment::Key(term) => out.push_str(&format!("[{}]", short_inspect(*term))),
         }
@@ -118,17 +121,22 @@ pub(super) enum Container {
     },
 }
 
-/// Converts one Elixir term into a Python value, iteratively.
+/// Converts one Elixir term into a Python value, iteratively. `root` names
+/// the term in error messages (`inputs["x"]`); it is called only for one.
 pub fn term_to_value<'a>(
     term: Term<'a>,
-    root: &str,
+    root: &dyn Fn() -> String,
     budget: &mut Budget,
 ) -> Result<MontyObject, FromTermError> {
+    if let Some(scalar) = scalar(term) {
+        budget.spend(1)?;
+        return Ok(scalar);
+    }
     let mut nodes: Vec<MontyNode> = Vec::new();
     let mut ids: Vec<NodeId> = Vec::new();
     let mut stack: Vec<Frame<'a>> = vec![Frame::Visit {
         term,
-        segment: Segment::Root(root.to_owned()),
+        segment: Segment::Root,
         position: Position::Value,
     }];
     while let Some(frame) = stack.pop() {
@@ -149,13 +157,13 @@ pub fn term_to_value<'a>(
                     Err(VisitError::Budget) => return Err(FromTermError::OverBudget),
                     // `visit` pushes nothing when it fails: `stack` holds the ancestors.
                     Err(VisitError::Invalid(message)) => {
-                        return Err(path_error(&stack, &segment, &message));
+                        return Err(path_error(root, &stack, &segment, &message));
                     }
                 }
             }
             Frame::Build { kind, segment } => {
                 let node = build(kind, &mut ids, &nodes)
-                    .map_err(|message| path_error(&stack, &segment, &message))?;
+                    .map_err(|message| path_error(root, &stack, &segment, &message))?;
                 let id = NodeId(nodes.len() as u32);
                 nodes.push(node);
                 ids.push(id);
@@ -177,7 +185,12 @@ pub fn term_to_value<'a>(
 
 /// An error naming where in the input it happened: the pending `Build`
 /// frames on the stack are the ancestors of the failing term.
-fn path_error<'a>(stack: &[Frame<'a>], segment: &Segment<'a>, message: &str) -> FromTermError {
+fn path_error<'a>(
+    root: &dyn Fn() -> String,
+    stack: &[Frame<'a>],
+    segment: &Segment<'a>,
+    message: &str,
+) -> FromTermError {
     let mut path: Vec<&Segment<'a>> = stack
         .iter()
         .filter_map(|frame| match frame {
@@ -186,7 +199,29 @@ fn path_error<'a>(stack: &[Frame<'a>], segment: &Segment<'a>, message: &str) -> 
         })
         .collect();
     path.push(segment);
-    FromTermError::Invalid(format!("{message} at {}", render_path(&path)))
+    FromTermError::Invalid(format!("{message} at {}", render_path(root, &path)))
+}
+
+/// The most common inputs, converted directly: an integer that fits in 64
+/// bits, a float, a short UTF-8 string: the same nodes `visit` makes of
+/// them, without the conversion stack. Anything else (or an invalid
+/// string, for its error) takes the general path.
+fn scalar(term: Term<'_>) -> Option<MontyObject> {
+    let node = match term.get_type() {
+        TermType::Integer => MontyNode::Int(term.decode::<i64>().ok()?),
+        TermType::Float => MontyNode::Float(term.decode::<f64>().ok()?),
+        TermType::Binary => {
+            let bin = term.decode::<Binary>().ok()?;
+            // Strings of 1 KiB and more spend budget by size: the general path.
+            if bin.len() >= 1024 {
+                return None;
+            }
+            MontyNode::String(std::str::from_utf8(bin.as_slice()).ok()?.to_owned())
+        }
+        _ => return None,
+    };
+    // Leaf nodes: never a panic in `object_from_node`.
+    Some(object_from_node(node))
 }
 
 fn take_ids(ids: &mut Vec<NodeId>, n: usize) -> Result<Vec<NodeId>, String> {
