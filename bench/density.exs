@@ -17,6 +17,7 @@ end
 IO.puts("density — #{n} paused executions (#{r.live_paused} hold an instance, the rest hibernated)")
 
 IO.puts("  start + pause       #{Bench.Stats.us(r.start_us)} each")
+IO.puts("  hibernation settled #{Bench.Stats.us(r.settle_us)} after the last start")
 
 IO.puts(
   "  memory held         #{Bench.Stats.mb(r.held_bytes)} above baseline (#{round(r.held_bytes / n)} bytes each)"

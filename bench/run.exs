@@ -305,6 +305,7 @@ density = fn count ->
     live_paused: String.to_integer(r["live_paused"]),
     held: num.("held_bytes"),
     start: num.("start_us"),
+    settle: num.("settle_us"),
     live: num.("resume_live_us"),
     hibernated: num.("resume_hibernated_us")
   }
@@ -316,7 +317,8 @@ density = fn count ->
 
   IO.puts(
     "  #{count} paused (#{result.live_paused} live): #{S.mb(result.held)} above baseline " <>
-      "(#{round(result.held / count)} bytes each), start + pause #{S.us(result.start)}, " <>
+      "(#{round(result.held / count)} bytes each, after #{S.us(result.settle)} for the last " <>
+      "ones to hibernate), start + pause #{S.us(result.start)}, " <>
       "resume live #{show.(result.live)}, hibernated #{show.(result.hibernated)} (medians)"
   )
 
