@@ -108,6 +108,20 @@ defmodule ExMontyTest do
       end
     end
 
+    test "a program too large to keep runs again and again, between others" do
+      code = Enum.map_join(1..3000, "\n", &"v#{&1} = x + #{&1}") <> "\nv3000"
+      {:ok, large} = ExMonty.compile(code, inputs: ["x"])
+      {:ok, small} = ExMonty.compile("x - 1", inputs: ["x"])
+      # Instances keep programs up to 64 KiB of bytes; this one is decoded every run.
+      {:ok, dump} = ExMonty.dump(large)
+      assert byte_size(dump) > 64 * 1024
+
+      for i <- 1..10, runner <- [large, large, small] do
+        expected = if runner == large, do: i + 3000, else: i - 1
+        assert {:ok, ^expected, ""} = ExMonty.run(runner, %{"x" => i})
+      end
+    end
+
     test "a runner is shared by 100 processes at once" do
       {:ok, runner} = ExMonty.compile("sum(range(n)) + n", inputs: ["n"])
 

@@ -25,6 +25,9 @@ pub type CallResult<T> = Result<Result<T, GuestError>, CallError>;
 
 /// Executions an instance serves before it is replaced.
 pub const MAX_USES: u32 = 500;
+/// Program bytes up to which the guest keeps a program `start-keeping`
+/// started (see `wit/ex-monty.wit`).
+const KEPT_PROGRAM_BYTES: usize = 64 * 1024;
 /// Linear memory above which an instance is replaced after its execution.
 pub const RETIRE_MEMORY: usize = 64 * 1024 * 1024;
 pub struct Instance {
@@ -234,7 +237,9 @@ impl Instance {
                 return Ok(result);
             }
         }
-        self.kept_program = Some(key);
+        // The guest keeps programs up to `KEPT_PROGRAM_BYTES` (the WIT says
+        // so): a larger one is not tried with `start-kept` on its next run.
+        self.kept_program = (program.len() <= KEPT_PROGRAM_BYTES).then_some(key);
         let exports = self.exports();
         let func = exports.func_start_keeping();
         self.call_async(control, func, (key, program, inputs, *limits, options))
