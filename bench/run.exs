@@ -9,6 +9,8 @@
 # Options (environment):
 #   BENCH_N           iterations of the micro benchmarks (default 20000)
 #   BENCH_FIB_N       fib(25) runs (default 21)
+#   BENCH_ROUNDS      alternating native/ExMonty rounds those are split into
+#                     (default 5)
 #   BENCH_PAUSED      paused executions for the density row (default 10000)
 #   BENCH_PAUSED_MAX  a second, larger density run (default 100000; 0 skips it)
 #   BENCH_VMS         fresh VMs timed for NIF load → first result (default 7)
@@ -61,14 +63,18 @@ defmodule Bench do
     end
   end
 
-  def native(n, fib_n) do
+  # Builds bench/native; returns the path of its binary.
+  def native_binary do
     {_, 0} =
       System.cmd("cargo", ["build", "--locked", "--release", "-q", "-p", "ex_monty_native_bench"],
         stderr_to_stdout: true
       )
 
     target = System.get_env("CARGO_TARGET_DIR") || "target"
-    binary = Path.expand(Path.join([target, "release", "ex_monty_native_bench"]))
+    Path.expand(Path.join([target, "release", "ex_monty_native_bench"]))
+  end
+
+  def native(binary, n, fib_n) do
     {out, 0} = System.cmd(binary, ["#{n}", "#{fib_n}"])
     parse_rows(out)
   end
@@ -140,11 +146,11 @@ defmodule Bench do
     )
   end
 
-  def row(name, {median, p99}, {base_median, base_p99}) do
+  def row(name, {median, p99}, {base_median, base_p99}, x) do
     IO.puts(
       String.pad_trailing(name, 30) <>
         Enum.map_join([median, p99, base_median, base_p99], &String.pad_leading(us(&1), 12)) <>
-        String.pad_leading(ratio(median / base_median), 10)
+        String.pad_leading(ratio(x), 10)
     )
   end
 
@@ -168,6 +174,7 @@ fib_n = Bench.int_env("BENCH_FIB_N", "21")
 paused = Bench.int_env("BENCH_PAUSED", "10000")
 paused_max = Bench.int_env("BENCH_PAUSED_MAX", "100000")
 vms = Bench.int_env("BENCH_VMS", "7")
+rounds = Bench.int_env("BENCH_ROUNDS", "5")
 %{workers: workers} = ExMonty.stats()
 cores = System.schedulers_online()
 
@@ -175,17 +182,54 @@ IO.puts("ExMonty benchmark — #{Bench.machine()}")
 IO.puts("#{workers} workers, #{n} iterations (fib: #{fib_n})\n")
 
 # --- ExMonty against native Monty ---------------------------------------------
-native = Bench.native(n, fib_n)
+# Machines change speed from minute to minute (a VM's neighbours, frequency
+# scaling), so native Monty and ExMonty are measured in alternating rounds:
+# each round runs the native binary, then the same workloads in ExMonty, and
+# each ratio is the median of the rounds' ratios (both sides of a ratio were
+# measured within seconds of each other). The medians and p99s shown are the
+# medians of the rounds' figures.
+native_binary = Bench.native_binary()
 {:ok, runner} = ExMonty.compile("x * 2", inputs: ["x"])
+per_round = max(div(n, rounds), 1)
+fib_per_round = max(div(fib_n, rounds), 3)
 
-results = [
-  {"eval(\"2 + 2\")", "eval_2_plus_2",
-   Bench.Stats.measure(n, fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end)},
-  {"run(precompiled, x * 2)", "run_precompiled",
-   Bench.Stats.measure(n, fn -> {:ok, 10, ""} = ExMonty.run(runner, %{"x" => 5}) end)},
-  {"fib(25)", "fib_25",
-   Bench.Stats.measure(fib_n, fn -> {:ok, 75025, ""} = ExMonty.eval(Bench.fib_code()) end)}
+workloads = [
+  {"eval(\"2 + 2\")", "eval_2_plus_2", per_round, fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end},
+  {"run(precompiled, x * 2)", "run_precompiled", per_round,
+   fn -> {:ok, 10, ""} = ExMonty.run(runner, %{"x" => 5}) end},
+  {"fib(25)", "fib_25", fib_per_round, fn -> {:ok, 75025, ""} = ExMonty.eval(Bench.fib_code()) end}
 ]
+
+measured_rounds =
+  for _ <- 1..rounds do
+    native_round = Bench.native(native_binary, per_round, fib_per_round)
+
+    for {_, key, iterations, fun} <- workloads, into: %{} do
+      {key, {Bench.Stats.measure(iterations, fun), Map.fetch!(native_round, key)}}
+    end
+  end
+
+of_rounds = fn key, pick ->
+  measured_rounds |> Enum.map(&pick.(Map.fetch!(&1, key))) |> S.median()
+end
+
+native =
+  for {_, key, _, _} <- workloads, into: %{} do
+    {key, {of_rounds.(key, fn {_, {m, _}} -> m end), of_rounds.(key, fn {_, {_, p}} -> p end)}}
+  end
+
+results =
+  for {label, key, _, _} <- workloads do
+    {label, key,
+     {of_rounds.(key, fn {{m, _}, _} -> m end), of_rounds.(key, fn {{_, p}, _} -> p end)}}
+  end
+
+round_ratios = fn key ->
+  Enum.map(measured_rounds, fn round ->
+    {{median, _}, {native_median, _}} = Map.fetch!(round, key)
+    median / native_median
+  end)
+end
 
 Bench.header("workload", [
   {"median", 12},
@@ -196,13 +240,25 @@ Bench.header("workload", [
 ])
 
 for {label, key, measured} <- results do
-  Bench.row(label, measured, Map.fetch!(native, key))
+  Bench.row(label, measured, Map.fetch!(native, key), S.median(round_ratios.(key)))
 end
+
+IO.puts(
+  "(#{rounds} alternating rounds of #{per_round} calls (fib: #{fib_per_round}); " <>
+    "ratio = median of the rounds' ratios:"
+)
+
+for {label, key, _} <- results do
+  IO.puts(
+    "  #{String.pad_trailing(label, 26)} " <> Enum.map_join(round_ratios.(key), " ", &S.ratio/1)
+  )
+end
+
+IO.puts(")")
 
 ratio_of = fn key ->
   {_, _, {median, _}} = List.keyfind(results, key, 1)
-  {native_median, _} = Map.fetch!(native, key)
-  {median, median / native_median}
+  {median, S.median(round_ratios.(key))}
 end
 
 # --- pydantic-monty, the official binding -------------------------------------

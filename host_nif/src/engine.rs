@@ -54,8 +54,8 @@ fn engine_config() -> Config {
         config.profiler(wasmtime::ProfilingStrategy::PerfMap);
     }
     config.max_wasm_stack(MAX_WASM_STACK);
-    // Unused (calls are synchronous, on worker threads), but wasmtime requires
-    // it to be larger than the wasm stack when its async support is compiled in.
+    // Guest calls run on wasmtime fibers (async calls, see `inline`): the
+    // fiber's stack holds the wasm stack plus the host frames beneath it.
     config.async_stack_size(MAX_WASM_STACK + 1024 * 1024);
     config.cranelift_opt_level(wasmtime::OptLevel::Speed);
     // Traps are reported by kind; symbolised wasm backtraces would only cost time.

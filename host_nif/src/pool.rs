@@ -1,15 +1,19 @@
 //! Worker threads and warm instances.
 //!
-//! Guest code never runs on a BEAM scheduler: NIFs enqueue a job and return at
-//! once; a fixed set of worker threads (with stacks far larger than wasm may
-//! use) runs the jobs and answers the calling process by message. Runaway code
-//! can occupy at most `workers` threads; further jobs wait in the queue.
+//! A job runs on its caller's scheduler for one short slice at most (on a
+//! wasmtime fiber, see `inline`); what is left of it goes to a fixed set of
+//! worker threads (with stacks far larger than wasm may use), which answer
+//! the calling process by message. Runaway code can occupy at most `workers`
+//! threads; further jobs wait in the queue.
+//!
+//! Warm instances wait here between executions, in per-thread shards under
+//! one cap.
 
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-
-use std::sync::atomic::Ordering;
 
 use rustler::{Env, Term};
 
@@ -24,12 +28,40 @@ pub type Job = Box<dyn FnOnce() + Send + 'static>;
 
 struct Pool {
     queue: Mutex<Sender<Job>>,
-    idle: Mutex<Vec<Instance>>,
+    /// Warm instances, in shards: each thread checks instances in and out
+    /// of its own shard first, so an instance stays with the thread (and
+    /// the core, and its caches) that last ran it, and concurrent callers
+    /// do not take turns at one lock.
+    idle: Box<[Mutex<Vec<Instance>>]>,
+    /// Instances in all shards together (at most `max_idle`).
+    idle_count: AtomicUsize,
     max_idle: usize,
     workers: usize,
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
+
+/// Shards of the idle pool: more than the threads that usually run guest
+/// code (schedulers, dirty schedulers, workers) on small machines.
+const SHARDS: usize = 16;
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// This thread's shard of the idle pool, assigned on first use.
+    static SHARD: Cell<Option<usize>> = const { Cell::new(None) };
+}
+
+fn own_shard() -> usize {
+    SHARD.with(|shard| match shard.get() {
+        Some(index) => index,
+        None => {
+            let index = NEXT_SHARD.fetch_add(1, Ordering::Relaxed) % SHARDS;
+            shard.set(Some(index));
+            index
+        }
+    })
+}
 
 /// Starts `workers` threads (once; later calls keep the first pool).
 pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
@@ -52,7 +84,8 @@ pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
     }
     let pool = Pool {
         queue: Mutex::new(sender),
-        idle: Mutex::new(Vec::new()),
+        idle: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
+        idle_count: AtomicUsize::new(0),
         max_idle: workers * 2 + 2,
         workers,
     };
@@ -119,10 +152,19 @@ pub fn submit(job: Job) -> Result<(), String> {
         .map_err(|_| "the workers have stopped".to_owned())
 }
 
-/// A warm instance, if one is idle.
+/// A warm instance, if one is idle: the one this thread ran last, if it is
+/// still there, else one from another thread's shard.
 fn take_idle() -> Option<Instance> {
-    POOL.get()
-        .and_then(|pool| pool.idle.lock().ok().and_then(|mut idle| idle.pop()))
+    let pool = POOL.get()?;
+    if pool.idle_count.load(Ordering::Acquire) == 0 {
+        return None;
+    }
+    let own = own_shard();
+    (0..SHARDS).find_map(|step| {
+        let instance = pool.idle[(own + step) % SHARDS].lock().ok()?.pop()?;
+        pool.idle_count.fetch_sub(1, Ordering::AcqRel);
+        Some(instance)
+    })
 }
 
 /// A warm instance, or a new one.
@@ -151,11 +193,15 @@ pub fn checkin(mut instance: Instance) {
     if !instance.reusable() {
         return;
     }
-    if let Some(pool) = POOL.get() {
-        if let Ok(mut idle) = pool.idle.lock() {
-            if idle.len() < pool.max_idle {
-                idle.push(instance);
-            }
+    let Some(pool) = POOL.get() else { return };
+    if pool.idle_count.fetch_add(1, Ordering::AcqRel) >= pool.max_idle {
+        pool.idle_count.fetch_sub(1, Ordering::AcqRel);
+        return;
+    }
+    match pool.idle[own_shard()].lock() {
+        Ok(mut idle) => idle.push(instance),
+        Err(_) => {
+            pool.idle_count.fetch_sub(1, Ordering::AcqRel);
         }
     }
 }
@@ -163,18 +209,23 @@ pub fn checkin(mut instance: Instance) {
 /// (workers, idle instances)
 pub fn stats() -> (usize, usize) {
     POOL.get().map_or((0, 0), |pool| {
-        (pool.workers, pool.idle.lock().map_or(0, |idle| idle.len()))
+        (pool.workers, pool.idle_count.load(Ordering::Acquire))
     })
 }
 
 /// Drops every idle instance (used by tests and to shed memory).
 pub fn drain() -> usize {
     POOL.get().map_or(0, |pool| {
-        pool.idle.lock().map_or(0, |mut idle| {
-            let n = idle.len();
-            idle.clear();
-            n
-        })
+        pool.idle
+            .iter()
+            .filter_map(|shard| shard.lock().ok())
+            .map(|mut idle| {
+                let n = idle.len();
+                idle.clear();
+                pool.idle_count.fetch_sub(n, Ordering::AcqRel);
+                n
+            })
+            .sum()
     })
 }
 

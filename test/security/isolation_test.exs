@@ -32,6 +32,31 @@ defmodule ExMonty.IsolationTest do
     assert idle <= workers * 2 + 2
   end
 
+  test "warm instances kept by many threads share one cap and are drained together" do
+    # Each thread keeps the instances it checks in apart from the others (so an
+    # instance stays with the core that last ran it); the cap and the count
+    # still cover them all.
+    short = fn -> {:ok, 4, ""} = ExMonty.eval("2 + 2") end
+    # Longer than a slice: handed to a worker thread, which checks it in there.
+    long = fn -> {:ok, _, ""} = ExMonty.eval("t = 0\nfor i in range(200000):\n    t += i\nt") end
+
+    tasks =
+      for i <- 1..24 do
+        Task.async(fn -> for _ <- 1..10, do: if(rem(i, 4) == 0, do: long.(), else: short.()) end)
+      end
+
+    Task.await_many(tasks, 60_000)
+
+    %{workers: workers, idle_instances: idle} = ExMonty.stats()
+    assert idle >= 1
+    assert idle <= workers * 2 + 2
+    assert ExMonty.Native.runtime_drain() == idle
+    assert ExMonty.stats().idle_instances == 0
+
+    short.()
+    assert ExMonty.stats().idle_instances == 1
+  end
+
   test "an execution that failed leaves nothing behind" do
     assert {:error, _} = ExMonty.eval("leaked = [1] * 1000\nraise RuntimeError('boom')")
     assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("leaked")
