@@ -96,8 +96,11 @@ pub fn hibernate(mut instance: Instance) -> Result<Held, CallError> {
     let ctl = service_control();
     match instance.dump_snapshot(&ctl)? {
         Ok(bytes) => {
-            instance.abandon(&ctl)?;
-            pool::checkin(instance);
+            // The bytes hold the execution: an instance that cannot clear it
+            // afterwards (a trap) is dropped, the execution is not.
+            if instance.abandon(&ctl).is_ok() {
+                pool::checkin(instance);
+            }
             Ok(Held::Hibernated(bytes))
         }
         // Not dumpable: it keeps its instance.
