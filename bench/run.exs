@@ -174,7 +174,7 @@ fib_n = Bench.int_env("BENCH_FIB_N", "21")
 paused = Bench.int_env("BENCH_PAUSED", "10000")
 paused_max = Bench.int_env("BENCH_PAUSED_MAX", "100000")
 vms = Bench.int_env("BENCH_VMS", "7")
-rounds = Bench.int_env("BENCH_ROUNDS", "5")
+rounds = max(Bench.int_env("BENCH_ROUNDS", "5"), 1)
 %{workers: workers} = ExMonty.stats()
 cores = System.schedulers_online()
 
