@@ -76,16 +76,25 @@ impl Resource for SnapshotRes {}
 
 impl Drop for SnapshotRes {
     /// A paused snippet dropped without being resumed hands its session back
-    /// (the snippet abandoned), on a worker: a session never stays busy.
+    /// (the snippet abandoned), on a worker: a session never stays busy. A
+    /// one-shot execution dropped without being resumed is abandoned on a
+    /// worker and its instance goes back to the pool, like after a dump: an
+    /// instance costs far more to make (and to unmap, here on a scheduler)
+    /// than to clear.
     fn drop(&mut self) {
-        let Some(owner) = self.owner.take() else {
-            return;
-        };
         let state = std::mem::replace(
             self.state.get_mut().unwrap_or_else(|e| e.into_inner()),
             State::Consumed,
         );
         let State::Ready(paused) = state else {
+            return;
+        };
+        let Some(owner) = self.owner.take() else {
+            if let Held::Live(live) = paused.held {
+                if let Some(instance) = live.into_instance() {
+                    recycle(instance);
+                }
+            }
             return;
         };
         let Paused { held, limits } = *paused;
@@ -101,6 +110,18 @@ impl Drop for SnapshotRes {
             Err(_) => owner.session.consume(),
         }));
     }
+}
+
+/// Clears the paused execution an instance holds and returns the instance
+/// to the pool, on a worker (guest code never runs in a destructor, which
+/// may be on a scheduler). An instance that cannot be cleared is dropped.
+fn recycle(instance: Instance) {
+    let _ = pool::submit(Box::new(move || {
+        let mut instance = instance;
+        if instance.abandon(&service_control()).is_ok() {
+            pool::checkin(instance);
+        }
+    }));
 }
 
 /// Where an instance goes when its execution ends without a trap: back to

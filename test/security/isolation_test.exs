@@ -57,6 +57,41 @@ defmodule ExMonty.IsolationTest do
     assert ExMonty.stats().idle_instances == 1
   end
 
+  test "a paused execution dropped without a resume gives back a cleared instance" do
+    ExMonty.Native.runtime_drain()
+
+    {:ok, runner} =
+      ExMonty.compile("secret = 'tenant-a'\nanswer = f(n)\nsecret + str(answer)", inputs: ["n"])
+
+    # The snapshot lives only in this process: it is dropped when the process exits.
+    {pid, ref} =
+      spawn_monitor(fn ->
+        {:ok, {:function_call, %ExMonty.FunctionCall{name: "f"}, _snapshot, _}} =
+          ExMonty.start(runner, %{"n" => 1})
+      end)
+
+    assert_receive {:DOWN, ^ref, :process, ^pid, :normal}, 5_000
+    :erlang.garbage_collect()
+
+    # Abandoned on a worker, its instance joins the pool instead of being unmapped.
+    assert wait_for(fn -> ExMonty.stats() end, &(&1.idle_instances == 1 and &1.live_paused == 0))
+    %{live_instances: live} = ExMonty.stats()
+
+    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("secret")
+    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("answer")
+    assert ExMonty.stats().live_instances == live
+  end
+
+  defp wait_for(fun, done?, tries \\ 200) do
+    value = fun.()
+
+    cond do
+      done?.(value) -> true
+      tries == 0 -> flunk("still #{inspect(value)} after 2 s")
+      true -> Process.sleep(10) && wait_for(fun, done?, tries - 1)
+    end
+  end
+
   test "an execution that failed leaves nothing behind" do
     assert {:error, _} = ExMonty.eval("leaked = [1] * 1000\nraise RuntimeError('boom')")
     assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("leaked")
