@@ -16,7 +16,7 @@ use crate::wit::{Error, Limits, Progress};
 
 /// The budgets saved with a dump: output left, suspensions answered and
 /// their cap, and whether the execution is interactive.
-type SavedBudget = (u64, u64, Option<u64>, bool);
+pub(crate) type SavedBudget = (u64, u64, Option<u64>, bool);
 
 /// Serialises what the instance holds (it stays held).
 pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
@@ -54,8 +54,35 @@ pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
     if state.is_empty() {
         return Err(invalid("no paused execution or session to dump"));
     }
-    postcard::to_allocvec(&(state, saved))
-        .map_err(|e| invalid(format!("cannot dump the execution: {e}")))
+    frame(&state, &saved)
+}
+
+/// A dump on the wire: postcard's encoding of `(Vec<u8>, SavedBudget)` (the
+/// length of Monty's dump as a varint, its bytes, then the budgets), written
+/// and read here without going through serde byte by byte.
+pub(crate) fn frame(state: &[u8], saved: &SavedBudget) -> Result<Vec<u8>, Error> {
+    let fail = |e: postcard::Error| invalid(format!("cannot dump the execution: {e}"));
+    let mut bytes = postcard::to_allocvec(&state.len()).map_err(fail)?;
+    bytes.extend_from_slice(state);
+    bytes.extend(postcard::to_allocvec(saved).map_err(fail)?);
+    Ok(bytes)
+}
+
+/// Splits a dump (see [`frame`]) into Monty's dump and the budgets.
+pub(crate) fn unframe(bytes: &[u8]) -> Result<(&[u8], SavedBudget), Error> {
+    let fail = |why: String| invalid(format!("not an ExMonty snapshot: {why}"));
+    let (len, rest): (usize, &[u8]) =
+        postcard::take_from_bytes(bytes).map_err(|e| fail(e.to_string()))?;
+    if len > rest.len() {
+        return Err(fail("truncated".to_owned()));
+    }
+    let (state, rest) = rest.split_at(len);
+    let (saved, rest): (SavedBudget, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| fail(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(fail("trailing bytes".to_owned()));
+    }
+    Ok((state, saved))
 }
 
 /// Restores a dump into this instance, applying `limits` on top of the ones
@@ -67,15 +94,9 @@ pub fn load_snapshot(
     typed_os_calls: bool,
 ) -> Result<Progress, Error> {
     abandon();
-    let ((state, saved), rest): ((Vec<u8>, SavedBudget), &[u8]) =
-        postcard::take_from_bytes(snapshot)
-            .map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
-    if !rest.is_empty() {
-        return Err(invalid("not an ExMonty snapshot: trailing bytes"));
-    }
+    let (state, saved) = unframe(snapshot)?;
     let (output_left, answered, max_suspensions, interactive) = saved;
-    let loaded =
-        Dump::load(&state).map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
+    let loaded = Dump::load(state).map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
     limits::arm_allocator(limits.max_memory);
     crate::alloc::start_counting(limits.max_allocations);
     let mut flow = match loaded.state {

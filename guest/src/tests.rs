@@ -5,7 +5,7 @@ use monty_types::MontyObject;
 
 use crate::codec;
 use crate::execution::{compile, eval, resolve_futures, resume, start, start_keeping, start_kept};
-use crate::persist::{abandon, dump_snapshot, load_snapshot};
+use crate::persist::{abandon, dump_snapshot, frame, load_snapshot, unframe, SavedBudget};
 use crate::repl::{repl_call, repl_feed, repl_new};
 use crate::wit::{Answer, Error, Limits, Options, Progress, Step};
 
@@ -305,4 +305,34 @@ fn a_session_pauses_on_host_calls_and_dumps_idle() {
     load_snapshot(&bytes, &no_limits(), false).expect("loads");
     let step = repl_feed("y".into(), vec![], &no_limits(), &interactive()).expect("feeds");
     assert_eq!(complete(step), MontyObject::int(42));
+}
+
+#[test]
+fn a_dump_is_framed_exactly_as_earlier_releases_wrote_it() {
+    // Dumps written by earlier releases (postcard's encoding of the pair)
+    // must load, and new dumps must read the same, byte for byte.
+    for len in [1usize, 127, 128, 300, 16_384, 70_000] {
+        let state: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        for saved in [(0, 0, None, false), (u64::MAX, 3, Some(10_000), true)] {
+            let saved: SavedBudget = saved;
+            let earlier = postcard::to_allocvec(&(state.clone(), saved)).expect("encodes");
+            assert_eq!(frame(&state, &saved).expect("frames"), earlier);
+            let (read, read_saved) = unframe(&earlier).expect("unframes");
+            assert_eq!((read, read_saved), (state.as_slice(), saved));
+        }
+    }
+    let good = frame(&[1, 2, 3], &(1, 2, None, false)).expect("frames");
+    assert!(
+        unframe(&good[..good.len() - 1]).is_err(),
+        "truncated budgets"
+    );
+    assert!(unframe(&good[..2]).is_err(), "truncated state");
+    assert!(
+        unframe(&[good.as_slice(), &[0]].concat()).is_err(),
+        "trailing bytes"
+    );
+    assert!(
+        unframe(&[0xff, 0xff, 0xff, 0xff, 0x0f]).is_err(),
+        "length past the end"
+    );
 }
