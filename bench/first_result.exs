@@ -1,10 +1,31 @@
 # Helper for bench/run.exs: NIF load → first result, in this (fresh) VM.
-# Run as `mix run --no-start bench/first_result.exs`, so that nothing of
-# ExMonty is loaded yet. The applications ExMonty depends on (logger, crypto)
-# are started first: they are not ExMonty's cost.
+# Run as `mix run --no-start bench/first_result.exs [preload|lazy]`, so that
+# nothing of ExMonty is loaded yet. The applications ExMonty depends on
+# (logger, crypto) are started first: they are not ExMonty's cost.
+#
+# `preload` first loads every module of ExMonty except `ExMonty.Native` (whose
+# loading loads the NIF, the first thing timed), as a release does at boot
+# (embedded mode); `lazy` (the default) leaves them to be loaded on first use,
+# as `mix run` and tests do (interactive mode).
 Code.require_file("support.exs", __DIR__)
 
+{:ok, _} = Application.ensure_all_started(:logger)
 {:ok, _} = Application.ensure_all_started(:crypto)
+
+mode =
+  case System.argv() do
+    ["preload"] -> :preload
+    _ -> :lazy
+  end
+
+if mode == :preload do
+  _ = Application.load(:ex_monty)
+  {:ok, modules} = :application.get_key(:ex_monty, :modules)
+  for module <- modules, module != ExMonty.Native, do: {:module, _} = Code.ensure_loaded(module)
+  # What ExMonty's start and first eval use from OTP itself.
+  for module <- [:pg, :timer], do: {:module, _} = Code.ensure_loaded(module)
+end
+
 preloaded = :code.is_loaded(ExMonty.Native) != false
 t0 = System.monotonic_time(:microsecond)
 # dlopen of the NIF library and its load callback
@@ -23,5 +44,6 @@ Bench.FreshVM.report(
   first_eval_us: t3 - t2,
   total_us: t3 - t0,
   loaded_from: Application.get_env(:ex_monty, :guest_loaded_from) |> String.replace(" ", "_"),
-  preloaded: preloaded
+  preloaded: preloaded,
+  mode: mode
 )
