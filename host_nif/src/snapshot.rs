@@ -7,7 +7,7 @@
 //! really ran consumes a snapshot. Which answers a pause accepts is decided
 //! by the guest alone; a refused answer leaves the pause as it was.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -68,6 +68,9 @@ pub struct SnapshotRes {
     kind: PauseKind,
     state: Mutex<State>,
     turn: Condvar,
+    /// Threads waiting on `turn`: the execution's return wakes them only if
+    /// there are any (waking costs a system call even when nobody waits).
+    waiting: AtomicUsize,
     owner: Option<Owner>,
 }
 
@@ -180,6 +183,7 @@ impl SnapshotRes {
             kind,
             state: Mutex::new(State::Ready(Box::new(paused))),
             turn: Condvar::new(),
+            waiting: AtomicUsize::new(0),
             owner,
         }
     }
@@ -231,7 +235,11 @@ impl SnapshotRes {
                     return Acquired::Cancelled;
                 }
                 if !inline::active() {
+                    // Counted while the state is locked: whoever changes the
+                    // state next sees the count, and wakes this thread.
+                    self.waiting.fetch_add(1, Ordering::AcqRel);
                     let _ = self.turn.wait_timeout(state, Duration::from_millis(1));
+                    self.waiting.fetch_sub(1, Ordering::AcqRel);
                 }
             }
             inline::pass_turn().await;
@@ -243,7 +251,7 @@ impl SnapshotRes {
         if let Ok(mut state) = self.state.lock() {
             *state = State::Ready(Box::new(paused));
         }
-        self.turn.notify_all();
+        self.wake_waiting();
     }
 
     /// Marks the execution as resumed (or lost).
@@ -251,7 +259,13 @@ impl SnapshotRes {
         if let Ok(mut state) = self.state.lock() {
             *state = State::Consumed;
         }
-        self.turn.notify_all();
+        self.wake_waiting();
+    }
+
+    fn wake_waiting(&self) {
+        if self.waiting.load(Ordering::Acquire) > 0 {
+            self.turn.notify_all();
+        }
     }
 }
 
