@@ -62,9 +62,12 @@ pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
 /// and read here without going through serde byte by byte.
 pub(crate) fn frame(state: &[u8], saved: &SavedBudget) -> Result<Vec<u8>, Error> {
     let fail = |e: postcard::Error| invalid(format!("cannot dump the execution: {e}"));
-    let mut bytes = postcard::to_allocvec(&state.len()).map_err(fail)?;
+    let length = postcard::to_allocvec(&state.len()).map_err(fail)?;
+    let budgets = postcard::to_allocvec(saved).map_err(fail)?;
+    let mut bytes = Vec::with_capacity(length.len() + state.len() + budgets.len());
+    bytes.extend_from_slice(&length);
     bytes.extend_from_slice(state);
-    bytes.extend(postcard::to_allocvec(saved).map_err(fail)?);
+    bytes.extend_from_slice(&budgets);
     Ok(bytes)
 }
 

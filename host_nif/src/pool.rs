@@ -147,9 +147,11 @@ fn work(receiver: &Mutex<Receiver<Job>>) {
 pub fn submit(job: Job) -> Result<(), String> {
     let pool = POOL.get().ok_or("ExMonty is not initialised")?;
     let queue = pool.queue.lock().map_err(|_| "the job queue is poisoned")?;
-    queue
-        .send(job)
-        .map_err(|_| "the workers have stopped".to_owned())
+    let sent = queue.send(job);
+    drop(queue);
+    // A job the workers can no longer take is dropped here, after the queue
+    // is unlocked: dropping it may submit another (a snapshot's destructor).
+    sent.map_err(|_| "the workers have stopped".to_owned())
 }
 
 /// A warm instance, if one is idle: the one this thread ran last, if it is
@@ -161,7 +163,7 @@ fn take_idle() -> Option<Instance> {
     }
     let own = own_shard();
     (0..SHARDS).find_map(|step| {
-        let instance = pool.idle[(own + step) % SHARDS].lock().ok()?.pop()?;
+        let instance = shard(&pool.idle[(own + step) % SHARDS]).pop()?;
         pool.idle_count.fetch_sub(1, Ordering::AcqRel);
         Some(instance)
     })
@@ -186,6 +188,12 @@ pub async fn checkout_async(fresh: bool) -> Result<Instance, String> {
     Instance::new_async(&*engine::runtime()?).await
 }
 
+/// Whether the pool would keep one more idle instance now.
+pub fn has_room() -> bool {
+    POOL.get()
+        .is_some_and(|pool| pool.idle_count.load(Ordering::Acquire) < pool.max_idle)
+}
+
 /// Returns an instance after a clean execution. Worn or grown instances are
 /// dropped instead, and so is any instance beyond the idle cap.
 pub fn checkin(mut instance: Instance) {
@@ -198,12 +206,14 @@ pub fn checkin(mut instance: Instance) {
         pool.idle_count.fetch_sub(1, Ordering::AcqRel);
         return;
     }
-    match pool.idle[own_shard()].lock() {
-        Ok(mut idle) => idle.push(instance),
-        Err(_) => {
-            pool.idle_count.fetch_sub(1, Ordering::AcqRel);
-        }
-    }
+    shard(&pool.idle[own_shard()]).push(instance);
+}
+
+/// A shard, locked. A panic while it was locked cannot have left the list
+/// half-updated (pushes and pops are whole), so a poisoned lock is used as is.
+fn shard(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+    idle.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// (workers, idle instances)
@@ -218,12 +228,11 @@ pub fn drain() -> usize {
     POOL.get().map_or(0, |pool| {
         pool.idle
             .iter()
-            .filter_map(|shard| shard.lock().ok())
-            .map(|mut idle| {
-                let n = idle.len();
-                idle.clear();
-                pool.idle_count.fetch_sub(n, Ordering::AcqRel);
-                n
+            .map(|idle| {
+                // Taken under the lock, dropped (unmapped) after it.
+                let taken = std::mem::take(&mut *shard(idle));
+                pool.idle_count.fetch_sub(taken.len(), Ordering::AcqRel);
+                taken.len()
             })
             .sum()
     })

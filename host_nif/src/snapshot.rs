@@ -94,9 +94,7 @@ impl Drop for SnapshotRes {
         };
         let Some(owner) = self.owner.take() else {
             if let Held::Live(live) = paused.held {
-                if let Some(instance) = live.into_instance() {
-                    recycle(instance);
-                }
+                recycle(live);
             }
             return;
         };
@@ -115,13 +113,18 @@ impl Drop for SnapshotRes {
     }
 }
 
-/// Clears the paused execution an instance holds and returns the instance
-/// to the pool, on a worker (guest code never runs in a destructor, which
-/// may be on a scheduler). An instance that cannot be cleared is dropped.
-fn recycle(instance: Instance) {
+/// Clears the paused execution (or idle session) an instance holds and
+/// returns the instance to the pool, on a worker (guest code never runs in a
+/// destructor, which may be on a scheduler). The instance counts as paused
+/// until it is cleared, so pauses waiting to be recycled still count against
+/// `max_live_paused`. An instance that cannot be cleared, or that the pool
+/// has no room for, is dropped.
+fn recycle(live: PausedInstance) {
     let _ = pool::submit(Box::new(move || {
-        let mut instance = instance;
-        if instance.abandon(&service_control()).is_ok() {
+        let Some(mut instance) = live.into_instance() else {
+            return;
+        };
+        if pool::has_room() && instance.abandon(&service_control()).is_ok() {
             pool::checkin(instance);
         }
     }));

@@ -82,6 +82,19 @@ defmodule ExMonty.IsolationTest do
     assert ExMonty.stats().live_instances == live
   end
 
+  test "a session that ends gives back a cleared instance" do
+    ExMonty.Native.runtime_drain()
+    {:ok, session} = ExMonty.Session.start()
+    assert {:ok, nil, ""} = ExMonty.Session.eval(session, "secret = 'tenant-b'")
+    :ok = ExMonty.Session.stop(session)
+    :erlang.garbage_collect()
+
+    assert wait_for(fn -> ExMonty.stats() end, &(&1.idle_instances == 1 and &1.live_paused == 0))
+    %{live_instances: live} = ExMonty.stats()
+    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("secret")
+    assert ExMonty.stats().live_instances == live
+  end
+
   defp wait_for(fun, done?, tries \\ 200) do
     value = fun.()
 
