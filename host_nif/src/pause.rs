@@ -48,6 +48,13 @@ impl PausedInstance {
         self.0.take().map(|instance| *instance)
     }
 
+    /// Hands the instance to `f`, still counted as paused until `f` returns.
+    pub fn finish_with(mut self, f: impl FnOnce(Instance)) {
+        if let Some(instance) = self.0.take() {
+            f(*instance);
+        }
+    }
+
     pub fn instance_mut(&mut self) -> Option<&mut Instance> {
         self.0.as_deref_mut()
     }

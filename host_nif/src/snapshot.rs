@@ -117,16 +117,15 @@ impl Drop for SnapshotRes {
 /// returns the instance to the pool, on a worker (guest code never runs in a
 /// destructor, which may be on a scheduler). The instance counts as paused
 /// until it is cleared, so pauses waiting to be recycled still count against
-/// `max_live_paused`. An instance that cannot be cleared, or that the pool
-/// has no room for, is dropped.
+/// `max_live_paused` (until it is in the pool, or dropped: an instance that
+/// cannot be cleared, or that the pool has no room for).
 fn recycle(live: PausedInstance) {
     let _ = pool::submit(Box::new(move || {
-        let Some(mut instance) = live.into_instance() else {
-            return;
-        };
-        if pool::has_room() && instance.abandon(&service_control()).is_ok() {
-            pool::checkin(instance);
-        }
+        live.finish_with(|mut instance| {
+            if pool::has_room() && instance.abandon(&service_control()).is_ok() {
+                pool::checkin(instance);
+            }
+        });
     }));
 }
 
