@@ -132,9 +132,12 @@ fn recycle(live: PausedInstance) {
 /// Where an instance goes when its execution ends without a trap: back to
 /// its session, or to the pool. Returns the session when it is to be put to
 /// sleep once the answer is out ([`trim`]).
-fn give_back(instance: Instance, owner: Option<Owner>) -> Option<ResourceArc<SnapshotRes>> {
+fn give_back(mut instance: Instance, owner: Option<Owner>) -> Option<ResourceArc<SnapshotRes>> {
     match owner {
         Some(owner) => {
+            // A snippet is a use: an instance that served a long session
+            // retires (instead of joining the pool) when the session ends.
+            instance.count_use();
             owner.session.release(Paused {
                 held: Held::Live(PausedInstance::new(instance)),
                 limits: owner.limits,

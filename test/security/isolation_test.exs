@@ -95,6 +95,19 @@ defmodule ExMonty.IsolationTest do
     assert ExMonty.stats().live_instances == live
   end
 
+  test "an instance that served a long session retires when the session ends" do
+    ExMonty.Native.runtime_drain()
+    {:ok, session} = ExMonty.Session.start()
+
+    # More snippets than an instance serves executions (500).
+    for i <- 1..501, do: {:ok, nil, ""} = ExMonty.Session.eval(session, "x = #{i}")
+
+    :ok = ExMonty.Session.stop(session)
+    :erlang.garbage_collect()
+    assert wait_for(fn -> ExMonty.stats() end, &(&1.live_paused == 0))
+    assert ExMonty.stats().idle_instances == 0
+  end
+
   defp wait_for(fun, done?, tries \\ 200) do
     value = fun.()
 
