@@ -197,15 +197,6 @@ defmodule ExMonty.AdversarialTest do
   defp classify({:ok, _, _, _}), do: :ok
   defp classify(other), do: error_type(other)
 
-  defp paused_cleared(0), do: flunk("paused executions still held after 2 s")
-
-  defp paused_cleared(tries) do
-    if ExMonty.stats().live_paused > 0 do
-      Process.sleep(10)
-      paused_cleared(tries - 1)
-    end
-  end
-
   defp rss_mb do
     case File.read("/proc/self/statm") do
       {:ok, statm} ->
@@ -234,7 +225,7 @@ defmodule ExMonty.AdversarialTest do
     # Paused executions the cases dropped are cleared and pooled by the
     # workers once collected; then the pool is emptied and memory measured.
     :erlang.garbage_collect()
-    paused_cleared(200)
+    assert ExMonty.TestHelpers.stats_until(&(&1.live_paused == 0))
     ExMonty.Native.runtime_drain()
     growth = rss_mb() - baseline
 

@@ -71,15 +71,8 @@ defmodule ExMonty.IsolationTest do
       end)
 
     assert_receive {:DOWN, ^ref, :process, ^pid, :normal}, 5_000
-    :erlang.garbage_collect()
-
     # Abandoned on a worker, its instance joins the pool instead of being unmapped.
-    assert wait_for(fn -> ExMonty.stats() end, &(&1.idle_instances == 1 and &1.live_paused == 0))
-    %{live_instances: live} = ExMonty.stats()
-
-    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("secret")
-    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("answer")
-    assert ExMonty.stats().live_instances == live
+    assert_pooled_and_cleared(["secret", "answer"])
   end
 
   test "a session that ends gives back a cleared instance" do
@@ -87,12 +80,7 @@ defmodule ExMonty.IsolationTest do
     {:ok, session} = ExMonty.Session.start()
     assert {:ok, nil, ""} = ExMonty.Session.eval(session, "secret = 'tenant-b'")
     :ok = ExMonty.Session.stop(session)
-    :erlang.garbage_collect()
-
-    assert wait_for(fn -> ExMonty.stats() end, &(&1.idle_instances == 1 and &1.live_paused == 0))
-    %{live_instances: live} = ExMonty.stats()
-    assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval("secret")
-    assert ExMonty.stats().live_instances == live
+    assert_pooled_and_cleared(["secret"])
   end
 
   test "an instance that served a long session retires when the session ends" do
@@ -104,18 +92,22 @@ defmodule ExMonty.IsolationTest do
 
     :ok = ExMonty.Session.stop(session)
     :erlang.garbage_collect()
-    assert wait_for(fn -> ExMonty.stats() end, &(&1.live_paused == 0))
+    assert ExMonty.TestHelpers.stats_until(&(&1.live_paused == 0))
     assert ExMonty.stats().idle_instances == 0
   end
 
-  defp wait_for(fun, done?, tries \\ 200) do
-    value = fun.()
+  # Once collected, the dropped execution's instance is the one pooled instance,
+  # the next execution runs in it, and none of `names` is defined there.
+  defp assert_pooled_and_cleared(names) do
+    :erlang.garbage_collect()
+    assert ExMonty.TestHelpers.stats_until(&(&1.idle_instances == 1 and &1.live_paused == 0))
+    %{live_instances: live} = ExMonty.stats()
 
-    cond do
-      done?.(value) -> true
-      tries == 0 -> flunk("still #{inspect(value)} after 2 s")
-      true -> Process.sleep(10) && wait_for(fun, done?, tries - 1)
+    for name <- names do
+      assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.eval(name)
     end
+
+    assert ExMonty.stats().live_instances == live
   end
 
   test "an execution that failed leaves nothing behind" do

@@ -47,6 +47,20 @@ defmodule ExMonty.TestHelpers do
   def guest_wasm, do: Path.join(:code.priv_dir(:ex_monty), "ex_monty_guest.wasm")
 
   @doc """
+  `true` once `done?` holds for `ExMonty.stats/0` (work that follows an
+  answer, such as clearing a dropped pause, runs on a worker). Fails after 2 s.
+  """
+  def stats_until(done?, tries \\ 200) do
+    stats = ExMonty.stats()
+
+    cond do
+      done?.(stats) -> true
+      tries == 0 -> raise "still #{inspect(stats)} after 2 s"
+      true -> Process.sleep(10) && stats_until(done?, tries - 1)
+    end
+  end
+
+  @doc """
   The number of paused executions holding an instance, once it is at most
   `cap`: a pause beyond `max_live_paused` is hibernated right after its
   answer is out, so the count may exceed the cap for an instant. Fails if it
