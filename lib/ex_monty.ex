@@ -508,19 +508,22 @@ defmodule ExMonty do
     * `:live_paused` — paused executions that hold an instance. At most
       `config :ex_monty, max_live_paused:` (256) do; beyond it a paused
       execution is kept as its dump bytes (a few KB) and woken into any
-      instance when it is resumed.
+      instance when it is resumed;
+    * `:instance_max_uses` — executions (or session snippets) an instance
+      serves before it is replaced by a new one.
 
   ## Examples
 
-      iex> %{workers: workers} = ExMonty.stats()
-      iex> workers > 0
+      iex> %{workers: workers, instance_max_uses: uses} = ExMonty.stats()
+      iex> workers > 0 and uses > 0
       true
   """
   @spec stats() :: %{
           workers: pos_integer(),
           idle_instances: non_neg_integer(),
           live_instances: non_neg_integer(),
-          live_paused: non_neg_integer()
+          live_paused: non_neg_integer(),
+          instance_max_uses: pos_integer()
         }
   defdelegate stats(), to: Execution
 

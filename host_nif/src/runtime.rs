@@ -30,13 +30,14 @@ fn runtime_init(
 
 /// `{workers, idle_instances, live_instances, live_paused}`
 #[rustler::nif]
-fn runtime_stats() -> (usize, usize, usize, usize) {
+fn runtime_stats() -> (usize, usize, usize, usize, u32) {
     let (workers, idle) = pool::stats();
     (
         workers,
         idle,
         instance::live_instances(),
         pause::live_paused(),
+        instance::MAX_USES,
     )
 }
 

@@ -39,12 +39,14 @@ fn reply_session(reply: Reply, instance: crate::instance::Instance, limits: Exec
     }
 }
 
-/// Starts an empty session: `{:ok, session}`.
+/// Starts an empty session: `{:ok, session}`. It starts in a warm instance
+/// when one is idle (cleared after its last execution, like any pooled
+/// instance), which saves a new instance's ~0.3 ms.
 #[rustler::nif]
 fn session_new<'a>(env: Env<'a>, script_name: String, settings: RunSettings) -> Term<'a> {
     let (mut limits, options) = settings.split();
     limits.interactive = true;
-    spawn_with_instance(env, true, move |reply, instance| {
+    spawn_with_instance(env, false, move |reply, instance| {
         let Some((reply, mut instance)) = with_policy(reply, instance, &limits) else {
             return;
         };

@@ -415,7 +415,14 @@ defmodule ExMonty.Execution do
 
   @spec stats() :: map()
   def stats do
-    {workers, idle, live, paused} = Native.runtime_stats()
-    %{workers: workers, idle_instances: idle, live_instances: live, live_paused: paused}
+    {workers, idle, live, paused, max_uses} = Native.runtime_stats()
+
+    %{
+      workers: workers,
+      idle_instances: idle,
+      live_instances: live,
+      live_paused: paused,
+      instance_max_uses: max_uses
+    }
   end
 end

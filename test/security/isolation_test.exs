@@ -83,12 +83,29 @@ defmodule ExMonty.IsolationTest do
     assert_pooled_and_cleared(["secret"])
   end
 
+  test "a new session starts in a pooled instance and sees nothing that ran there" do
+    ExMonty.Native.runtime_drain()
+    assert {:ok, nil, ""} = ExMonty.eval("secret = 'tenant-a'\ndef helper(): return 1")
+    assert %{idle_instances: 1, live_instances: live} = ExMonty.stats()
+
+    {:ok, session} = ExMonty.Session.start()
+    # The session took the idle instance rather than making one.
+    assert %{idle_instances: 0, live_instances: ^live} = ExMonty.stats()
+
+    for name <- ["secret", "helper"] do
+      assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.Session.eval(session, name)
+    end
+
+    :ok = ExMonty.Session.stop(session)
+  end
+
   test "an instance that served a long session retires when the session ends" do
     ExMonty.Native.runtime_drain()
     {:ok, session} = ExMonty.Session.start()
 
-    # More snippets than an instance serves executions (500).
-    for i <- 1..501, do: {:ok, nil, ""} = ExMonty.Session.eval(session, "x = #{i}")
+    # More snippets than an instance serves executions.
+    %{instance_max_uses: uses} = ExMonty.stats()
+    for i <- 0..uses, do: {:ok, nil, ""} = ExMonty.Session.eval(session, "x = #{i}")
 
     :ok = ExMonty.Session.stop(session)
     :erlang.garbage_collect()
