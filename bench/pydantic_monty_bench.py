@@ -53,6 +53,14 @@ def main():
             measure('session_feed_run_2_plus_2', iterations, lambda: expect(session.feed_run('2 + 2'), 4))
             measure('session_feed_run_fib_25', fib_iterations, lambda: expect(session.feed_run(FIB), 75025))
 
+        # A new conversation: a session checked out of the pool, one snippet,
+        # the session closed (ExMonty's counterpart: Session.start/eval/stop).
+        def new_session():
+            with pool.checkout() as session:
+                expect(session.feed_run('1 + 2'), 3)
+
+        measure('session_checkout_feed_run_close', max(iterations // 20, 100), new_session)
+
 
 if __name__ == '__main__':
     main()

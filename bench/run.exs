@@ -261,6 +261,25 @@ ratio_of = fn key ->
   {median, S.median(round_ratios.(key))}
 end
 
+# --- New sessions -------------------------------------------------------------
+# What an agent platform pays per new conversation: a session started, its
+# first snippet run, the session stopped (pydantic-monty's counterpart below:
+# a session checked out of its pool, one feed_run, closed).
+session_n = max(div(n, 20), 100)
+
+new_session = fn ->
+  {:ok, session} = ExMonty.Session.start()
+  {:ok, 3, ""} = ExMonty.Session.eval(session, "1 + 2")
+  :ok = ExMonty.Session.stop(session)
+end
+
+{session_us, session_p99} = S.measure(session_n, new_session)
+
+IO.puts(
+  "\nnew session + first snippet + stop (#{session_n} times): median #{S.us(session_us)}, " <>
+    "p99 #{S.us(session_p99)}"
+)
+
 # --- pydantic-monty, the official binding -------------------------------------
 IO.puts("\npydantic-monty (the official Python binding: native Monty in subprocess workers):")
 
@@ -294,6 +313,16 @@ pydantic =
           String.pad_leading(S.ratio(ex_median / median), 14)
       )
     end
+
+    {checkout, checkout_p99} = rows["session_checkout_feed_run_close"]
+
+    IO.puts(
+      String.pad_trailing("  new session + feed_run", 30) <>
+        Enum.map_join([checkout, checkout_p99], &String.pad_leading(S.us(&1), 12)) <>
+        String.pad_leading("", 22) <>
+        String.pad_leading(S.us(session_us), 12) <>
+        String.pad_leading(S.ratio(session_us / checkout), 14)
+    )
 
     {first, _} = rows["start_to_first_result"]
     IO.puts("  (ExMonty ratio: ExMonty's median over pydantic-monty's)")
@@ -592,7 +621,8 @@ summary =
     {"NIF load → first result (modules preloaded)", S.us(first_result), "≤ 20 ms",
      first_result <= 20_000},
     {"  same, modules loaded on first use", S.us(first_result_lazy), "(reference)", :reference},
-    {"2 concurrent callers vs 1#{on_2_cores}", S.ratio(concurrency), "≥ 1.8x", concurrency >= 1.8}
+    {"2 concurrent callers vs 1#{on_2_cores}", S.ratio(concurrency), "≥ 1.8x", concurrency >= 1.8},
+    {"new session + first snippet + stop", S.us(session_us), "(reference)", :reference}
   ]
   |> Enum.reject(&is_nil/1)
 
@@ -628,6 +658,15 @@ case pydantic do
         ""
       ])
     end
+
+    {checkout, _} = Map.fetch!(rows, "session_checkout_feed_run_close")
+
+    line.([
+      "pydantic-monty #{version} new session + feed_run",
+      S.us(checkout),
+      "(reference)",
+      ""
+    ])
 
   :skipped ->
     line.(["pydantic-monty", "skipped (see above)", "(reference)", ""])

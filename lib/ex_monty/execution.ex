@@ -377,9 +377,15 @@ defmodule ExMonty.Execution do
 
   # Invalid limits are a programming error: they raise ArgumentError.
   # (The options were validated by ExMonty.Options; these only read them.)
+  # The clauses for `[]` (no options, the common call) give the same answers
+  # as the general ones without walking the list: every execution pays them.
+  defp limits([]), do: {:ok, Limits.defaults()}
   defp limits(opts), do: {:ok, Limits.normalize!(Keyword.get(opts, :limits))}
 
+  defp timeout([]), do: :infinity
   defp timeout(opts), do: Keyword.get(opts, :timeout, :infinity)
+
+  defp on_output([]), do: nil
 
   defp on_output(opts) do
     case Keyword.get(opts, :on_output) do
@@ -394,6 +400,17 @@ defmodule ExMonty.Execution do
   end
 
   # What the NIF runs an execution with (decoded there by field name).
+  defp settings([], limits, interactive) do
+    %{
+      limits: limits,
+      interactive: interactive,
+      cwd: nil,
+      mounts: nil,
+      os_policy: nil,
+      live_output: false
+    }
+  end
+
   defp settings(opts, limits, interactive) do
     mounts =
       case Keyword.get(opts, :mounts) do
