@@ -80,6 +80,28 @@ pub fn take_paused() -> Option<Paused> {
     SLOT.with(|slot| slot.borrow_mut().take())
 }
 
+/// Drops the paused execution, if any, in place: every execution starts by
+/// clearing the slots, and taking an empty one would still copy its whole
+/// size (a paused execution is kilobytes) in and out.
+pub fn clear_paused() {
+    SLOT.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_some() {
+            *slot = None;
+        }
+    });
+}
+
+/// Drops the idle session, if any, in place (see `clear_paused`).
+pub fn clear_session() {
+    SESSION.with(|slot| {
+        let mut slot = slot.borrow_mut();
+        if slot.is_some() {
+            *slot = None;
+        }
+    });
+}
+
 pub fn store_paused(paused: Paused) {
     SLOT.with(|slot| *slot.borrow_mut() = Some(paused));
 }

@@ -7,7 +7,7 @@ use monty::{dump, Dump, Session, SessionRef};
 use crate::codec;
 use crate::errors::invalid;
 use crate::execution::{
-    describe, store_paused, store_session, take_paused, take_session, with_paused, with_session,
+    clear_paused, clear_session, describe, store_paused, store_session, with_paused, with_session,
     Budget, Idle, Paused,
 };
 use crate::flow::Flow;
@@ -142,8 +142,8 @@ pub fn load_snapshot(
 
 /// Drops whatever the instance holds.
 pub fn abandon() {
-    drop(take_paused());
-    drop(take_session());
+    clear_paused();
+    clear_session();
 }
 
 /// Live Monty heap bytes in this instance.

@@ -32,11 +32,30 @@ struct Pool {
     /// of its own shard first, so an instance stays with the thread (and
     /// the core, and its caches) that last ran it, and concurrent callers
     /// do not take turns at one lock.
-    idle: Box<[Mutex<Vec<Instance>>]>,
+    idle: Box<[Shard]>,
     /// Instances in all shards together (at most `max_idle`).
-    idle_count: AtomicUsize,
+    idle_count: Padded<AtomicUsize>,
     max_idle: usize,
     workers: usize,
+}
+
+/// One thread's warm instances, on cache lines of its own: two schedulers
+/// taking and returning instances side by side would otherwise write to
+/// the same line (a shard's lock is 32 bytes).
+#[repr(align(128))]
+struct Shard(Mutex<Vec<Instance>>);
+
+/// A value alone on its cache lines (128 bytes: the line pair that
+/// adjacent-line prefetchers fetch together).
+#[repr(align(128))]
+struct Padded<T>(T);
+
+impl<T> std::ops::Deref for Padded<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 static POOL: OnceLock<Pool> = OnceLock::new();
@@ -84,8 +103,8 @@ pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
     }
     let pool = Pool {
         queue: Mutex::new(sender),
-        idle: (0..SHARDS).map(|_| Mutex::new(Vec::new())).collect(),
-        idle_count: AtomicUsize::new(0),
+        idle: (0..SHARDS).map(|_| Shard(Mutex::new(Vec::new()))).collect(),
+        idle_count: Padded(AtomicUsize::new(0)),
         max_idle: workers * 2 + 2,
         workers,
     };
@@ -211,8 +230,9 @@ pub fn checkin(mut instance: Instance) {
 
 /// A shard, locked. A panic while it was locked cannot have left the list
 /// half-updated (pushes and pops are whole), so a poisoned lock is used as is.
-fn shard(idle: &Mutex<Vec<Instance>>) -> std::sync::MutexGuard<'_, Vec<Instance>> {
-    idle.lock()
+fn shard(idle: &Shard) -> std::sync::MutexGuard<'_, Vec<Instance>> {
+    idle.0
+        .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 

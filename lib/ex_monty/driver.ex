@@ -7,7 +7,7 @@ defmodule ExMonty.Driver do
   # A sleep is waited in the calling process, never on a worker thread, and
   # charged to `max_total_sleep_secs`.
 
-  alias ExMonty.{Exception, Job, Native, OsCall, Snapshot}
+  alias ExMonty.{Exception, Job, OsCall, Snapshot}
 
   @sleeps [:system_sleep, :system_async_sleep]
 
@@ -69,11 +69,6 @@ defmodule ExMonty.Driver do
   @spec resume(Snapshot.t(), ExMonty.answer(), timeout(), Job.on_output()) ::
           {:ok, ExMonty.progress()} | {:error, Exception.t()}
   def resume(%Snapshot{resource: resource}, answer, timeout, on_output \\ nil) do
-    Job.run(
-      fn -> Native.snapshot_resume(resource, answer) end,
-      fn -> Native.snapshot_resume_dirty(resource, answer) end,
-      timeout,
-      on_output
-    )
+    Job.run({:snapshot_resume, :snapshot_resume_dirty}, [resource, answer], timeout, on_output)
   end
 end

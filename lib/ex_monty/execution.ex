@@ -21,18 +21,13 @@ defmodule ExMonty.Execution do
          {:ok, inputs} <- check_inputs(Keyword.get(opts, :inputs, %{})),
          :ok <- TypeCheck.gate(code, opts, {:values, Map.new(inputs)}),
          {:ok, limits} <- limits(opts) do
-      source = %{
-        code: code,
-        script_name: script_name(opts),
-        input_names: Enum.map(inputs, &elem(&1, 0))
-      }
-
-      values = Enum.map(inputs, &elem(&1, 1))
+      {names, values} = unzip(inputs, [], [])
+      source = %{code: code, script_name: script_name(opts), input_names: names}
       settings = settings(opts, limits, false)
 
       Job.run(
-        fn -> Native.runner_eval(source, values, settings) end,
-        fn -> Native.runner_eval_dirty(source, values, settings) end,
+        {:runner_eval, :runner_eval_dirty},
+        [source, values, settings],
         timeout(opts),
         on_output(opts)
       )
@@ -59,10 +54,7 @@ defmodule ExMonty.Execution do
          :ok <- TypeCheck.gate(code, opts, {:names, names}) do
       script = script_name(opts)
 
-      Job.run(
-        fn -> Native.runner_compile(code, script, names) end,
-        fn -> Native.runner_compile_dirty(code, script, names) end
-      )
+      Job.run({:runner_compile, :runner_compile_dirty}, [code, script, names])
     end
   end
 
@@ -77,8 +69,8 @@ defmodule ExMonty.Execution do
       settings = settings(opts, limits, false)
 
       Job.run(
-        fn -> Native.runner_start(runner.resource, values, settings) end,
-        fn -> Native.runner_start_dirty(runner.resource, values, settings) end,
+        {:runner_start, :runner_start_dirty},
+        [runner.resource, values, settings],
         timeout(opts),
         on_output(opts)
       )
@@ -110,8 +102,8 @@ defmodule ExMonty.Execution do
       settings = settings(opts, limits, true)
 
       Job.run(
-        fn -> Native.runner_start(runner.resource, values, settings) end,
-        fn -> Native.runner_start_dirty(runner.resource, values, settings) end,
+        {:runner_start, :runner_start_dirty},
+        [runner.resource, values, settings],
         :infinity,
         on_output(opts)
       )
@@ -150,8 +142,8 @@ defmodule ExMonty.Execution do
         natives = Enum.reverse(natives)
 
         Job.run(
-          fn -> Native.snapshot_resume_futures(resource, natives) end,
-          fn -> Native.snapshot_resume_futures_dirty(resource, natives) end,
+          {:snapshot_resume_futures, :snapshot_resume_futures_dirty},
+          [resource, natives],
           timeout(opts),
           on_output(opts)
         )
@@ -187,7 +179,7 @@ defmodule ExMonty.Execution do
     opts = validate_opts!(opts, [:key, :max_bytes])
 
     with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts) do
-      Job.run(fn -> Native.runner_load(program) end, fn -> Native.runner_load_dirty(program) end)
+      Job.run({:runner_load, :runner_load_dirty}, [program])
     end
   end
 
@@ -225,10 +217,7 @@ defmodule ExMonty.Execution do
   end
 
   defp load_native(bytes, limits) do
-    Job.run(
-      fn -> Native.snapshot_load(bytes, limits) end,
-      fn -> Native.snapshot_load_dirty(bytes, limits) end
-    )
+    Job.run({:snapshot_load, :snapshot_load_dirty}, [bytes, limits])
   end
 
   # ---------------------------------------------------------------------------
@@ -248,6 +237,14 @@ defmodule ExMonty.Execution do
   defp not_a!(fun, expected, got) do
     raise ArgumentError, "#{fun} expects #{expected}, got: #{inspect(got, limit: 5)}"
   end
+
+  # `Enum.unzip/1` without a closure (see `ExMonty.Job.run/4`).
+  defp unzip([], names, values), do: {Enum.reverse(names), Enum.reverse(values)}
+
+  defp unzip([{name, value} | rest], names, values),
+    do: unzip(rest, [name | names], [value | values])
+
+  defp check_inputs(inputs) when map_size(inputs) == 0, do: {:ok, []}
 
   defp check_inputs(inputs) when is_map(inputs) do
     Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->

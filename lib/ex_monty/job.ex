@@ -14,15 +14,20 @@ defmodule ExMonty.Job do
   @type on_output :: pid() | (atom(), String.t() -> any()) | nil
 
   @doc false
-  # `call` and `dirty_call` take no arguments and return {:ok, job} |
-  # {:done, result} | {:error, _} | :dirty. A short execution answers within
-  # the NIF call itself ({:done, result}: it ran on this process's scheduler
-  # for one to two milliseconds at most); the rest answer by message.
-  # With a `timeout` (ms), an execution still running then is cancelled and
-  # reported as a :timeout_error.
-  def run(call, dirty_call, timeout \\ :infinity, on_output \\ nil) do
-    case call.() do
-      :dirty -> await(dirty_call.(), timeout, on_output)
+  # `{nif, dirty_nif}`: two functions of `ExMonty.Native`, called with
+  # `args`, that return {:ok, job} | {:done, result} | {:error, _} | :dirty
+  # (the first answers :dirty when the work belongs on a dirty scheduler). A
+  # short execution answers within the NIF call itself ({:done, result}: it
+  # ran on this process's scheduler for one to two milliseconds at most); the
+  # rest answer by message. With a `timeout` (ms), an execution still running
+  # then is cancelled and reported as a :timeout_error.
+  #
+  # Names and arguments rather than closures: on OTP 25 making a closure
+  # updates a counter shared by all schedulers, which two callers running
+  # executions side by side contend for.
+  def run({nif, dirty_nif}, args, timeout \\ :infinity, on_output \\ nil) do
+    case apply(Native, nif, args) do
+      :dirty -> await(apply(Native, dirty_nif, args), timeout, on_output)
       other -> await(other, timeout, on_output)
     end
   end

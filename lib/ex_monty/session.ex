@@ -256,10 +256,7 @@ defmodule ExMonty.Session do
       case Keyword.fetch(opts, :load) do
         {:ok, binary} ->
           with {:ok, bytes} <- Dump.decode(:session, binary, Keyword.take(opts, [:key, :max_bytes])) do
-            Job.run(
-              fn -> Native.session_load(bytes, settings) end,
-              fn -> Native.session_load_dirty(bytes, settings) end
-            )
+            Job.run({:session_load, :session_load_dirty}, [bytes, settings])
           end
 
         :error ->
@@ -335,8 +332,8 @@ defmodule ExMonty.Session do
 
         first = fn ->
           Job.run(
-            fn -> Native.session_feed(resource, code, pairs, limits) end,
-            fn -> Native.session_feed_dirty(resource, code, pairs, limits) end,
+            {:session_feed, :session_feed_dirty},
+            [resource, code, pairs, limits],
             :infinity,
             on_output
           )
@@ -373,11 +370,7 @@ defmodule ExMonty.Session do
     limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
     resource = state.resource
 
-    result =
-      Job.run(
-        fn -> Native.session_call(resource, name, args, limits) end,
-        fn -> Native.session_call_dirty(resource, name, args, limits) end
-      )
+    result = Job.run({:session_call, :session_call_dirty}, [resource, name, args, limits])
 
     reply =
       case result do

@@ -258,9 +258,7 @@ defmodule ExMonty.TypeCheck do
         imports: imports?
       }
 
-      call = fn -> Native.typecheck_check(checker, request, settings) end
-
-      case Job.run(call, call) do
+      case Job.run({:typecheck_check, :typecheck_check}, [checker, request, settings]) do
         {:ok, {diagnostics, imports}} ->
           {:ok, Enum.map(diagnostics, &TypeDiagnostic.from_native/1), imports}
 
