@@ -10,7 +10,7 @@
 #   BENCH_N           iterations of the micro benchmarks (default 20000)
 #   BENCH_FIB_N       fib(25) runs (default 21)
 #   BENCH_ROUNDS      alternating native/ExMonty rounds those are split into
-#                     (default 5)
+#                     (default 20)
 #   BENCH_PAUSED      paused executions for the density row (default 10000)
 #   BENCH_PAUSED_MAX  a second, larger density run (default 100000; 0 skips it)
 #   BENCH_VMS         fresh VMs timed for NIF load → first result (default 7)
@@ -174,7 +174,7 @@ fib_n = Bench.int_env("BENCH_FIB_N", "21")
 paused = Bench.int_env("BENCH_PAUSED", "10000")
 paused_max = Bench.int_env("BENCH_PAUSED_MAX", "100000")
 vms = Bench.int_env("BENCH_VMS", "7")
-rounds = max(Bench.int_env("BENCH_ROUNDS", "5"), 1)
+rounds = max(Bench.int_env("BENCH_ROUNDS", "20"), 1)
 %{workers: workers} = ExMonty.stats()
 cores = System.schedulers_online()
 
@@ -279,6 +279,31 @@ IO.puts(
   "\nnew session + first snippet + stop (#{session_n} times): median #{S.us(session_us)}, " <>
     "p99 #{S.us(session_p99)}"
 )
+
+# A conversation restored from its dump: one signed with a key (verified,
+# so it goes into a warm instance) and an unsigned one (a new instance).
+{:ok, saved} = ExMonty.Session.start()
+
+{:ok, nil, ""} =
+  ExMonty.Session.eval(saved, "def f(x):\n    return x * 2\nhistory = list(range(100))")
+
+for {label, key} <- [{"a signed dump", "bench key"}, {"an unsigned dump", :unsigned}] do
+  {:ok, dump} = ExMonty.Session.dump(saved, key: key)
+
+  restore = fn ->
+    {:ok, session} = ExMonty.Session.start(load: dump, key: key)
+    {:ok, 10, ""} = ExMonty.Session.eval(session, "f(5)")
+    :ok = ExMonty.Session.stop(session)
+  end
+
+  {median, p99} = S.measure(session_n, restore)
+
+  IO.puts(
+    "session restored from #{label} + snippet + stop: median #{S.us(median)}, p99 #{S.us(p99)}"
+  )
+end
+
+:ok = ExMonty.Session.stop(saved)
 
 # --- pydantic-monty, the official binding -------------------------------------
 IO.puts("\npydantic-monty (the official Python binding: native Monty in subprocess workers):")

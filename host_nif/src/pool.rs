@@ -218,14 +218,23 @@ pub fn has_room() -> bool {
 pub fn checkin(mut instance: Instance) {
     instance.count_use();
     if !instance.reusable() {
-        return;
+        return discard(instance);
     }
     let Some(pool) = POOL.get() else { return };
     if pool.idle_count.fetch_add(1, Ordering::AcqRel) >= pool.max_idle {
         pool.idle_count.fetch_sub(1, Ordering::AcqRel);
-        return;
+        return discard(instance);
     }
     shard(&pool.idle[own_shard()]).push(instance);
+}
+
+/// Drops an instance on a worker: unmapping its memory and stacks takes
+/// tens of microseconds (and interrupts the other cores to flush their
+/// TLBs), which the caller whose execution just ended should not wait for.
+fn discard(instance: Instance) {
+    // Refused only when the workers are gone; the job, and the instance
+    // with it, is then dropped here.
+    let _ = submit(Box::new(move || drop(instance)));
 }
 
 /// A shard, locked. A panic while it was locked cannot have left the list

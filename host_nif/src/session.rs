@@ -74,15 +74,23 @@ fn settle_keep(
     }
 }
 
-/// Restores a dumped session into a fresh instance: `{:ok, session}`.
-fn load<'a>(env: Env<'a>, bytes: Binary<'a>, settings: RunSettings, sched: Sched) -> Term<'a> {
+/// Restores a dumped session: `{:ok, session}`. A `signed` dump (its
+/// signature verified) goes into a warm instance, any other into a new one
+/// (see `snapshot::load`).
+fn load<'a>(
+    env: Env<'a>,
+    bytes: Binary<'a>,
+    settings: RunSettings,
+    signed: bool,
+    sched: Sched,
+) -> Term<'a> {
     let bytes = match sched.copy(env, bytes) {
         Ok(bytes) => bytes,
         Err(term) => return term,
     };
     let (mut limits, _options) = settings.split();
     limits.interactive = true;
-    spawn_with_instance(env, true, move |reply, mut instance| {
+    spawn_with_instance(env, !signed, move |reply, mut instance| {
         let typed = limits.mounts.is_some();
         let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
         match result {
@@ -108,6 +116,7 @@ fn load<'a>(env: Env<'a>, bytes: Binary<'a>, settings: RunSettings, sched: Sched
 nif_pair!('a, session_load, session_load_dirty, load, (
     bytes: [Binary<'a>],
     settings: [RunSettings],
+    signed: [bool],
 ));
 
 fn busy(env: Env<'_>) -> Term<'_> {

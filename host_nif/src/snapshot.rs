@@ -736,16 +736,24 @@ fn kind_tag(kind: PauseKind) -> u8 {
     }
 }
 
-/// Restores a dumped execution into a fresh instance and reports what it
-/// waits for.
-fn load<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsMap, sched: Sched) -> Term<'a> {
+/// Restores a dumped execution and reports what it waits for. A dump whose
+/// signature Elixir verified (`signed`) was written by ExMonty and goes into
+/// a warm instance. Any other gets a new instance: its bytes may be crafted,
+/// and a warm instance's memory still holds what earlier executions freed,
+/// which a dump that broke Monty's invariants could reach.
+fn load<'a>(
+    env: Env<'a>,
+    bytes: Binary<'a>,
+    limits: LimitsMap,
+    signed: bool,
+    sched: Sched,
+) -> Term<'a> {
     let bytes = match sched.copy(env, bytes) {
         Ok(bytes) => bytes,
         Err(term) => return term,
     };
     let limits = ExecLimits::from(limits);
-    // A fresh instance: a loaded snapshot never shares one with anything.
-    spawn_with_instance(env, true, move |reply, mut instance| {
+    spawn_with_instance(env, !signed, move |reply, mut instance| {
         let typed = limits.mounts.is_some();
         let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
         match result {
@@ -777,6 +785,7 @@ fn load<'a>(env: Env<'a>, bytes: Binary<'a>, limits: LimitsMap, sched: Sched) ->
 nif_pair!('a, snapshot_load, snapshot_load_dirty, load, (
     bytes: [Binary<'a>],
     limits: [LimitsMap],
+    signed: [bool],
 ));
 
 /// Hibernates an idle paused execution or session now: its instance goes

@@ -70,8 +70,11 @@ defmodule ExMonty.Dump do
   end
 
   @doc false
+  # `{:ok, payload, :signed}` when the dump's signature was verified with a
+  # key (ExMonty wrote it, for someone holding the key), `{:ok, payload,
+  # :unsigned}` for an unsigned dump (it may come from anyone).
   @spec decode(:runner | :snapshot | :session, binary(), keyword()) ::
-          {:ok, binary()} | {:error, ExMonty.Exception.t()}
+          {:ok, binary(), :signed | :unsigned} | {:error, ExMonty.Exception.t()}
   def decode(kind, binary, opts) when is_binary(binary) do
     expected = Map.fetch!(@kinds, kind)
     max_bytes = max_bytes(opts)
@@ -103,7 +106,8 @@ defmodule ExMonty.Dump do
   def decode(_kind, other, _opts),
     do: ExMonty.Exception.invalid("a dump must be a binary, got: #{inspect(other, limit: 5)}")
 
-  defp verify(0, _binary, payload, key) when key in [nil, :unsigned], do: {:ok, payload}
+  defp verify(0, _binary, payload, key) when key in [nil, :unsigned],
+    do: {:ok, payload, :unsigned}
 
   defp verify(0, _binary, _payload, _key),
     do:
@@ -126,7 +130,7 @@ defmodule ExMonty.Dump do
     expected = :crypto.mac(:hmac, :sha256, key, body)
 
     if :crypto.hash_equals(expected, mac) do
-      {:ok, binary_part(rest, 0, byte_size(rest) - @mac_size)}
+      {:ok, binary_part(rest, 0, byte_size(rest) - @mac_size), :signed}
     else
       ExMonty.Exception.invalid(
         "the dump's signature does not match: it was altered or signed with another key"

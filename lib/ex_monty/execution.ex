@@ -178,7 +178,7 @@ defmodule ExMonty.Execution do
   def load_runner(binary, opts \\ []) do
     opts = validate_opts!(opts, [:key, :max_bytes])
 
-    with {:ok, program} <- ExMonty.Dump.decode(:runner, binary, opts) do
+    with {:ok, program, _signed} <- ExMonty.Dump.decode(:runner, binary, opts) do
       Job.run({:runner_load, :runner_load_dirty}, [program])
     end
   end
@@ -200,9 +200,10 @@ defmodule ExMonty.Execution do
   def load_snapshot(binary, opts \\ []) do
     opts = validate_opts!(opts, [:key, :max_bytes, :limits])
 
-    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
+    with {:ok, bytes, signed} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts),
-         {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <- load_native(bytes, limits) do
+         {:ok, {_kind, _call, %Snapshot{} = snapshot, _output}} <-
+           load_native(bytes, limits, signed) do
       {:ok, snapshot}
     end
   end
@@ -210,14 +211,17 @@ defmodule ExMonty.Execution do
   def load_progress(binary, opts \\ []) do
     opts = validate_opts!(opts, [:key, :max_bytes, :limits])
 
-    with {:ok, bytes} <- ExMonty.Dump.decode(:snapshot, binary, opts),
+    with {:ok, bytes, signed} <- ExMonty.Dump.decode(:snapshot, binary, opts),
          {:ok, limits} <- limits(opts) do
-      load_native(bytes, limits)
+      load_native(bytes, limits, signed)
     end
   end
 
-  defp load_native(bytes, limits) do
-    Job.run({:snapshot_load, :snapshot_load_dirty}, [bytes, limits])
+  # A dump whose signature was verified was written by ExMonty: it may be
+  # loaded into a warm instance. Any other starts in a new instance, so that
+  # crafted bytes never share memory with what earlier executions left.
+  defp load_native(bytes, limits, signed) do
+    Job.run({:snapshot_load, :snapshot_load_dirty}, [bytes, limits, signed == :signed])
   end
 
   # ---------------------------------------------------------------------------

@@ -255,8 +255,11 @@ defmodule ExMonty.Session do
     created =
       case Keyword.fetch(opts, :load) do
         {:ok, binary} ->
-          with {:ok, bytes} <- Dump.decode(:session, binary, Keyword.take(opts, [:key, :max_bytes])) do
-            Job.run({:session_load, :session_load_dirty}, [bytes, settings])
+          with {:ok, bytes, signed} <-
+                 Dump.decode(:session, binary, Keyword.take(opts, [:key, :max_bytes])) do
+            # A verified dump may go into a warm instance (see
+            # `ExMonty.load_snapshot/2`); any other gets a new one.
+            Job.run({:session_load, :session_load_dirty}, [bytes, settings, signed == :signed])
           end
 
         :error ->

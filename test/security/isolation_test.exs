@@ -99,6 +99,40 @@ defmodule ExMonty.IsolationTest do
     :ok = ExMonty.Session.stop(session)
   end
 
+  test "an unsigned dump loads into a new instance, a verified one into a warm one" do
+    # Dumped in a process of its own: the pause is gone with it.
+    {unsigned, signed} =
+      Task.await(
+        Task.async(fn ->
+          {:ok, runner} = ExMonty.compile("f(1) + 1")
+          {:ok, {:function_call, _, paused, ""}} = ExMonty.start(runner)
+          {:ok, unsigned} = ExMonty.dump_snapshot(paused, key: :unsigned)
+          {:ok, signed} = ExMonty.dump_snapshot(paused, key: "node key")
+          {unsigned, signed}
+        end)
+      )
+
+    :erlang.garbage_collect()
+    assert ExMonty.TestHelpers.stats_until(&(&1.live_paused == 0))
+    ExMonty.Native.runtime_drain()
+    assert {:ok, nil, ""} = ExMonty.eval("secret = 'tenant-a'")
+    assert %{idle_instances: 1, live_instances: live} = ExMonty.stats()
+
+    # Bytes anyone could have written never share an instance's memory with
+    # what earlier executions left there.
+    {:ok, from_anyone} = ExMonty.load_snapshot(unsigned, key: :unsigned)
+    assert %{idle_instances: 1, live_instances: live_now} = ExMonty.stats()
+    assert live_now == live + 1
+
+    # A dump whose signature checks out was written by ExMonty: a warm one.
+    {:ok, from_us} = ExMonty.load_snapshot(signed, key: "node key")
+    assert %{idle_instances: 0, live_instances: ^live_now} = ExMonty.stats()
+
+    for snapshot <- [from_anyone, from_us] do
+      assert {:ok, {:complete, 3, ""}} = ExMonty.resume(snapshot, {:ok, 2})
+    end
+  end
+
   test "an instance that served a long session retires when the session ends" do
     ExMonty.Native.runtime_drain()
     {:ok, session} = ExMonty.Session.start()
