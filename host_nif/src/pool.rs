@@ -228,13 +228,30 @@ pub fn checkin(mut instance: Instance) {
     shard(&pool.idle[own_shard()]).push(instance);
 }
 
+/// Instances waiting for a worker to drop them.
+static DISCARDING: AtomicUsize = AtomicUsize::new(0);
+/// More than this many wait (the workers are busy, say with runaway code)
+/// and the caller drops the instance itself: a queue of dropped instances
+/// would hold their memory until a worker is free.
+const MAX_DISCARDING: usize = 4;
+
 /// Drops an instance on a worker: unmapping its memory and stacks takes
 /// tens of microseconds (and interrupts the other cores to flush their
 /// TLBs), which the caller whose execution just ended should not wait for.
 fn discard(instance: Instance) {
+    if DISCARDING.fetch_add(1, Ordering::AcqRel) >= MAX_DISCARDING {
+        DISCARDING.fetch_sub(1, Ordering::AcqRel);
+        return drop(instance);
+    }
+    let job = Box::new(move || {
+        drop(instance);
+        DISCARDING.fetch_sub(1, Ordering::AcqRel);
+    });
     // Refused only when the workers are gone; the job, and the instance
     // with it, is then dropped here.
-    let _ = submit(Box::new(move || drop(instance)));
+    if submit(job).is_err() {
+        DISCARDING.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A shard, locked. A panic while it was locked cannot have left the list
