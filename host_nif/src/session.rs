@@ -11,19 +11,21 @@
 use rustler::{Binary, Encoder, Env, ResourceArc, Term};
 
 use crate::atoms;
+use crate::bindings::Progress;
 use crate::control::service_control;
 use crate::exceptions::sandbox_error;
 use crate::inline;
+use crate::instance::{CallResult, Instance};
 use crate::job::Reply;
 use crate::pause::{hold, wake_async, Paused};
 use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{ExecLimits, LimitsMap, RunSettings};
-use crate::snapshot::{reply_step_async, Owner, PauseKind, SnapshotRes};
+use crate::snapshot::{reply_step_async, spawn_load, Owner, PauseKind, SnapshotRes};
 use crate::step::{reply_failure, settle, with_policy, Failure};
 use crate::values::{self, FromTermError};
 
-fn reply_session(reply: Reply, instance: crate::instance::Instance, limits: ExecLimits) {
+fn reply_session(reply: Reply, instance: Instance, limits: ExecLimits) {
     match hold(instance) {
         Ok(held) => {
             let session = ResourceArc::new(SnapshotRes::new(
@@ -60,9 +62,9 @@ fn session_new<'a>(env: Env<'a>, script_name: String, settings: RunSettings) -> 
 
 /// Like `settle`, but the instance stays with the caller on success.
 fn settle_keep(
-    instance: crate::instance::Instance,
+    instance: Instance,
     result: crate::instance::CallResult<()>,
-) -> Result<crate::instance::Instance, Failure> {
+) -> Result<Instance, Failure> {
     match result {
         Ok(Ok(())) => Ok(instance),
         other => match settle(instance, other) {
@@ -74,9 +76,8 @@ fn settle_keep(
     }
 }
 
-/// Restores a dumped session: `{:ok, session}`. A `signed` dump (its
-/// signature verified) goes into a warm instance, any other into a new one
-/// (see `snapshot::load`).
+/// Restores a dumped session: `{:ok, session}` (a warm instance for a
+/// verified dump, a new one otherwise: see `snapshot::spawn_load`).
 fn load<'a>(
     env: Env<'a>,
     bytes: Binary<'a>,
@@ -84,33 +85,33 @@ fn load<'a>(
     signed: bool,
     sched: Sched,
 ) -> Term<'a> {
-    let bytes = match sched.copy(env, bytes) {
-        Ok(bytes) => bytes,
-        Err(term) => return term,
-    };
     let (mut limits, _options) = settings.split();
     limits.interactive = true;
-    spawn_with_instance(env, !signed, move |reply, mut instance| {
-        let typed = limits.mounts.is_some();
-        let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
-        match result {
-            Ok(Ok(crate::bindings::Progress::Complete(_))) => {
-                reply_session(reply, instance, limits)
-            }
-            Ok(Ok(_)) => reply.send(|env| {
-                sandbox_error(
-                    env,
-                    atoms::invalid_input(),
-                    "this dump holds a paused execution, not a session: use ExMonty.load_snapshot/2",
-                )
-            }),
-            other => {
-                if let Err(failure) = settle(instance, other.map(|r| r.map(|_| ()))) {
-                    reply_failure(reply, failure);
-                }
+    spawn_load(env, bytes, signed, sched, limits, loaded_session)
+}
+
+/// Answers a load with what the guest made of the dump.
+fn loaded_session(
+    reply: Reply,
+    instance: Instance,
+    result: CallResult<Progress>,
+    limits: ExecLimits,
+) {
+    match result {
+        Ok(Ok(Progress::Complete(_))) => reply_session(reply, instance, limits),
+        Ok(Ok(_)) => reply.send(|env| {
+            sandbox_error(
+                env,
+                atoms::invalid_input(),
+                "this dump holds a paused execution, not a session: use ExMonty.load_snapshot/2",
+            )
+        }),
+        other => {
+            if let Err(failure) = settle(instance, other.map(|r| r.map(|_| ()))) {
+                reply_failure(reply, failure);
             }
         }
-    })
+    }
 }
 
 nif_pair!('a, session_load, session_load_dirty, load, (

@@ -736,11 +736,36 @@ fn kind_tag(kind: PauseKind) -> u8 {
     }
 }
 
-/// Restores a dumped execution and reports what it waits for. A dump whose
-/// signature Elixir verified (`signed`) was written by ExMonty and goes into
-/// a warm instance. Any other gets a new instance: its bytes may be crafted,
-/// and a warm instance's memory still holds what earlier executions freed,
-/// which a dump that broke Monty's invariants could reach.
+/// Loads a dump's bytes (copied here, or `:dirty` when too large for a
+/// normal scheduler) into an instance on a worker and hands `then` what the
+/// guest made of them. A dump whose signature Elixir verified (`signed`) was
+/// written by ExMonty and goes into a warm instance. Any other gets a new
+/// instance: its bytes may be crafted, and a warm instance's memory still
+/// holds what earlier executions freed, which a dump that broke Monty's
+/// invariants could reach.
+pub fn spawn_load<'a, F>(
+    env: Env<'a>,
+    bytes: Binary<'a>,
+    signed: bool,
+    sched: Sched,
+    limits: ExecLimits,
+    then: F,
+) -> Term<'a>
+where
+    F: FnOnce(Reply, Instance, CallResult<Progress>, ExecLimits) + Send + 'static,
+{
+    let bytes = match sched.copy(env, bytes) {
+        Ok(bytes) => bytes,
+        Err(term) => return term,
+    };
+    spawn_with_instance(env, !signed, move |reply, mut instance| {
+        let typed = limits.mounts.is_some();
+        let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
+        then(reply, instance, result, limits)
+    })
+}
+
+/// Restores a dumped execution and reports what it waits for.
 fn load<'a>(
     env: Env<'a>,
     bytes: Binary<'a>,
@@ -748,38 +773,40 @@ fn load<'a>(
     signed: bool,
     sched: Sched,
 ) -> Term<'a> {
-    let bytes = match sched.copy(env, bytes) {
-        Ok(bytes) => bytes,
-        Err(term) => return term,
-    };
     let limits = ExecLimits::from(limits);
-    spawn_with_instance(env, !signed, move |reply, mut instance| {
-        let typed = limits.mounts.is_some();
-        let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
-        match result {
-            // A session dump is not a paused execution; the instance that
-            // loaded it is dropped, not pooled.
-            Ok(Ok(Progress::Complete(_))) => reply.send(|env| {
-                sandbox_error(
-                    env,
-                    atoms::invalid_input(),
-                    "this dump holds a session, not a paused execution: use ExMonty.Session",
-                )
-            }),
-            Ok(Ok(progress)) => {
-                let step = Step {
-                    progress,
-                    output: String::new(),
-                };
-                reply_step(reply, instance, Ok(Ok(step)), limits, None);
-            }
-            other => {
-                if let Err(failure) = settle(instance, other) {
-                    reply_failure(reply, failure);
-                }
+    spawn_load(env, bytes, signed, sched, limits, loaded_snapshot)
+}
+
+/// Answers a load with what the guest made of the dump.
+fn loaded_snapshot(
+    reply: Reply,
+    instance: Instance,
+    result: CallResult<Progress>,
+    limits: ExecLimits,
+) {
+    match result {
+        // A session dump is not a paused execution; the instance that
+        // loaded it is dropped, not pooled.
+        Ok(Ok(Progress::Complete(_))) => reply.send(|env| {
+            sandbox_error(
+                env,
+                atoms::invalid_input(),
+                "this dump holds a session, not a paused execution: use ExMonty.Session",
+            )
+        }),
+        Ok(Ok(progress)) => {
+            let step = Step {
+                progress,
+                output: String::new(),
+            };
+            reply_step(reply, instance, Ok(Ok(step)), limits, None);
+        }
+        other => {
+            if let Err(failure) = settle(instance, other) {
+                reply_failure(reply, failure);
             }
         }
-    })
+    }
 }
 
 nif_pair!('a, snapshot_load, snapshot_load_dirty, load, (
