@@ -90,6 +90,9 @@ defmodule ExMonty.Limits do
   @spec normalize!(nil | :unlimited | map() | keyword()) :: t()
   def normalize!(nil), do: @defaults
   def normalize!(:unlimited), do: @unlimited
+  # Already normalized (a session's snippets pass their limits down several
+  # layers): nothing to check.
+  def normalize!(limits) when limits === @defaults, do: @defaults
 
   def normalize!(limits) when is_list(limits) do
     if Keyword.keyword?(limits) do
