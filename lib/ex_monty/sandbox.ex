@@ -257,14 +257,16 @@ defmodule ExMonty.Sandbox do
   @spec serve((() -> {:ok, ExMonty.progress()} | {:error, Exception.t()}), keyword()) ::
           {ExMonty.result(), term()}
   def serve(first, opts) do
+    limits = ExMonty.Limits.normalize!(Keyword.get(opts, :limits))
+
     state = %State{
       functions: Map.merge(module_functions(opts), Keyword.get(opts, :functions, %{})),
       modules: Keyword.get(opts, :modules, %{}),
       handler: Keyword.get(opts, :handler),
       os: Keyword.get(opts, :os),
       timeout: callback_timeout(Keyword.get(opts, :callback_timeout, @default_callback_timeout)),
-      sleep_left: ExMonty.Limits.normalize!(Keyword.get(opts, :limits)).max_total_sleep_secs,
-      deadline: run_deadline(Keyword.get(opts, :limits)),
+      sleep_left: limits.max_total_sleep_secs,
+      deadline: run_deadline(limits),
       on_output: Keyword.get(opts, :on_output)
     }
 
@@ -455,7 +457,7 @@ defmodule ExMonty.Sandbox do
   # ---------------------------------------------------------------------------
 
   defp run_deadline(limits) do
-    case ExMonty.Limits.normalize!(limits).max_duration_secs do
+    case limits.max_duration_secs do
       nil -> nil
       secs -> {System.monotonic_time(:millisecond) + round(secs * 1000), secs}
     end
@@ -965,6 +967,8 @@ defmodule ExMonty.Sandbox do
     end)
     |> then(fn {results, names, state} -> {Enum.reverse(results), names, state} end)
   end
+
+  defp shutdown_tasks(%State{tasks: tasks}) when map_size(tasks) == 0, do: :ok
 
   defp shutdown_tasks(%State{tasks: tasks}) do
     Enum.each(tasks, fn {_id, {{watchdog, _ref}, _name}} -> send(watchdog, :ex_monty_cancel) end)

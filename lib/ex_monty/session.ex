@@ -480,6 +480,8 @@ defmodule ExMonty.Session do
   def handle_info(_message, %{remote: _} = state), do: {:noreply, state}
   def handle_info(_message, state), do: {:noreply, state, state.hibernate_after}
 
+  defp input_pairs(inputs) when map_size(inputs) == 0, do: {:ok, []}
+
   defp input_pairs(inputs) do
     Enum.reduce_while(inputs, {:ok, []}, fn {name, value}, {:ok, acc} ->
       name = if is_atom(name), do: Atom.to_string(name), else: name
