@@ -481,8 +481,9 @@ defmodule ExMonty do
   Restores a paused execution from `dump_snapshot/2` and returns it with what
   it waits for, as `{:ok, snapshot}`. A dump whose signature was verified
   (see `ExMonty.Dump`) goes into a warm wasm instance; an unsigned one into a
-  new instance, so that bytes anyone could have crafted never share memory
-  with what earlier executions left (~0.3–0.5 ms more).
+  new instance that no other execution uses, before or after it, so that
+  bytes anyone could have crafted never share memory with other executions
+  (~0.3–0.5 ms more).
 
   ## Options
 

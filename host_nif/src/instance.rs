@@ -47,6 +47,9 @@ pub struct Instance {
     /// The key of the runner whose program the guest keeps decoded (see
     /// `start_async`).
     kept_program: Option<u64>,
+    /// Whether an unsigned dump was loaded into it: such an instance serves
+    /// that execution only and is dropped after it, never pooled.
+    untrusted: bool,
 }
 
 /// Instances alive right now (pooled, running or held by snapshots).
@@ -106,6 +109,7 @@ impl Instance {
             policy: None,
             live_output: false,
             kept_program: None,
+            untrusted: false,
         })
     }
 
@@ -126,7 +130,13 @@ impl Instance {
 
     /// Whether the instance may serve another execution.
     pub fn reusable(&self) -> bool {
-        self.uses < MAX_USES && self.memory_size() <= RETIRE_MEMORY
+        !self.untrusted && self.uses < MAX_USES && self.memory_size() <= RETIRE_MEMORY
+    }
+
+    /// Marks the instance as holding bytes nobody vouched for: it is not
+    /// pooled after its execution.
+    pub fn mark_untrusted(&mut self) {
+        self.untrusted = true;
     }
 
     pub fn count_use(&mut self) {

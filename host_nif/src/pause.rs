@@ -126,8 +126,15 @@ pub fn wake(held: Held, limits: &ExecLimits) -> Result<Instance, Result<GuestErr
         }),
         Held::Hibernated(bytes) => {
             let runtime = engine::runtime().map_err(|message| Ok(GuestError::Invalid(message)))?;
-            let mut instance =
-                pool::checkout(&runtime).map_err(|message| Ok(GuestError::Invalid(message)))?;
+            let mut instance = if limits.untrusted {
+                Instance::new(&runtime)
+            } else {
+                pool::checkout(&runtime)
+            }
+            .map_err(|message| Ok(GuestError::Invalid(message)))?;
+            if limits.untrusted {
+                instance.mark_untrusted();
+            }
             let typed = limits.mounts.is_some();
             match instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed) {
                 Ok(Ok(_progress)) => Ok(instance),
@@ -146,9 +153,14 @@ pub async fn wake_async(
 ) -> Result<Instance, Result<GuestError, CallError>> {
     match held {
         Held::Hibernated(bytes) => {
-            let mut instance = pool::checkout_async(false)
+            // An untrusted execution (from an unsigned dump) wakes into a
+            // new instance, like its first load.
+            let mut instance = pool::checkout_async(limits.untrusted)
                 .await
                 .map_err(|message| Ok(GuestError::Invalid(message)))?;
+            if limits.untrusted {
+                instance.mark_untrusted();
+            }
             let typed = limits.mounts.is_some();
             match instance
                 .load_snapshot_async(&service_control(), &bytes, &limits.guest, typed)

@@ -243,14 +243,30 @@ fn discard(instance: Instance) {
         DISCARDING.fetch_sub(1, Ordering::AcqRel);
         return drop(instance);
     }
-    let job = Box::new(move || {
-        drop(instance);
-        DISCARDING.fetch_sub(1, Ordering::AcqRel);
-    });
+    // Counted until the instance is gone, however the job ends: run, or
+    // dropped unrun (the workers are gone), or unwound by a panic.
+    let pending = (instance, Discarding);
     // Refused only when the workers are gone; the job, and the instance
     // with it, is then dropped here.
-    if submit(job).is_err() {
+    let _ = submit(Box::new(move || drop(pending)));
+}
+
+/// One instance waiting to be dropped; the count goes down when this does,
+/// after the instance before it in the job's tuple (fields drop in order).
+struct Discarding;
+
+impl Drop for Discarding {
+    fn drop(&mut self) {
         DISCARDING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Waits (up to `limit`) until no dropped instance waits for a worker, so
+/// that instance counts read after it are settled.
+pub fn settle_discards(limit: Duration) {
+    let started = Instant::now();
+    while DISCARDING.load(Ordering::Acquire) > 0 && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_micros(200));
     }
 }
 

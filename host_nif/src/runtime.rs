@@ -28,7 +28,7 @@ fn runtime_init(
     Ok((runtime.load_source.clone(), workers))
 }
 
-/// `{workers, idle_instances, live_instances, live_paused}`
+/// `{workers, idle_instances, live_instances, live_paused, instance_max_uses}`
 #[rustler::nif]
 fn runtime_stats() -> (usize, usize, usize, usize, u32) {
     let (workers, idle) = pool::stats();
@@ -41,10 +41,14 @@ fn runtime_stats() -> (usize, usize, usize, usize, u32) {
     )
 }
 
-/// Drops every idle instance; returns how many.
-#[rustler::nif]
+/// Drops every idle instance and returns how many, once the instances
+/// being dropped on workers are gone (up to a second), so counts read next
+/// are settled. On a dirty scheduler: it may wait.
+#[rustler::nif(schedule = "DirtyIo")]
 fn runtime_drain() -> usize {
-    pool::drain()
+    let drained = pool::drain();
+    pool::settle_discards(std::time::Duration::from_secs(1));
+    drained
 }
 
 /// `[{python_class_name, atom}]` for every exception class Monty defines

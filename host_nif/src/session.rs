@@ -158,6 +158,7 @@ fn with_session(
         let mut limits = ExecLimits::from(limits);
         limits.mounts = paused.limits.mounts.clone();
         limits.live_output = paused.limits.live_output;
+        limits.untrusted = paused.limits.untrusted;
         limits.interactive = true;
         limits
     };

@@ -153,6 +153,9 @@ pub struct ExecLimits {
     pub os_policy: Option<Arc<Policy>>,
     /// Whether what Python prints is streamed to the caller as it runs.
     pub live_output: bool,
+    /// Whether the execution came from a dump nobody vouched for (unsigned):
+    /// its instances are never shared (see `snapshot::spawn_load`).
+    pub untrusted: bool,
 }
 
 fn micros(seconds: Option<f64>) -> Option<u64> {
@@ -197,6 +200,7 @@ impl From<LimitsMap> for ExecLimits {
             interactive: true,
             os_policy: None,
             live_output: false,
+            untrusted: false,
         }
     }
 }

@@ -708,10 +708,13 @@ fn snapshot_dump(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
                 ))),
             },
         };
+        let untrusted = paused.limits.untrusted;
         match dumped {
             Ok(Ok(bytes)) => {
                 snapshot.release(paused);
-                reply.send(move |env| (atoms::ok(), (binary(env, &bytes), kind)).encode(env));
+                reply.send(move |env| {
+                    (atoms::ok(), (binary(env, &bytes), kind, untrusted)).encode(env)
+                });
             }
             Ok(Err(error)) => {
                 snapshot.release(paused);
@@ -758,7 +761,15 @@ where
         Ok(bytes) => bytes,
         Err(term) => return term,
     };
+    let mut limits = limits;
+    // The execution stays untrusted for good: its instance is dropped after
+    // it, it wakes from hibernation into a new instance, and its dumps say
+    // so (a signature added later does not vouch for what it came from).
+    limits.untrusted = !signed;
     spawn_with_instance(env, !signed, move |reply, mut instance| {
+        if limits.untrusted {
+            instance.mark_untrusted();
+        }
         let typed = limits.mounts.is_some();
         let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
         then(reply, instance, result, limits)

@@ -6,8 +6,9 @@ defmodule ExMonty.Application do
 
   # Every key of `config :ex_monty` (a misspelled one must not silently
   # leave a default in place). `:dump_key`, `:max_dump_bytes` and
-  # `:cluster_capacity` are read, and checked, where they are used;
-  # `:guest_loaded_from` is written at start.
+  # `:cluster_capacity` are read where they are used (and checked there
+  # too, since they may be changed at run time); `:guest_loaded_from` is
+  # written at start.
   @known [
     :cache_dir,
     :workers,
@@ -51,8 +52,19 @@ defmodule ExMonty.Application do
          :ok <- check(:cache_dir, config.cache_dir, &(is_binary(&1) and &1 != "")),
          :ok <- check(:workers, config.workers, &(is_integer(&1) and &1 in 1..256)),
          :ok <- check(:max_live_paused, config.max_live_paused, &(is_integer(&1) and &1 >= 0)),
-         :ok <- check(:worker_nice, config.worker_nice, &(is_integer(&1) and &1 in 0..19)) do
+         :ok <- check(:worker_nice, config.worker_nice, &(is_integer(&1) and &1 in 0..19)),
+         :ok <- check_optional(env, :dump_key, &(is_binary(&1) and &1 != "")),
+         :ok <- check_optional(env, :max_dump_bytes, &(is_integer(&1) and &1 > 0)),
+         :ok <- check_optional(env, :cluster_capacity, &(is_integer(&1) and &1 > 0)) do
       {:ok, config}
+    end
+  end
+
+  defp check_optional(env, key, valid?) do
+    case Keyword.fetch(env, key) do
+      {:ok, nil} -> :ok
+      {:ok, value} -> check(key, value, valid?)
+      :error -> :ok
     end
   end
 

@@ -8,7 +8,9 @@ defmodule ExMonty.Dump do
       version is refused with a clear error.
     * `kind` — 1 for a runner (`ExMonty.dump/2`), 2 for a paused execution
       (`ExMonty.dump_snapshot/2`); loading one as the other is refused.
-    * `flags` — bit 0 set when the dump is signed.
+    * `flags` — bit 0 set when the dump is signed; bit 1 set when the
+      execution or session was itself restored from an unsigned dump (see
+      below).
     * `payload` — the guest's own encoding (a versioned compiled program, or
       Monty's versioned dump of the paused run). It is only ever decoded inside
       the WebAssembly sandbox, under the usual limits, so a corrupt payload
@@ -30,6 +32,12 @@ defmodule ExMonty.Dump do
   signed one is refused, since it cannot be verified without its key). Any
   other key that is not a non-empty binary raises `ArgumentError`.
 
+  A verified dump was written by ExMonty, and is loaded into a warm wasm
+  instance; an unsigned one may have been crafted, and gets a new instance
+  that no other execution uses, before or after it. What was restored from
+  an unsigned dump stays so: its later dumps carry bit 1 of `flags`, and are
+  treated as unsigned when loaded even once signed.
+
       iex> {:ok, runner} = ExMonty.compile("1 + 1")
       iex> {:ok, signed} = ExMonty.dump(runner, key: "secret")
       iex> {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.load_runner(signed, key: :unsigned)
@@ -50,21 +58,29 @@ defmodule ExMonty.Dump do
       true
   """
 
+  import Bitwise
+
   @magic "EXMONTY"
   @version 1
   @kinds %{runner: 1, snapshot: 2, session: 3}
   @mac_size 32
+  @signed 1
+  @untrusted 2
   @default_max_bytes 64 * 1024 * 1024
 
   @doc false
-  @spec encode(:runner | :snapshot | :session, binary(), keyword()) :: {:ok, binary()}
-  def encode(kind, payload, opts) do
+  # `untrusted`: the payload comes from an execution restored from an
+  # unsigned dump (flag bit 1; see the moduledoc).
+  @spec encode(:runner | :snapshot | :session, binary(), keyword(), boolean()) :: {:ok, binary()}
+  def encode(kind, payload, opts, untrusted \\ false) do
+    tainted = if untrusted, do: @untrusted, else: 0
+
     case key(opts) do
       unsigned when unsigned in [nil, :unsigned] ->
-        {:ok, header(kind, 0) <> payload}
+        {:ok, header(kind, tainted) <> payload}
 
       key ->
-        body = header(kind, 1) <> payload
+        body = header(kind, @signed ||| tainted) <> payload
         {:ok, body <> :crypto.mac(:hmac, :sha256, key, body)}
     end
   end
@@ -87,8 +103,14 @@ defmodule ExMonty.Dump do
             "(the :max_bytes option, or config :ex_monty, max_dump_bytes: ...)"
         )
 
-      <<@magic, @version, ^expected, flags, rest::binary>> ->
-        verify(flags, binary, rest, key)
+      <<@magic, @version, ^expected, flags, rest::binary>> when flags in 0..3 ->
+        # Restored from an unsigned dump once: unsigned, whatever signs it.
+        with {:ok, payload, provenance} <- verify(flags &&& @signed, binary, rest, key) do
+          {:ok, payload, if((flags &&& @untrusted) != 0, do: :unsigned, else: provenance)}
+        end
+
+      <<@magic, @version, ^expected, _flags, _::binary>> ->
+        ExMonty.Exception.invalid("corrupt ExMonty dump")
 
       <<@magic, @version, other, _::binary>> ->
         ExMonty.Exception.invalid("this dump holds a #{kind_name(other)}, not a #{kind}")

@@ -189,7 +189,7 @@ defmodule ExMonty.Execution do
     opts = validate_opts!(opts, [:key])
 
     case Job.await(Native.snapshot_dump(resource)) do
-      {:ok, {bytes, _kind}} -> ExMonty.Dump.encode(:snapshot, bytes, opts)
+      {:ok, {bytes, _kind, untrusted}} -> ExMonty.Dump.encode(:snapshot, bytes, opts, untrusted)
       {:error, _} = error -> error
     end
   end

@@ -388,7 +388,7 @@ defmodule ExMonty.Session do
   def handle_call({:dump, opts}, _from, state) do
     reply =
       case Job.await(Native.snapshot_dump(state.resource)) do
-        {:ok, {bytes, _kind}} -> Dump.encode(:session, bytes, opts)
+        {:ok, {bytes, _kind, untrusted}} -> Dump.encode(:session, bytes, opts, untrusted)
         {:error, _} = error -> error
       end
 

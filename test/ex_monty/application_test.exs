@@ -36,7 +36,11 @@ defmodule ExMonty.ApplicationTest do
           max_live_paused: -1,
           worker_nice: 20,
           cache_dir: ~c"/tmp",
-          cache_dir: ""
+          cache_dir: "",
+          dump_key: "",
+          dump_key: :secret,
+          max_dump_bytes: 0,
+          cluster_capacity: -1
         ] do
       assert {:error, {:invalid_config, ^key, ^value}} = App.config([{key, value}], "/priv")
     end

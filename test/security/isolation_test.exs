@@ -131,6 +131,47 @@ defmodule ExMonty.IsolationTest do
     for snapshot <- [from_anyone, from_us] do
       assert {:ok, {:complete, 3, ""}} = ExMonty.resume(snapshot, {:ok, 2})
     end
+
+    # The verified one's instance went back to the pool; the other's was
+    # dropped (on a worker) instead.
+    assert ExMonty.TestHelpers.stats_until(
+             &(&1.live_instances == live and &1.idle_instances == 1 and &1.live_paused == 0)
+           )
+  end
+
+  test "what was restored from an unsigned dump stays untrusted, signed or not" do
+    {:ok, runner} = ExMonty.compile("f(1) + g(2)")
+
+    unsigned =
+      Task.await(
+        Task.async(fn ->
+          {:ok, {:function_call, _, paused, ""}} = ExMonty.start(runner)
+          {:ok, unsigned} = ExMonty.dump_snapshot(paused, key: :unsigned)
+          unsigned
+        end)
+      )
+
+    {:ok, {:function_call, %{name: "f"}, restored, ""}} =
+      ExMonty.load_progress(unsigned, key: :unsigned)
+
+    {:ok, {:function_call, %{name: "g"}, later, ""}} = ExMonty.resume(restored, {:ok, 1})
+    # Signed now, but what it holds came from bytes nobody vouched for.
+    {:ok, resigned} = ExMonty.dump_snapshot(later, key: "node key")
+    assert <<"EXMONTY", 1, 2, 3, _::binary>> = resigned
+
+    :erlang.garbage_collect()
+    assert ExMonty.TestHelpers.stats_until(&(&1.live_paused <= 1))
+    ExMonty.Native.runtime_drain()
+    assert {:ok, 2, ""} = ExMonty.eval("1 + 1")
+    assert %{idle_instances: 1} = ExMonty.stats()
+
+    {:ok, again} = ExMonty.load_snapshot(resigned, key: "node key")
+    # Loaded into a new instance, the idle one left alone.
+    assert %{idle_instances: 1} = ExMonty.stats()
+    assert {:ok, {:complete, 3, ""}} = ExMonty.resume(again, {:ok, 2})
+    # A signed dump of trusted state has no such mark.
+    assert {:ok, trusted} = ExMonty.dump(runner, key: "node key")
+    assert <<"EXMONTY", 1, 1, 1, _::binary>> = trusted
   end
 
   test "an instance that served a long session retires when the session ends" do
