@@ -105,7 +105,10 @@ export function loadSnapshot(dump, limitsOpts = {}) {
   }
   const [version, kind, flags] = head.subarray(MAGIC.length);
   if (version !== 1 || kind !== SNAPSHOT) throw new MontyError('invalid', 'not a version 1 snapshot dump');
-  if (flags !== 0) throw new MontyError('invalid', 'signed dumps need the key: verify the HMAC before loading');
+  // Bit 0: signed (an HMAC follows). Bit 1: restored from an unsigned dump at
+  // some point (still unsigned bytes here). Others: unknown.
+  if (flags & 1) throw new MontyError('invalid', 'signed dumps need the key: verify the HMAC before loading');
+  if (flags & ~3) throw new MontyError('invalid', 'corrupt ExMonty dump');
   const payload = dump.subarray(MAGIC.length + 3);
   return describe(guest(() => runtime.loadSnapshot(payload, limits(limitsOpts), false)));
 }

@@ -175,7 +175,11 @@ class Guest:
         version, kind, flags = dump[len(MAGIC) : len(MAGIC) + 3]
         if version != 1 or kind != SNAPSHOT:
             raise MontyError("invalid", "not a version 1 snapshot dump")
-        if flags != 0:
+        # Bit 0: signed (an HMAC follows). Bit 1: restored from an unsigned
+        # dump at some point (still unsigned bytes here). Others: unknown.
+        if flags & 1:
             raise MontyError("invalid", "signed dumps need the key: verify the HMAC before loading")
+        if flags & ~3:
+            raise MontyError("invalid", "corrupt ExMonty dump")
         result = self._call("runtime", "load-snapshot", dump[len(MAGIC) + 3 :], self.limits(), False)
         return self._describe(self._result(result, wc.Variant))
