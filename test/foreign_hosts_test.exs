@@ -87,6 +87,15 @@ defmodule ExMonty.ForeignHostsTest do
 
           assert %ExMonty.FunctionCall{name: "ask", args: ["second"], kwargs: %{"n" => 3}} = call
 
+          # Restored from an unsigned dump, its own dumps say so (flag bit
+          # 1); still unsigned bytes, which the host loads.
+          {:ok, back} = ExMonty.dump_snapshot(snapshot, key: :unsigned)
+          assert <<"EXMONTY", 1, 2, 2, _::binary>> = back
+          File.write!(file, back)
+
+          assert {@result_json, 0} =
+                   System.cmd(exe, [script, "resume", file], stderr_to_stdout: true)
+
           assert {:ok, {:complete, {"abc", {2, 3}, [1, "s"]}, ""}} =
                    ExMonty.resume(snapshot, {:ok, {2, 3}})
         after
