@@ -126,15 +126,8 @@ pub fn wake(held: Held, limits: &ExecLimits) -> Result<Instance, Result<GuestErr
         }),
         Held::Hibernated(bytes) => {
             let runtime = engine::runtime().map_err(|message| Ok(GuestError::Invalid(message)))?;
-            let mut instance = if limits.untrusted {
-                Instance::new(&runtime)
-            } else {
-                pool::checkout(&runtime)
-            }
-            .map_err(|message| Ok(GuestError::Invalid(message)))?;
-            if limits.untrusted {
-                instance.mark_untrusted();
-            }
+            let mut instance = pool::checkout(&runtime, limits.untrusted)
+                .map_err(|message| Ok(GuestError::Invalid(message)))?;
             let typed = limits.mounts.is_some();
             match instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed) {
                 Ok(Ok(_progress)) => Ok(instance),
@@ -146,7 +139,8 @@ pub fn wake(held: Held, limits: &ExecLimits) -> Result<Instance, Result<GuestErr
 }
 
 /// `wake`, in a slice (see `inline`): a hibernated execution is loaded into
-/// a warm instance by guest code, which yields at the tick like any other.
+/// a warm instance (a new one when untrusted: see `pool::checkout`) by guest
+/// code, which yields at the tick like any other.
 pub async fn wake_async(
     held: Held,
     limits: &ExecLimits,
@@ -158,9 +152,6 @@ pub async fn wake_async(
             let mut instance = pool::checkout_async(limits.untrusted)
                 .await
                 .map_err(|message| Ok(GuestError::Invalid(message)))?;
-            if limits.untrusted {
-                instance.mark_untrusted();
-            }
             let typed = limits.mounts.is_some();
             match instance
                 .load_snapshot_async(&service_control(), &bytes, &limits.guest, typed)

@@ -188,23 +188,34 @@ fn take_idle() -> Option<Instance> {
     })
 }
 
-/// A warm instance, or a new one.
-pub fn checkout(runtime: &Runtime) -> Result<Instance, String> {
-    match take_idle() {
+/// A warm instance, or a new one; for an `untrusted` execution (restored
+/// from an unsigned dump) always a new one, marked so that it serves that
+/// execution alone and is never pooled.
+pub fn checkout(runtime: &Runtime, untrusted: bool) -> Result<Instance, String> {
+    let idle = if untrusted { None } else { take_idle() };
+    match idle {
         Some(instance) => Ok(instance),
-        None => Instance::new(runtime),
+        None => Instance::new(runtime).map(|instance| marked(instance, untrusted)),
     }
 }
 
-/// A warm instance (unless `fresh`), or a new one: instantiating takes
-/// about 100 µs, so it is done where the job runs, scheduler or worker.
-pub async fn checkout_async(fresh: bool) -> Result<Instance, String> {
-    if !fresh {
+/// `checkout`, in a slice: instantiating takes about 100 µs, so it is done
+/// where the job runs, scheduler or worker.
+pub async fn checkout_async(untrusted: bool) -> Result<Instance, String> {
+    if !untrusted {
         if let Some(instance) = take_idle() {
             return Ok(instance);
         }
     }
-    Instance::new_async(&*engine::runtime()?).await
+    let instance = Instance::new_async(&*engine::runtime()?).await?;
+    Ok(marked(instance, untrusted))
+}
+
+fn marked(mut instance: Instance, untrusted: bool) -> Instance {
+    if untrusted {
+        instance.mark_untrusted();
+    }
+    instance
 }
 
 /// Whether the pool would keep one more idle instance now.
@@ -315,19 +326,13 @@ where
     })
 }
 
-/// Queues `work` with an instance: a warm one from the pool, or a `fresh` one.
-pub fn spawn_with_instance<'a, F>(env: Env<'a>, fresh: bool, work: F) -> Term<'a>
+/// Queues `work` with an instance (see `checkout`).
+pub fn spawn_with_instance<'a, F>(env: Env<'a>, untrusted: bool, work: F) -> Term<'a>
 where
     F: FnOnce(Reply, Instance) + Send + 'static,
 {
     spawn(env, move |reply| {
-        let instance = engine::runtime().and_then(|runtime| {
-            if fresh {
-                Instance::new(&runtime)
-            } else {
-                checkout(&runtime)
-            }
-        });
+        let instance = engine::runtime().and_then(|runtime| checkout(&runtime, untrusted));
         match instance {
             Ok(instance) => work(reply, instance),
             Err(message) => {

@@ -766,10 +766,7 @@ where
     // it, it wakes from hibernation into a new instance, and its dumps say
     // so (a signature added later does not vouch for what it came from).
     limits.untrusted = !signed;
-    spawn_with_instance(env, !signed, move |reply, mut instance| {
-        if limits.untrusted {
-            instance.mark_untrusted();
-        }
+    spawn_with_instance(env, limits.untrusted, move |reply, mut instance| {
         let typed = limits.mounts.is_some();
         let result = instance.load_snapshot(&service_control(), &bytes, &limits.guest, typed);
         then(reply, instance, result, limits)
