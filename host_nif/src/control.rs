@@ -7,7 +7,7 @@
 //! depends on nothing of ours.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
@@ -65,11 +65,45 @@ impl Resource for JobRes {
     }
 }
 
+/// A job's cancel flag and, once something needs it, its resource. A job
+/// that answers within its slice on the calling scheduler (see `inline`) is
+/// never named to its caller, so it never allocates the resource; one that
+/// moves to a worker gets it when it leaves (to be monitored) or when it
+/// first sends a message.
+pub struct JobCell {
+    cancel: Arc<AtomicBool>,
+    resource: OnceLock<ResourceArc<JobRes>>,
+}
+
+impl JobCell {
+    pub fn new() -> Arc<Self> {
+        Arc::new(JobCell {
+            cancel: Arc::new(AtomicBool::new(false)),
+            resource: OnceLock::new(),
+        })
+    }
+
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancel.clone()
+    }
+
+    /// The job's resource, made on first use.
+    pub fn resource(&self) -> ResourceArc<JobRes> {
+        self.resource
+            .get_or_init(|| {
+                ResourceArc::new(JobRes {
+                    cancel: self.cancel.clone(),
+                })
+            })
+            .clone()
+    }
+}
+
 /// Who receives what Python prints while a call runs (live output).
 #[derive(Clone)]
 pub struct Listener {
     pub pid: LocalPid,
-    pub job: ResourceArc<JobRes>,
+    pub job: Arc<JobCell>,
 }
 
 /// Per-call controls.

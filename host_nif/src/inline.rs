@@ -28,11 +28,12 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
-use rustler::{Encoder, Env, ResourceArc, Term};
+use rustler::{Encoder, Env, Term};
 
 use crate::atoms;
+use crate::control::JobCell;
 use crate::exceptions::sandbox_error;
-use crate::job::{Build, JobRes, Reply};
+use crate::job::{Build, Reply};
 use crate::pool;
 
 thread_local! {
@@ -193,9 +194,7 @@ where
     F: FnOnce(Reply) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let job = ResourceArc::new(JobRes {
-        cancel: Arc::new(AtomicBool::new(false)),
-    });
+    let job = JobCell::new();
     let pid = env.pid();
     let slot = Arc::new(Slot::default());
     let reply = Reply::new(pid, job.clone(), inline.then(|| slot.clone()));
@@ -233,7 +232,8 @@ where
     }
 }
 
-fn submit<'a>(env: Env<'a>, job: ResourceArc<JobRes>, future: Job) -> Term<'a> {
+fn submit<'a>(env: Env<'a>, job: Arc<JobCell>, future: Job) -> Term<'a> {
+    let job = job.resource();
     let _ = job.monitor(Some(env), &env.pid());
     match pool::submit(Box::new(move || run_on_worker(future))) {
         Ok(()) => (atoms::ok(), job).encode(env),

@@ -1,10 +1,12 @@
-//! Jobs: the answer to work queued for the worker threads, by message.
+//! Jobs: the answer to work handed to the worker threads, by message.
 //!
-//! Every NIF that runs guest code returns `{:ok, job}` at once; the result
-//! arrives later as `{:ex_monty, job, result}`. The caller is monitored: if
-//! it dies, or calls `job_cancel/1`, the job's cancel flag is set and the
-//! guest is interrupted at the next epoch tick (or never started, if it was
-//! still queued). A result too large to build off a scheduler thread is sent
+//! A NIF that runs guest code answers within its call when the work ends in
+//! its slice on the caller's scheduler (see `inline`); otherwise it returns
+//! `{:ok, job}` and the result arrives later as `{:ex_monty, job, result}`
+//! (the job resource is made only then, see `JobCell`). The caller is then
+//! monitored: if it dies, or calls `job_cancel/1`, the job's cancel flag is
+//! set and the guest is interrupted at the next epoch tick (or never
+//! started, if it was still queued). A result too large to build off a scheduler thread is sent
 //! as `{:deferred, pending}` and built by the caller with `job_materialize/1`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +16,7 @@ use rustler::{Atom, Encoder, Env, LocalPid, OwnedEnv, Resource, ResourceArc, Ter
 
 use crate::atoms;
 pub use crate::control::JobRes;
-use crate::control::Listener;
+use crate::control::{JobCell, Listener};
 use crate::exceptions::{sandbox_error, sandbox_exception};
 use crate::inline::Slot;
 
@@ -62,13 +64,13 @@ fn job_materialize(env: Env<'_>, pending: ResourceArc<PendingRes>) -> Term<'_> {
 /// in its slot for the NIF to return (see `inline`).
 pub struct Reply {
     pid: LocalPid,
-    job: ResourceArc<JobRes>,
+    job: Arc<JobCell>,
     sent: bool,
     slot: Option<Arc<Slot>>,
 }
 
 impl Reply {
-    pub fn new(pid: LocalPid, job: ResourceArc<JobRes>, slot: Option<Arc<Slot>>) -> Self {
+    pub fn new(pid: LocalPid, job: Arc<JobCell>, slot: Option<Arc<Slot>>) -> Self {
         Self {
             pid,
             job,
@@ -78,7 +80,7 @@ impl Reply {
     }
 
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
-        self.job.cancel.clone()
+        self.job.cancel_flag()
     }
 
     /// The caller, as the listener of live output.
@@ -102,7 +104,7 @@ impl Reply {
             },
             None => build,
         };
-        let job = self.job.clone();
+        let job = self.job.resource();
         let mut env = OwnedEnv::new();
         let _ = env.send_and_clear(&self.pid, move |env| {
             (atoms::ex_monty(), job, build(env)).encode(env)
@@ -120,7 +122,7 @@ impl Drop for Reply {
                 return;
             }
         }
-        let job = self.job.clone();
+        let job = self.job.resource();
         let mut env = OwnedEnv::new();
         let _ = env.send_and_clear(&self.pid, move |env| {
             (atoms::ex_monty(), job, lost(env)).encode(env)

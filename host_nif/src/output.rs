@@ -49,7 +49,7 @@ fn forward(listener: &Listener, stream: u8, text: &[u8]) {
     } else {
         atoms::stdout()
     };
-    let job = listener.job.clone();
+    let job = listener.job.resource();
     let text = String::from_utf8_lossy(text).into_owned();
     let mut env = OwnedEnv::new();
     let _ = env.send_and_clear(&listener.pid, move |env| {

@@ -27,7 +27,7 @@ use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{ExecLimits, LimitsMap};
 use crate::step::{progress_term, reply_failure, serve_mounts, settle};
-use crate::terms::{binary, make_struct, short_inspect};
+use crate::terms::{binary, make_struct, short_inspect, string};
 use crate::values::{self, Budget, FromTermError, Site, ToTermError};
 
 /// What a paused execution waits for.
@@ -362,14 +362,17 @@ fn answer_step(
             let trim = give_back(instance, owner);
             reply.send(
                 move |env| match values::value_to_term(env, &value, Site::Worker) {
-                    Ok(term) => (atoms::ok(), (atoms::complete(), term, &output)).encode(env),
+                    Ok(term) => {
+                        (atoms::ok(), (atoms::complete(), term, string(env, &output))).encode(env)
+                    }
                     Err(ToTermError::Invalid(message)) => {
                         sandbox_error(env, atoms::invalid_input(), &message)
                     }
                     Err(ToTermError::NeedsScheduler) => deferred(env, move |env| {
                         match values::value_to_term(env, &value, Site::Scheduler) {
                             Ok(term) => {
-                                (atoms::ok(), (atoms::complete(), term, &output)).encode(env)
+                                (atoms::ok(), (atoms::complete(), term, string(env, &output)))
+                                    .encode(env)
                             }
                             Err(error) => to_term_error(env, error),
                         }

@@ -20,7 +20,7 @@ use crate::job::Reply;
 use crate::mounts;
 use crate::pool;
 use crate::settings::ExecLimits;
-use crate::terms::make_struct;
+use crate::terms::{make_struct, string};
 use crate::values::{self, Site, ToTermError, SMALL_MAP};
 
 /// Why a call produced no answer.
@@ -240,6 +240,7 @@ pub fn progress_term<'a>(
     output: &str,
     site: Site,
 ) -> Result<Term<'a>, ToTermError> {
+    let output = string(env, output);
     Ok(match progress {
         Progress::FunctionCall(call) => {
             let (args, kwargs) = args_terms(env, &call.args, &call.kwargs, site)?;

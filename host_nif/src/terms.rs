@@ -6,8 +6,11 @@ use rustler::{Atom, Binary, Encoder, Env, NewBinary, Term, TermType};
 
 use crate::atoms;
 
+/// A string as an Elixir binary. Built in the caller's heap when small (as
+/// `binary/2`): rustler's `str` encoder always allocates a reference-counted
+/// binary, which costs an empty `output` more than the rest of its reply.
 pub(crate) fn string<'a>(env: Env<'a>, s: &str) -> Term<'a> {
-    s.encode(env)
+    binary(env, s.as_bytes())
 }
 
 pub(crate) fn binary<'a>(env: Env<'a>, bytes: &[u8]) -> Term<'a> {
