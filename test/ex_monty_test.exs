@@ -221,6 +221,38 @@ defmodule ExMontyTest do
       assert Map.drop(rust, decimal) == elixir
     end
 
+    test "layouts that exist on both sides agree: limits and settings tuples" do
+      {limit_fields, settings_fields} = ExMonty.Native.runtime_settings_layout()
+      assert limit_fields == Enum.map(ExMonty.Limits.native_fields(), &Atom.to_string/1)
+      assert settings_fields == Enum.map(ExMonty.Execution.settings_fields(), &Atom.to_string/1)
+
+      # Each field goes where its name says, for the defaults (a literal)
+      # and for limits given per call.
+      custom = ExMonty.Limits.normalize!(max_memory: 4096, gc_interval: 7, max_allocations: 9)
+
+      for limits <- [ExMonty.Limits.defaults(), custom] do
+        native = ExMonty.Limits.to_native(limits)
+        assert Map.new(Enum.zip(ExMonty.Limits.native_fields(), Tuple.to_list(native))) == limits
+      end
+
+      settings = ExMonty.Execution.native_settings(custom, true, "/tmp", :mounts, :policy, true)
+
+      assert Enum.zip(ExMonty.Execution.settings_fields(), Tuple.to_list(settings)) == [
+               limits: ExMonty.Limits.to_native(custom),
+               interactive: true,
+               cwd: "/tmp",
+               mounts: :mounts,
+               os_policy: :policy,
+               live_output: true
+             ]
+
+      # And the NIF reads them so: a limit given per call takes effect.
+      assert {:error, %ExMonty.Exception{type: :memory_error}} =
+               ExMonty.eval("x = 'a' * 100000", limits: [max_memory: 4096])
+
+      assert {:ok, 100_000, ""} = ExMonty.eval("len('a' * 100000)")
+    end
+
     test "invalid limits raise ArgumentError" do
       assert_raise ArgumentError, ~r/unknown limit/, fn -> ExMonty.eval("1", limits: %{nope: 1}) end
 

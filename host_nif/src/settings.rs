@@ -1,16 +1,21 @@
 //! Limits and run options, as Elixir sends them and as an execution keeps
 //! them.
 //!
-//! Elixir passes `ExMonty.Limits.normalize!/1`'s map and a settings map; both
-//! are decoded by name ([`LimitsMap`], [`RunSettings`]), so a field can never
-//! be read from the wrong position. [`ExecLimits`] is what an execution
+//! Elixir passes the limits and the settings as tuples
+//! (`ExMonty.Limits.to_native/1`, `ExMonty.Execution`), every field at the
+//! position [`LIMIT_FIELDS`] and [`SETTINGS_FIELDS`] name: every execution
+//! decodes them, and a tuple decodes in a fraction of a map's time (the two
+//! maps were ~4% of a small `run`). The layout is not trusted to stay in
+//! step by itself: `runtime_settings_layout/0` returns these names and a test
+//! compares them with the Elixir side's. [`ExecLimits`] is what an execution
 //! carries through all its steps: Monty's limits for the guest plus
 //! wasmtime's backstops above them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustler::{Atom, Binary, Decoder, Error, NifMap, NifResult, ResourceArc, Term};
+use rustler::types::tuple::get_tuple;
+use rustler::{Atom, Binary, Decoder, Error, NifResult, ResourceArc, Term};
 
 use crate::atoms;
 use crate::bindings::{
@@ -24,8 +29,43 @@ use crate::mounts::MountsRes;
 /// program, output buffers and the values crossing the boundary).
 const MEMORY_SLACK: usize = 64 * 1024 * 1024;
 
-/// `ExMonty.Limits` as a map (validated there); `nil` means no limit.
-#[derive(NifMap, Clone, Copy, Debug, Default, PartialEq)]
+/// The positions of [`LimitsMap`]'s fields in the tuple Elixir sends.
+pub const LIMIT_FIELDS: [&str; 8] = [
+    "max_duration_secs",
+    "max_memory",
+    "max_recursion_depth",
+    "max_allocations",
+    "max_suspensions",
+    "max_output_bytes",
+    "max_total_sleep_secs",
+    "gc_interval",
+];
+
+/// The positions of [`RunSettings`]' fields in the tuple Elixir sends.
+pub const SETTINGS_FIELDS: [&str; 6] = [
+    "limits",
+    "interactive",
+    "cwd",
+    "mounts",
+    "os_policy",
+    "live_output",
+];
+
+/// `{limit_names, settings_names}`: the layouts above, for the test that
+/// keeps Elixir's side in step with them.
+#[rustler::nif]
+fn runtime_settings_layout() -> (Vec<&'static str>, Vec<&'static str>) {
+    (LIMIT_FIELDS.to_vec(), SETTINGS_FIELDS.to_vec())
+}
+
+/// The elements of `term`, a tuple of exactly `N` elements.
+fn fields<const N: usize>(term: Term<'_>) -> NifResult<[Term<'_>; N]> {
+    get_tuple(term)?.try_into().map_err(|_| Error::BadArg)
+}
+
+/// `ExMonty.Limits` (validated there) as a tuple in [`LIMIT_FIELDS`] order;
+/// `nil` means no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct LimitsMap {
     pub max_duration_secs: Option<f64>,
     pub max_memory: Option<u64>,
@@ -37,8 +77,8 @@ pub struct LimitsMap {
     pub gc_interval: Option<u64>,
 }
 
-/// How to run an execution: `%{limits: map, interactive: bool, cwd: nil |
-/// path, mounts: nil | mounts, os_policy: nil | policy}`.
+/// How to run an execution: `{limits, interactive, cwd | nil, mounts | nil,
+/// os_policy | nil, live_output}` ([`SETTINGS_FIELDS`]).
 pub struct RunSettings {
     pub limits: LimitsMap,
     pub interactive: bool,
@@ -58,17 +98,33 @@ pub struct RunSettings {
 #[derive(Clone, Debug)]
 pub struct Policy(pub OsPolicy);
 
-// Keys are the cached atoms of `atoms.rs`: making an atom from text takes the
-// VM's atom-table lock, which every execution would pay once per field.
+impl<'a> Decoder<'a> for LimitsMap {
+    fn decode(term: Term<'a>) -> NifResult<Self> {
+        let [duration, memory, depth, allocations, suspensions, output, sleep, gc] =
+            fields::<8>(term)?;
+        Ok(LimitsMap {
+            max_duration_secs: duration.decode()?,
+            max_memory: memory.decode()?,
+            max_recursion_depth: depth.decode()?,
+            max_allocations: allocations.decode()?,
+            max_suspensions: suspensions.decode()?,
+            max_output_bytes: output.decode()?,
+            max_total_sleep_secs: sleep.decode()?,
+            gc_interval: gc.decode()?,
+        })
+    }
+}
+
 impl<'a> Decoder<'a> for RunSettings {
     fn decode(term: Term<'a>) -> NifResult<Self> {
+        let [limits, interactive, cwd, mounts, os_policy, live_output] = fields::<6>(term)?;
         Ok(RunSettings {
-            limits: term.map_get(atoms::limits())?.decode()?,
-            interactive: term.map_get(atoms::interactive())?.decode()?,
-            cwd: term.map_get(atoms::cwd())?.decode()?,
-            mounts: term.map_get(atoms::mounts())?.decode()?,
-            os_policy: term.map_get(atoms::os_policy())?.decode()?,
-            live_output: term.map_get(atoms::live_output())?.decode()?,
+            limits: limits.decode()?,
+            interactive: interactive.decode()?,
+            cwd: cwd.decode()?,
+            mounts: mounts.decode()?,
+            os_policy: os_policy.decode()?,
+            live_output: live_output.decode()?,
         })
     }
 }

@@ -221,7 +221,10 @@ defmodule ExMonty.Execution do
   # loaded into a warm instance. Any other starts in a new instance, so that
   # crafted bytes never share memory with what earlier executions left.
   defp load_native(bytes, limits, signed) do
-    Job.run({:snapshot_load, :snapshot_load_dirty}, [bytes, limits, signed == :signed])
+    Job.run(
+      {:snapshot_load, :snapshot_load_dirty},
+      [bytes, Limits.to_native(limits), signed == :signed]
+    )
   end
 
   # ---------------------------------------------------------------------------
@@ -400,17 +403,23 @@ defmodule ExMonty.Execution do
     end
   end
 
-  # What the NIF runs an execution with (decoded there by field name).
-  defp settings([], limits, interactive) do
-    %{
-      limits: limits,
-      interactive: interactive,
-      cwd: nil,
-      mounts: nil,
-      os_policy: nil,
-      live_output: false
-    }
-  end
+  # What the NIF runs an execution with: a tuple in `settings_fields/0`
+  # order (the NIF's `SETTINGS_FIELDS`; a test compares the two). Every
+  # execution passes one, and a tuple decodes far faster than a map.
+  @settings_fields [:limits, :interactive, :cwd, :mounts, :os_policy, :live_output]
+
+  @doc false
+  @spec settings_fields() :: [atom()]
+  def settings_fields, do: @settings_fields
+
+  @doc false
+  @spec native_settings(Limits.t(), boolean(), String.t() | nil, term(), term(), boolean()) ::
+          tuple()
+  def native_settings(limits, interactive, cwd, mounts, os_policy, live_output),
+    do: {Limits.to_native(limits), interactive, cwd, mounts, os_policy, live_output}
+
+  defp settings([], limits, interactive),
+    do: native_settings(limits, interactive, nil, nil, nil, false)
 
   defp settings(opts, limits, interactive) do
     mounts =
@@ -419,14 +428,14 @@ defmodule ExMonty.Execution do
         %ExMonty.Mount{resource: resource} -> resource
       end
 
-    %{
-      limits: limits,
-      interactive: interactive,
-      cwd: Keyword.get(opts, :cwd),
-      mounts: mounts,
-      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy)),
-      live_output: on_output(opts) != nil
-    }
+    native_settings(
+      limits,
+      interactive,
+      Keyword.get(opts, :cwd),
+      mounts,
+      ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy)),
+      on_output(opts) != nil
+    )
   end
 
   defp script_name(opts), do: Keyword.get(opts, :script_name, @default_script)

@@ -78,9 +78,39 @@ defmodule ExMonty.Limits do
           gc_interval: pos_integer() | nil
         }
 
+  # The order the NIF reads a limits tuple in (its `LIMIT_FIELDS`; a test
+  # compares the two).
+  @native_fields [
+    :max_duration_secs,
+    :max_memory,
+    :max_recursion_depth,
+    :max_allocations,
+    :max_suspensions,
+    :max_output_bytes,
+    :max_total_sleep_secs,
+    :gc_interval
+  ]
+
+  @native_defaults @native_fields |> Enum.map(&Map.fetch!(@defaults, &1)) |> List.to_tuple()
+
   @doc "The limits used when none are given."
   @spec defaults() :: t()
   def defaults, do: @defaults
+
+  @doc false
+  # The field order of `to_native/1`'s tuple.
+  @spec native_fields() :: [atom()]
+  def native_fields, do: @native_fields
+
+  @doc false
+  # Normalized limits as the NIF takes them: a tuple in `native_fields/0`
+  # order (every execution passes its limits; a tuple decodes far faster
+  # than a map). The defaults are a literal, built at compile time.
+  @spec to_native(t()) :: tuple()
+  def to_native(limits) when limits === @defaults, do: @native_defaults
+
+  def to_native(limits) when is_map(limits),
+    do: @native_fields |> Enum.map(&Map.fetch!(limits, &1)) |> List.to_tuple()
 
   @doc """
   Validates user limits and merges them over the defaults.

@@ -29,6 +29,7 @@ defmodule ExMonty.Native do
   def runtime_exception_types, do: err()
   # step.rs
   def runtime_os_functions, do: err()
+  def runtime_settings_layout, do: err()
   # job.rs
   def job_cancel(_job), do: err()
   def job_materialize(_pending), do: err()

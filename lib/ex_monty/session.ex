@@ -243,14 +243,15 @@ defmodule ExMonty.Session do
     limits = Limits.normalize!(Keyword.get(opts, :limits))
     mounts = with %ExMonty.Mount{resource: resource} <- Keyword.get(opts, :mounts), do: resource
 
-    settings = %{
-      limits: limits,
-      interactive: true,
-      cwd: cwd(opts),
-      mounts: mounts,
-      os_policy: ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy)),
-      live_output: Keyword.has_key?(opts, :on_output)
-    }
+    settings =
+      ExMonty.Execution.native_settings(
+        limits,
+        true,
+        cwd(opts),
+        mounts,
+        ExMonty.OsPolicy.normalize!(Keyword.get(opts, :os_policy)),
+        Keyword.has_key?(opts, :on_output)
+      )
 
     created =
       case Keyword.fetch(opts, :load) do
@@ -336,7 +337,7 @@ defmodule ExMonty.Session do
         first = fn ->
           Job.run(
             {:session_feed, :session_feed_dirty},
-            [resource, code, pairs, limits],
+            [resource, code, pairs, Limits.to_native(limits)],
             :infinity,
             on_output
           )
@@ -373,7 +374,11 @@ defmodule ExMonty.Session do
     limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
     resource = state.resource
 
-    result = Job.run({:session_call, :session_call_dirty}, [resource, name, args, limits])
+    result =
+      Job.run(
+        {:session_call, :session_call_dirty},
+        [resource, name, args, Limits.to_native(limits)]
+      )
 
     reply =
       case result do
