@@ -115,13 +115,7 @@ rustler::atoms! {
     raise,
     value,
     deferred,
-    // Settings maps (`settings.rs`).
-    limits,
-    interactive,
-    cwd,
-    mounts,
-    os_policy,
-    live_output,
+    // The OS policy map (`settings.rs`).
     clock,
     sleep,
     process_time,

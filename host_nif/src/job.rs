@@ -6,8 +6,9 @@
 //! (the job resource is made only then, see `JobCell`). The caller is then
 //! monitored: if it dies, or calls `job_cancel/1`, the job's cancel flag is
 //! set and the guest is interrupted at the next epoch tick (or never
-//! started, if it was still queued). A result too large to build off a scheduler thread is sent
-//! as `{:deferred, pending}` and built by the caller with `job_materialize/1`.
+//! started, if it was still queued). A result too large to build off a
+//! scheduler thread is sent as `{:deferred, pending}` and built by the caller
+//! with `job_materialize/1`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
