@@ -18,4 +18,34 @@ defmodule ExMonty.LimitsTest do
 
     assert ExMonty.Limits.normalize!(max_recursion_depth: 10_100).max_recursion_depth == 10_100
   end
+
+  test "max_memory counts exactly over many executions that free blocks of every size" do
+    # The guest keeps freed small blocks for reuse; what it keeps must leave
+    # the live-byte count, and what it hands out again must rejoin it. A
+    # drift either way would, over these runs in one instance, make a
+    # MemoryError appear (count drifting up) or let one through (down).
+    {:ok, session} = ExMonty.Session.start_link(limits: %{max_memory: 1_000_000})
+
+    churn = """
+    kept = []
+    for n in range(1, 1300, 7):
+        s = 'x' * n
+        l = list(range(n % 70))
+        d = {i: str(i) for i in range(n % 45)}
+        kept.append((s, l, d))
+        if len(kept) > 20:
+            kept = kept[10:]
+    len(kept)
+    """
+
+    for _ <- 1..300 do
+      assert {:ok, count, ""} = ExMonty.Session.eval(session, churn)
+      assert count in 1..20
+    end
+
+    assert {:error, %ExMonty.Exception{type: :memory_error}} =
+             ExMonty.Session.eval(session, "y = 'a' * 2_000_000")
+
+    assert {:ok, 1000, ""} = ExMonty.Session.eval(session, "len('a' * 1000)")
+  end
 end
