@@ -169,6 +169,36 @@ thread_local! {
     static KEPT: RefCell<Option<(KeptBy, Program)>> = const { RefCell::new(None) };
 }
 
+thread_local! {
+    /// The limits and options of the last `start`, `start-keeping`,
+    /// `start-kept` or `eval` call, for `start-kept-same` and `eval-same`.
+    static SETTINGS: RefCell<Option<(Limits, Options)>> = const { RefCell::new(None) };
+}
+
+/// Runs `f` with `limits` and `options`, then remembers them for the
+/// `-same` calls.
+pub fn remembering<R>(
+    limits: Limits,
+    options: Options,
+    f: impl FnOnce(&Limits, &Options) -> R,
+) -> R {
+    let result = f(&limits, &options);
+    SETTINGS.with(|slot| *slot.borrow_mut() = Some((limits, options)));
+    result
+}
+
+/// Runs `f` with the remembered limits and options.
+pub fn with_same<R>(f: impl FnOnce(&Limits, &Options) -> R) -> Result<R, Error> {
+    let (limits, options) = SETTINGS
+        .with(|slot| slot.borrow_mut().take())
+        .ok_or_else(|| {
+            invalid(
+                "no limits and options to reuse: this instance has not run a start or eval call",
+            )
+        })?;
+    Ok(remembering(limits, options, f))
+}
+
 /// What `begin` needs of a program: a copy of its runner, its script name
 /// and how many inputs it declares.
 type Parts = (MontyRun, String, usize);

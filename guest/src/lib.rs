@@ -92,7 +92,9 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::start(&program, inputs, &limits, &options)
+            execution::remembering(limits, options, |limits, options| {
+                execution::start(&program, inputs, limits, options)
+            })
         }
 
         fn start_keeping(
@@ -103,7 +105,9 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::start_keeping(key, &program, inputs, &limits, &options)
+            execution::remembering(limits, options, |limits, options| {
+                execution::start_keeping(key, &program, inputs, limits, options)
+            })
         }
 
         fn start_kept(
@@ -113,7 +117,17 @@ mod bindings {
             options: Options,
         ) -> Option<Result<Step, Error>> {
             crate::errors::install_panic_hook();
-            execution::start_kept(key, inputs, &limits, &options)
+            execution::remembering(limits, options, |limits, options| {
+                execution::start_kept(key, inputs, limits, options)
+            })
+        }
+
+        fn start_kept_same(key: u64, inputs: Vec<Vec<u8>>) -> Option<Result<Step, Error>> {
+            crate::errors::install_panic_hook();
+            execution::with_same(|limits, options| {
+                execution::start_kept(key, inputs, limits, options)
+            })
+            .unwrap_or_else(|error| Some(Err(error)))
         }
 
         fn eval(
@@ -125,7 +139,22 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::eval(code, &script_name, input_names, inputs, &limits, &options)
+            execution::remembering(limits, options, |limits, options| {
+                execution::eval(code, &script_name, input_names, inputs, limits, options)
+            })
+        }
+
+        fn eval_same(
+            code: String,
+            script_name: String,
+            input_names: Vec<String>,
+            inputs: Vec<Vec<u8>>,
+        ) -> Result<Step, Error> {
+            crate::errors::install_panic_hook();
+            execution::with_same(|limits, options| {
+                execution::eval(code, &script_name, input_names, inputs, limits, options)
+            })
+            .and_then(|step| step)
         }
 
         fn resume(answer: Answer) -> Result<Step, Error> {

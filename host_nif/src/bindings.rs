@@ -17,6 +17,8 @@ use crate::control::{Interruption, Limiter};
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "guest",
+    // An instance compares the settings of a call with those it sent last.
+    additional_derives: [PartialEq],
 });
 
 pub use exports::ex_monty::sandbox::types::{

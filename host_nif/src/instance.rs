@@ -47,6 +47,11 @@ pub struct Instance {
     /// The key of the runner whose program the guest keeps decoded (see
     /// `start_async`).
     kept_program: Option<u64>,
+    /// The limits and options the guest remembers from the last start or
+    /// eval call: a call with the same ones uses `start-kept-same` or
+    /// `eval-same` and does not send them (with them its arguments spill
+    /// into guest memory, field by field).
+    settings: Option<(GuestLimits, RunOptions)>,
     /// Whether an unsigned dump was loaded into it: such an instance serves
     /// that execution only and is dropped after it, never pooled.
     untrusted: bool,
@@ -109,6 +114,7 @@ impl Instance {
             policy: None,
             live_output: false,
             kept_program: None,
+            settings: None,
             untrusted: false,
         })
     }
@@ -244,10 +250,17 @@ impl Instance {
     ) -> CallResult<Step> {
         if self.kept_program == Some(key) {
             let exports = self.exports();
-            let func = exports.func_start_kept();
-            let (kept,) = self
-                .call_async(control, func, (key, inputs, *limits, options))
-                .await?;
+            let kept = if self.same_settings(limits, options) {
+                let func = exports.func_start_kept_same();
+                self.call_async(control, func, (key, inputs)).await?.0
+            } else {
+                let func = exports.func_start_kept();
+                let (kept,) = self
+                    .call_async(control, func, (key, inputs, *limits, options))
+                    .await?;
+                self.remember_settings(limits, options);
+                kept
+            };
             if let Some(result) = kept {
                 return Ok(result);
             }
@@ -257,9 +270,11 @@ impl Instance {
         self.kept_program = (program.len() <= KEPT_PROGRAM_BYTES).then_some(key);
         let exports = self.exports();
         let func = exports.func_start_keeping();
-        self.call_async(control, func, (key, program, inputs, *limits, options))
-            .await
-            .map(|(r,)| r)
+        let (step,) = self
+            .call_async(control, func, (key, program, inputs, *limits, options))
+            .await?;
+        self.remember_settings(limits, options);
+        Ok(step)
     }
 
     pub async fn eval_async(
@@ -270,16 +285,33 @@ impl Instance {
         options: &RunOptions,
     ) -> CallResult<Step> {
         let exports = self.exports();
+        let (code, script_name, input_names, inputs) =
+            (call.code, call.script_name, call.input_names, call.inputs);
+        if self.same_settings(limits, options) {
+            let func = exports.func_eval_same();
+            let params = (code, script_name, input_names, inputs);
+            return self.call_async(control, func, params).await.map(|(r,)| r);
+        }
         let func = exports.func_eval();
-        let params = (
-            call.code,
-            call.script_name,
-            call.input_names,
-            call.inputs,
-            *limits,
-            options,
-        );
-        self.call_async(control, func, params).await.map(|(r,)| r)
+        let params = (code, script_name, input_names, inputs, *limits, options);
+        let (step,) = self.call_async(control, func, params).await?;
+        self.remember_settings(limits, options);
+        Ok(step)
+    }
+
+    /// Whether the guest remembers exactly these limits and options.
+    fn same_settings(&self, limits: &GuestLimits, options: &RunOptions) -> bool {
+        self.settings
+            .as_ref()
+            .is_some_and(|(l, o)| l == limits && o == options)
+    }
+
+    /// Notes the settings a call that returned sent (the guest remembers
+    /// them; a call that trapped discards the instance).
+    fn remember_settings(&mut self, limits: &GuestLimits, options: &RunOptions) {
+        if !self.same_settings(limits, options) {
+            self.settings = Some((*limits, options.clone()));
+        }
     }
 
     pub async fn resume_async(

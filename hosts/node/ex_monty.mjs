@@ -76,6 +76,9 @@ export function evaluate(code, inputs = {}, limitsOpts = {}) {
   );
 }
 
+/** Evaluates `code` with the limits and options of the last `evaluate`. */
+export const evaluateSame = (code) => stepOf(guest(() => runtime.evalSame(code, 'main.py', [], [])));
+
 /** Answers the pending call with a value (JSON text). */
 export const resume = (json) => stepOf(guest(() => runtime.resume({ tag: 'value', val: fromJson(json) })));
 

@@ -20,7 +20,7 @@ import wasmtime
 from wasmtime import component as wc
 
 # Export names carry the WIT package version: a host states which one it speaks.
-PACKAGE, VERSION = "ex-monty:sandbox", "0.3.0"
+PACKAGE, VERSION = "ex-monty:sandbox", "0.4.0"
 DEFAULT_GUEST = Path(__file__).resolve().parents[2] / "priv" / "ex_monty_guest.wasm"
 MAGIC = b"EXMONTY"
 SNAPSHOT = 2
@@ -153,6 +153,10 @@ class Guest:
         return self._step(
             self._call("runtime", "eval", code, "main.py", list(inputs), values, self.limits(**limits), options)
         )
+
+    def eval_same(self, code: str) -> Step:
+        """Evaluates ``code`` with the limits and options of the last ``eval``."""
+        return self._step(self._call("runtime", "eval-same", code, "main.py", [], []))
 
     def resume(self, json_value: str) -> Step:
         """Answers the pending call with a value (JSON text)."""

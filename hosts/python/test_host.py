@@ -56,6 +56,20 @@ class HostTest(unittest.TestCase):
         self.assertEqual(caught.exception.type, "TimeoutError")
         self.assertEqual(self.guest.eval("1 + 1").value, "2")
 
+    def test_eval_same_reuses_the_last_settings(self) -> None:
+        g = self.guest
+        with self.assertRaises(MontyError) as caught:
+            g.eval_same("1")
+        self.assertEqual(caught.exception.type, "invalid")
+        with self.assertRaises(MontyError):
+            g.eval("'a' * 100000000", max_memory=1_000_000)
+        with self.assertRaises(MontyError) as caught:
+            g.eval_same("'a' * 100000000")
+        self.assertEqual(caught.exception.type, "MemoryError")
+        self.assertEqual(g.eval_same("len('a' * 1000)").value, "1000")
+        self.assertEqual(g.eval("'a' * 2000000 and 7").value, "7")
+        self.assertEqual(g.eval_same("len('a' * 2000000)").value, "2000000")
+
     def test_snapshot_between_processes(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             file = Path(tmp) / "snapshot.dump"

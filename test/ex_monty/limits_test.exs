@@ -48,4 +48,33 @@ defmodule ExMonty.LimitsTest do
 
     assert {:ok, 1000, ""} = ExMonty.Session.eval(session, "len('a' * 1000)")
   end
+
+  test "limits and options that change between calls take effect each time" do
+    # An instance that runs with the settings of its previous call is not
+    # sent them again; settings that differ must always be sent.
+    {:ok, runner} = ExMonty.compile("len('a' * n)", inputs: ["n"])
+    tight = [limits: [max_memory: 4096]]
+
+    for _ <- 1..3 do
+      assert {:ok, 100_000, ""} = ExMonty.run(runner, %{"n" => 100_000})
+      assert {:ok, 100_000, ""} = ExMonty.run(runner, %{"n" => 100_000})
+      assert {:error, %{type: :memory_error}} = ExMonty.run(runner, %{"n" => 100_000}, tight)
+      assert {:error, %{type: :memory_error}} = ExMonty.run(runner, %{"n" => 100_000}, tight)
+      assert {:ok, 7, ""} = ExMonty.eval("len('a' * 100000) and 7")
+      assert {:ok, 7, ""} = ExMonty.eval("len('a' * 100000) and 7")
+      assert {:error, %{type: :memory_error}} = ExMonty.eval("len('a' * 100000)", tight)
+      assert {:error, %{type: :memory_error}} = ExMonty.eval("len('a' * 100000)", tight)
+    end
+
+    # `start` runs the same program interactively: a host function pauses
+    # it, where `run` raises NameError.
+    {:ok, runner} = ExMonty.compile("fetch(1)")
+
+    for _ <- 1..3 do
+      assert {:error, %{type: :name_error}} = ExMonty.run(runner)
+      assert {:ok, {:function_call, %{name: "fetch"}, _, ""}} = ExMonty.start(runner)
+      assert {:ok, {:function_call, %{name: "fetch"}, _, ""}} = ExMonty.start(runner)
+      assert {:error, %{type: :name_error}} = ExMonty.run(runner)
+    end
+  end
 end

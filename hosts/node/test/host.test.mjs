@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { evaluate, resume, raise, toJson, fromJson, dumpSnapshot, loadSnapshot, MontyError } from '../ex_monty.mjs';
+import { evaluate, evaluateSame, resume, raise, toJson, fromJson, dumpSnapshot, loadSnapshot, MontyError } from '../ex_monty.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
@@ -45,6 +45,14 @@ test('hits a memory limit and a time limit', () => {
   assert.throws(() => evaluate('while True:\n    pass', {}, { maxDurationMs: 100 }), (e) => e instanceof MontyError && e.type === 'TimeoutError');
   // The instance is still usable.
   assert.equal(evaluate('1 + 1').value, '2');
+});
+
+test('eval-same reuses the limits of the last eval', () => {
+  assert.throws(() => evaluate("'a' * 100000000", {}, { maxMemory: 1_000_000 }), (e) => e.type === 'MemoryError');
+  assert.throws(() => evaluateSame("'a' * 100000000"), (e) => e instanceof MontyError && e.type === 'MemoryError');
+  assert.equal(evaluateSame("len('a' * 1000)").value, '1000');
+  assert.equal(evaluate('7').value, '7');
+  assert.equal(evaluateSame("len('a' * 2000000)").value, '2000000');
 });
 
 test('a snapshot dumped here resumes in a fresh process', () => {
