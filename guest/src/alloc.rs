@@ -10,20 +10,37 @@
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// Allocations left in this execution; `u64::MAX` means unlimited.
-static LEFT: AtomicU64 = AtomicU64::new(u64::MAX);
+/// The allocator's state, in one static so it shares a page of the
+/// instance's memory: the count already wrote that page in every instance,
+/// and a page of the guest's data image first touched by a read maps its
+/// neighbours in too (the kernel's fault-around): a second static elsewhere
+/// cost ~35-65 KB of RSS per instance.
+struct State {
+    /// Allocations left in this execution; `u64::MAX` means unlimited.
+    left: AtomicU64,
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    bins: bins::Bins,
+}
+
+static STATE: State = State {
+    left: AtomicU64::new(u64::MAX),
+    #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
+    bins: bins::Bins::new(),
+};
 
 /// Arms the count for a new execution.
 pub fn start_counting(max_allocations: Option<u64>) {
-    LEFT.store(max_allocations.unwrap_or(u64::MAX), Ordering::Relaxed);
+    STATE
+        .left
+        .store(max_allocations.unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
 /// Runs `f` outside the execution's allocation count (value conversions the
 /// host asks for between steps are not the program's allocations).
 pub fn uncounted<T>(f: impl FnOnce() -> T) -> T {
-    let saved = LEFT.swap(u64::MAX, Ordering::Relaxed);
+    let saved = STATE.left.swap(u64::MAX, Ordering::Relaxed);
     let result = f();
-    LEFT.store(saved, Ordering::Relaxed);
+    STATE.left.store(saved, Ordering::Relaxed);
     result
 }
 
@@ -31,14 +48,14 @@ pub struct CountingAllocator;
 
 #[cfg(target_arch = "wasm32")]
 fn charge() {
-    let left = LEFT.load(Ordering::Relaxed);
+    let left = STATE.left.load(Ordering::Relaxed);
     if left == u64::MAX {
         return;
     }
     if left == 0 {
         exceeded();
     }
-    LEFT.store(left - 1, Ordering::Relaxed);
+    STATE.left.store(left - 1, Ordering::Relaxed);
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -48,7 +65,7 @@ fn charge() {}
 #[cfg(target_arch = "wasm32")]
 fn exceeded() -> ! {
     // Disarm first: writing the message may allocate.
-    LEFT.store(u64::MAX, Ordering::Relaxed);
+    STATE.left.store(u64::MAX, Ordering::Relaxed);
     use std::io::Write;
     let _ = writeln!(
         std::io::stderr(),
@@ -118,19 +135,23 @@ use bins::{inner_alloc, inner_dealloc, inner_realloc};
 /// wasm each one went through four calls (the count, `LimitedAllocator`,
 /// `malloc`, dlmalloc), about an eighth of a short `run`. Like glibc's
 /// per-thread cache, a freed block of up to `MAX_SMALL` bytes goes on a
-/// short list for its class (sizes rounded up to a multiple of `GRAIN`) and
-/// the next request of that class takes it back without calling dlmalloc.
+/// short list for its class and the next request of that class takes it
+/// back without calling dlmalloc. Requests are rounded up to the class's
+/// size, `16 k + 12` bytes: exactly what one of dlmalloc's chunks holds
+/// (16-byte multiples with a 4-byte header), so the rounding costs no
+/// memory.
 ///
 /// Sound because the guest has one thread (no `atomics` target feature:
 /// nothing else can touch the lists) and every small block is allocated
 /// with its class's full size, so any block on a list fits any request of
 /// that class. Monty's live-byte count stays true: a block going on a list
-/// is refunded, one taken off is charged again. What a list may hold is
-/// bounded (`DEPTH`: 32 blocks, at most 4 KiB), so the cache keeps at most
-/// about 250 KB away from dlmalloc, and much less unless a program frees
-/// many blocks of every size. (wasm memory never shrinks: freed blocks stay
-/// in the instance either way; the lists only keep them from being merged
-/// for other sizes.)
+/// is refunded, one taken off is charged again.
+///
+/// What the lists hold is bounded (`DEPTH` blocks per class, `HELD_MAX`
+/// bytes in all): wasm memory never shrinks, so freed blocks stay in the
+/// instance either way, but a block on a list cannot be merged with its
+/// neighbours for a request of another size. With these bounds 256 paused
+/// executions in their instances hold as much RSS as without the lists.
 #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
 mod bins {
     use std::alloc::{GlobalAlloc, Layout};
@@ -141,28 +162,19 @@ mod bins {
     use monty_types::LIVE_MEMORY;
 
     const GRAIN: usize = 16;
+    /// The smallest class; every class is `SMALLEST + GRAIN * class` bytes.
+    const SMALLEST: usize = 12;
     const CLASSES: usize = 64;
-    const MAX_SMALL: usize = GRAIN * CLASSES;
-    /// Blocks a class's list may hold: 32, or fewer so that a list holds at
-    /// most 4 KiB (but at least 4 blocks).
-    const DEPTH: [u16; CLASSES] = depths();
+    const MAX_SMALL: usize = class_size(CLASSES - 1);
 
-    const fn depths() -> [u16; CLASSES] {
-        let mut depths = [0; CLASSES];
-        let mut class = 0;
-        while class < CLASSES {
-            let fit = 4096 / ((class + 1) * GRAIN);
-            depths[class] = if fit > 32 {
-                32
-            } else if fit < 4 {
-                4
-            } else {
-                fit as u16
-            };
-            class += 1;
-        }
-        depths
+    const fn class_size(class: usize) -> usize {
+        SMALLEST + GRAIN * class
     }
+    /// Blocks a class's list may hold.
+    const DEPTH: u16 = 32;
+    /// Bytes all lists together may hold.
+    const HELD_MAX: usize = 16 * 1024;
+
     /// Alignment every small block is allocated with (dlmalloc gives more).
     const ALIGN: usize = 8;
 
@@ -171,17 +183,24 @@ mod bins {
         /// to the next one (null ends the list).
         heads: [*mut u8; CLASSES],
         lengths: [u16; CLASSES],
+        /// Bytes on all lists.
+        held: usize,
     }
 
-    struct Bins(UnsafeCell<Lists>);
+    pub struct Bins(UnsafeCell<Lists>);
 
     // SAFETY: compiled only for single-threaded wasm (no `atomics`).
     unsafe impl Sync for Bins {}
 
-    static BINS: Bins = Bins(UnsafeCell::new(Lists {
-        heads: [std::ptr::null_mut(); CLASSES],
-        lengths: [0; CLASSES],
-    }));
+    impl Bins {
+        pub const fn new() -> Self {
+            Self(UnsafeCell::new(Lists {
+                heads: [std::ptr::null_mut(); CLASSES],
+                lengths: [0; CLASSES],
+                held: 0,
+            }))
+        }
+    }
 
     /// The class of a request, if it is small and needs no more than `ALIGN`.
     #[inline(always)]
@@ -189,46 +208,49 @@ mod bins {
         if size == 0 || size > MAX_SMALL || align > ALIGN {
             return None;
         }
-        Some((size - 1) / GRAIN)
+        Some(size.saturating_sub(SMALLEST).div_ceil(GRAIN))
     }
 
     #[inline(always)]
     fn class_layout(class: usize) -> Layout {
-        // SAFETY: a nonzero multiple of 16, at most 256, and a power-of-two
+        // SAFETY: a nonzero size of at most `MAX_SMALL` and a power-of-two
         // alignment: always a valid layout.
-        unsafe { Layout::from_size_align_unchecked((class + 1) * GRAIN, ALIGN) }
+        unsafe { Layout::from_size_align_unchecked(class_size(class), ALIGN) }
     }
 
     #[inline(always)]
     unsafe fn take(class: usize) -> *mut u8 {
-        // SAFETY: one thread; no reference into `BINS` outlives this call.
-        let lists = unsafe { &mut *BINS.0.get() };
+        // SAFETY: one thread; no reference into the lists outlives this call.
+        let lists = unsafe { &mut *super::STATE.bins.0.get() };
         let head = lists.heads[class];
         if head.is_null() {
             return head;
         }
-        // SAFETY: `head` is a free block of at least 16 bytes, aligned to 8,
+        // SAFETY: `head` is a free block of at least 12 bytes, aligned to 8,
         // whose first word `put` wrote.
         lists.heads[class] = unsafe { head.cast::<*mut u8>().read() };
         lists.lengths[class] -= 1;
-        LIVE_MEMORY.fetch_add((class + 1) * GRAIN, Ordering::Relaxed);
+        lists.held -= class_size(class);
+        LIVE_MEMORY.fetch_add(class_size(class), Ordering::Relaxed);
         head
     }
 
-    /// Keeps a freed block; `false` if its list is full.
+    /// Keeps a freed block; `false` if its list, or all lists together, are full.
     #[inline(always)]
     unsafe fn put(class: usize, block: *mut u8) -> bool {
-        // SAFETY: one thread; no reference into `BINS` outlives this call.
-        let lists = unsafe { &mut *BINS.0.get() };
-        if lists.lengths[class] >= DEPTH[class] {
+        // SAFETY: one thread; no reference into the lists outlives this call.
+        let lists = unsafe { &mut *super::STATE.bins.0.get() };
+        let size = class_size(class);
+        if lists.lengths[class] >= DEPTH || lists.held + size > HELD_MAX {
             return false;
         }
-        // SAFETY: `block` is a freed block of this class (at least 16 bytes,
+        // SAFETY: `block` is a freed block of this class (at least 12 bytes,
         // aligned to 8) that nobody else refers to any more.
         unsafe { block.cast::<*mut u8>().write(lists.heads[class]) };
         lists.heads[class] = block;
         lists.lengths[class] += 1;
-        LIVE_MEMORY.fetch_sub((class + 1) * GRAIN, Ordering::Relaxed);
+        lists.held += size;
+        LIVE_MEMORY.fetch_sub(size, Ordering::Relaxed);
         true
     }
 
@@ -279,28 +301,19 @@ mod bins {
     pub unsafe fn inner_realloc(ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         let old = class(layout.size(), layout.align());
         let new = class(new_size, layout.align());
-        match (old, new) {
-            // SAFETY: forwarded unchanged.
-            (None, None) => unsafe { LimitedAllocator.realloc(ptr, layout, new_size) },
-            // The block already has the class's full size.
-            (Some(a), Some(b)) if a == b => ptr,
-            _ => {
-                // SAFETY: `new_size` with the old alignment is a valid layout
-                // (the caller's contract for `realloc`).
-                let new_layout =
-                    unsafe { Layout::from_size_align_unchecked(new_size, layout.align()) };
-                // SAFETY: a valid layout.
-                let block = unsafe { inner_alloc(new_layout, false) };
-                if !block.is_null() {
-                    // SAFETY: both blocks are live, distinct and hold at
-                    // least the copied length.
-                    unsafe {
-                        std::ptr::copy_nonoverlapping(ptr, block, layout.size().min(new_size));
-                        inner_dealloc(ptr, layout);
-                    }
-                }
-                block
+        if let (Some(a), Some(b)) = (old, new) {
+            if a == b {
+                // The block already has the class's full size.
+                return ptr;
             }
         }
+        // Otherwise dlmalloc resizes it (in place when it can), from the
+        // size it really has to the size its new class (or the request)
+        // needs: a small block always holds its class's full size.
+        let from = old.map_or(layout, class_layout);
+        let to = new.map_or(new_size, class_size);
+        // SAFETY: `ptr` is a live block of `from`, allocated by
+        // `LimitedAllocator`; `to` is nonzero and fits the alignment.
+        unsafe { LimitedAllocator.realloc(ptr, from, to) }
     }
 }
