@@ -92,9 +92,11 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::remembering(limits, options, |limits, options| {
-                execution::start(&program, inputs, limits, options)
-            })
+            crate::limits::lifted(execution::remembering(
+                limits,
+                options,
+                |limits, options| execution::start(&program, inputs, limits, options),
+            ))
         }
 
         fn start_keeping(
@@ -105,9 +107,11 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::remembering(limits, options, |limits, options| {
-                execution::start_keeping(key, &program, inputs, limits, options)
-            })
+            crate::limits::lifted(execution::remembering(
+                limits,
+                options,
+                |limits, options| execution::start_keeping(key, &program, inputs, limits, options),
+            ))
         }
 
         fn start_kept(
@@ -117,17 +121,21 @@ mod bindings {
             options: Options,
         ) -> Option<Result<Step, Error>> {
             crate::errors::install_panic_hook();
-            execution::remembering(limits, options, |limits, options| {
-                execution::start_kept(key, inputs, limits, options)
-            })
+            crate::limits::lifted(execution::remembering(
+                limits,
+                options,
+                |limits, options| execution::start_kept(key, inputs, limits, options),
+            ))
         }
 
         fn start_kept_same(key: u64, inputs: Vec<Vec<u8>>) -> Option<Result<Step, Error>> {
             crate::errors::install_panic_hook();
-            execution::with_same(|limits, options| {
-                execution::start_kept(key, inputs, limits, options)
-            })
-            .unwrap_or_else(|error| Some(Err(error)))
+            crate::limits::lifted(
+                execution::with_same(|limits, options| {
+                    execution::start_kept(key, inputs, limits, options)
+                })
+                .unwrap_or_else(|error| Some(Err(error))),
+            )
         }
 
         fn eval(
@@ -139,9 +147,13 @@ mod bindings {
             options: Options,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::remembering(limits, options, |limits, options| {
-                execution::eval(code, &script_name, input_names, inputs, limits, options)
-            })
+            crate::limits::lifted(execution::remembering(
+                limits,
+                options,
+                |limits, options| {
+                    execution::eval(code, &script_name, input_names, inputs, limits, options)
+                },
+            ))
         }
 
         fn eval_same(
@@ -151,18 +163,20 @@ mod bindings {
             inputs: Vec<Vec<u8>>,
         ) -> Result<Step, Error> {
             crate::errors::install_panic_hook();
-            execution::with_same(|limits, options| {
-                execution::eval(code, &script_name, input_names, inputs, limits, options)
-            })
-            .and_then(|step| step)
+            crate::limits::lifted(
+                execution::with_same(|limits, options| {
+                    execution::eval(code, &script_name, input_names, inputs, limits, options)
+                })
+                .and_then(|step| step),
+            )
         }
 
         fn resume(answer: Answer) -> Result<Step, Error> {
-            execution::resume(answer)
+            crate::limits::lifted(execution::resume(answer))
         }
 
         fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
-            execution::resolve_futures(results)
+            crate::limits::lifted(execution::resolve_futures(results))
         }
 
         fn dump_snapshot() -> Result<Vec<u8>, Error> {
@@ -175,7 +189,7 @@ mod bindings {
             typed_os_calls: bool,
         ) -> Result<Progress, Error> {
             crate::errors::install_panic_hook();
-            persist::load_snapshot(&snapshot, &limits, typed_os_calls)
+            crate::limits::lifted(persist::load_snapshot(&snapshot, &limits, typed_os_calls))
         }
 
         fn abandon() {
@@ -201,11 +215,11 @@ mod bindings {
             limits: Limits,
             options: Options,
         ) -> Result<Step, Error> {
-            repl::repl_feed(code, inputs, &limits, &options)
+            crate::limits::lifted(repl::repl_feed(code, inputs, &limits, &options))
         }
 
         fn repl_call(name: String, args: Vec<Vec<u8>>, limits: Limits) -> Result<Step, Error> {
-            repl::repl_call(name, args, &limits)
+            crate::limits::lifted(repl::repl_call(name, args, &limits))
         }
 
         fn repl_continuation(code: String) -> Continuation {

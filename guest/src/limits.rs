@@ -47,3 +47,14 @@ pub fn arm_allocator(max_memory: Option<u64>) {
     #[cfg(not(target_arch = "wasm32"))]
     let _ = max_memory;
 }
+
+/// Lifts the allocator's hard limit when a call that armed it returns, and
+/// hands back what the call returned. Whatever comes next in this instance
+/// (the host lowering the next call's arguments, which happens before the
+/// call itself can arm anything; a compile; a value conversion) is then not
+/// held to the previous execution's `max_memory`. Every call that runs
+/// Python arms the limit again.
+pub fn lifted<T>(result: T) -> T {
+    arm_allocator(None);
+    result
+}

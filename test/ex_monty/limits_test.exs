@@ -77,4 +77,24 @@ defmodule ExMonty.LimitsTest do
       assert {:error, %{type: :name_error}} = ExMonty.run(runner)
     end
   end
+
+  test "a tight limit of one call does not hold for the next call on the same instance" do
+    # A session keeps its instance: its next snippet's arguments (large
+    # here) cross into the instance the tight snippet ran in.
+    {:ok, session} = ExMonty.Session.start_link()
+
+    assert {:error, %ExMonty.Exception{type: :memory_error}} =
+             ExMonty.Session.eval(session, "x = 'a' * 100000", limits: [max_memory: 4096])
+
+    deep = Enum.reduce(1..100_000, [], fn _, acc -> [acc] end)
+    assert {:ok, 1, ""} = ExMonty.Session.eval(session, "len(y)", inputs: %{"y" => deep})
+
+    {:ok, session} = ExMonty.Session.start_link()
+
+    assert {:error, %ExMonty.Exception{type: :memory_error}} =
+             ExMonty.Session.eval(session, "x = 'a' * 100000", limits: [max_memory: 4096])
+
+    source = "z = '" <> String.duplicate("a", 8_000_000) <> "'\nlen(z)"
+    assert {:ok, 8_000_000, ""} = ExMonty.Session.eval(session, source)
+  end
 end
