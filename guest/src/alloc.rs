@@ -18,12 +18,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 struct State {
     /// Allocations left in this execution; `u64::MAX` means unlimited.
     left: AtomicU64,
+    /// What was left when the last call returned, for the execution that
+    /// paused there (see `set_aside`).
+    aside: AtomicU64,
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     bins: bins::Bins,
 }
 
 static STATE: State = State {
     left: AtomicU64::new(u64::MAX),
+    aside: AtomicU64::new(u64::MAX),
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     bins: bins::Bins::new(),
 };
@@ -33,6 +37,22 @@ pub fn start_counting(max_allocations: Option<u64>) {
     STATE
         .left
         .store(max_allocations.unwrap_or(u64::MAX), Ordering::Relaxed);
+}
+
+/// Stops counting when a call returns: what the execution has left is put
+/// aside for `take_back`, and until an execution starts or resumes nothing
+/// is counted (the host lowering the next call's arguments, that call
+/// decoding its inputs, a conversion). A count left nearly spent by one
+/// execution made the next call in the instance trap.
+pub fn set_aside() {
+    let left = STATE.left.swap(u64::MAX, Ordering::Relaxed);
+    STATE.aside.store(left, Ordering::Relaxed);
+}
+
+/// A paused execution resumes counting where its last call left off.
+pub fn take_back() {
+    let left = STATE.aside.load(Ordering::Relaxed);
+    STATE.left.store(left, Ordering::Relaxed);
 }
 
 /// Runs `f` outside the execution's allocation count (value conversions the

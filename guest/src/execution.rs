@@ -597,6 +597,7 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
         return Err(invalid("no paused execution to resume"));
     };
     limits::arm_allocator(paused.budget.max_memory);
+    crate::alloc::take_back();
     let decoded = match decode(&paused.flow, answer, paused.budget.max_memory) {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -620,6 +621,7 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
         return Err(invalid("no paused execution to resume"));
     };
     limits::arm_allocator(paused.budget.max_memory);
+    crate::alloc::take_back();
     let waiting = paused.flow.pending_call_ids();
     if !matches!(
         paused.flow,

@@ -48,13 +48,15 @@ pub fn arm_allocator(max_memory: Option<u64>) {
     let _ = max_memory;
 }
 
-/// Lifts the allocator's hard limit when a call that armed it returns, and
-/// hands back what the call returned. Whatever comes next in this instance
-/// (the host lowering the next call's arguments, which happens before the
-/// call itself can arm anything; a compile; a value conversion) is then not
-/// held to the previous execution's `max_memory`. Every call that runs
-/// Python arms the limit again.
+/// Lifts the allocator's hard limit and sets the allocation count aside
+/// when a call that armed them returns, and hands back what the call
+/// returned. Whatever comes next in this instance (the host lowering the
+/// next call's arguments, which happens before the call itself can arm
+/// anything; a compile; a value conversion) is then not held to the
+/// previous execution's `max_memory` or `max_allocations`. Every call that
+/// runs Python arms them again (a resume takes its execution's count back).
 pub fn lifted<T>(result: T) -> T {
     arm_allocator(None);
+    crate::alloc::set_aside();
     result
 }

@@ -97,4 +97,31 @@ defmodule ExMonty.LimitsTest do
     source = "z = '" <> String.duplicate("a", 8_000_000) <> "'\nlen(z)"
     assert {:ok, 8_000_000, ""} = ExMonty.Session.eval(session, source)
   end
+
+  test "an allocation count nearly spent by one call does not hold for the next one" do
+    {:ok, session} = ExMonty.Session.start_link()
+    strings = Enum.map(1..3000, &"s#{&1}")
+
+    for n <- 100..220//20 do
+      assert {:ok, 10, ""} =
+               ExMonty.Session.eval(session, "z = [str(i) for i in range(10)]\nlen(z)",
+                 limits: [max_allocations: n]
+               )
+
+      assert {:ok, 3000, ""} = ExMonty.Session.eval(session, "len(y)", inputs: %{"y" => strings})
+    end
+  end
+
+  test "a paused execution keeps counting its allocations after a resume" do
+    {:ok, runner} = ExMonty.compile("fetch(1)\nx = [str(i) for i in range(100000)]\nlen(x)")
+    limits = [limits: [max_allocations: 1000]]
+
+    assert {:ok, {:function_call, %{name: "fetch"}, snapshot, ""}} =
+             ExMonty.start(runner, %{}, limits)
+
+    assert {:error, %ExMonty.Exception{type: :memory_error}} = ExMonty.resume(snapshot, {:ok, 1})
+
+    assert {:ok, {:function_call, %{name: "fetch"}, snapshot, ""}} = ExMonty.start(runner)
+    assert {:ok, {:complete, 100_000, ""}} = ExMonty.resume(snapshot, {:ok, 1})
+  end
 end
