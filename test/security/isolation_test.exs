@@ -89,8 +89,11 @@ defmodule ExMonty.IsolationTest do
     assert %{idle_instances: 1, live_instances: live} = ExMonty.stats()
 
     {:ok, session} = ExMonty.Session.start()
-    # The session took the idle instance rather than making one.
-    assert %{idle_instances: 0, live_instances: ^live} = ExMonty.stats()
+    # The session took the idle instance rather than making one. (An
+    # instance an earlier test left to a worker to drop may go meanwhile:
+    # the count may fall, never grow.)
+    assert %{idle_instances: 0, live_instances: now} = ExMonty.stats()
+    assert now <= live
 
     for name <- ["secret", "helper"] do
       assert {:error, %ExMonty.Exception{type: :name_error}} = ExMonty.Session.eval(session, name)
