@@ -596,8 +596,7 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
-    limits::arm_allocator(paused.budget.max_memory);
-    crate::alloc::take_back();
+    limits::resumed(paused.budget.max_memory);
     let decoded = match decode(&paused.flow, answer, paused.budget.max_memory) {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -620,8 +619,7 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
-    limits::arm_allocator(paused.budget.max_memory);
-    crate::alloc::take_back();
+    limits::resumed(paused.budget.max_memory);
     let waiting = paused.flow.pending_call_ids();
     if !matches!(
         paused.flow,

@@ -60,3 +60,10 @@ pub fn lifted<T>(result: T) -> T {
     crate::alloc::set_aside();
     result
 }
+
+/// Arms a paused execution's limits again as it resumes: its `max_memory`,
+/// and the allocation count its last call set aside.
+pub fn resumed(max_memory: Option<u64>) {
+    arm_allocator(max_memory);
+    crate::alloc::take_back();
+}
