@@ -17,17 +17,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// cost ~35-65 KB of RSS per instance.
 struct State {
     /// Allocations left in this execution; `u64::MAX` means unlimited.
+    /// Between calls nothing is counted: a paused execution keeps what it
+    /// has left with its other budgets (see `stop_counting`).
     left: AtomicU64,
-    /// What was left when the last call returned, for the execution that
-    /// paused there (see `set_aside`).
-    aside: AtomicU64,
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     bins: bins::Bins,
 }
 
 static STATE: State = State {
     left: AtomicU64::new(u64::MAX),
-    aside: AtomicU64::new(u64::MAX),
     #[cfg(all(target_arch = "wasm32", not(target_feature = "atomics")))]
     bins: bins::Bins::new(),
 };
@@ -39,19 +37,23 @@ pub fn start_counting(max_allocations: Option<u64>) {
         .store(max_allocations.unwrap_or(u64::MAX), Ordering::Relaxed);
 }
 
-/// Stops counting when a call returns: what the execution has left is put
-/// aside for `take_back`, and until an execution starts or resumes nothing
-/// is counted (the host lowering the next call's arguments, that call
-/// decoding its inputs, a conversion). A count left nearly spent by one
-/// execution made the next call in the instance trap.
-pub fn set_aside() {
-    let left = STATE.left.swap(u64::MAX, Ordering::Relaxed);
-    STATE.aside.store(left, Ordering::Relaxed);
+/// What the running execution has left (`u64::MAX`: not counted). A
+/// pausing execution stores it with its budgets, so the count travels with
+/// the execution (across other calls to the instance, and in its dumps).
+pub fn counting_left() -> u64 {
+    STATE.left.load(Ordering::Relaxed)
 }
 
-/// A paused execution resumes counting where its last call left off.
-pub fn take_back() {
-    let left = STATE.aside.load(Ordering::Relaxed);
+/// Stops counting when a call returns: until an execution starts or
+/// resumes nothing is counted (the host lowering the next call's arguments,
+/// that call decoding its inputs, a conversion). A count left nearly spent
+/// by one execution made the next call in the instance trap.
+pub fn stop_counting() {
+    STATE.left.store(u64::MAX, Ordering::Relaxed);
+}
+
+/// A paused execution resumes counting with what it had left when it paused.
+pub fn resume_counting(left: u64) {
     STATE.left.store(left, Ordering::Relaxed);
 }
 

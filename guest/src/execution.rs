@@ -56,6 +56,11 @@ pub struct Budget {
     pub typed_os_calls: bool,
     /// The execution's heap budget (`max_memory`), for answers and dumps.
     pub max_memory: Option<u64>,
+    /// Allocations left (`max_allocations`; `u64::MAX`: not counted), taken
+    /// from the allocator when the execution pauses and given back to it
+    /// when it resumes: the count belongs to the execution, not to the
+    /// instance's other calls.
+    pub allocations_left: u64,
 }
 
 impl Budget {
@@ -67,6 +72,7 @@ impl Budget {
             interactive: options.interactive,
             typed_os_calls: options.typed_os_calls,
             max_memory: limits.max_memory,
+            allocations_left: limits.max_allocations.unwrap_or(u64::MAX),
         }
     }
 }
@@ -429,6 +435,7 @@ pub fn advance(
                 Ok(described) => described,
                 Err(error) => return Err(ended(error, output)),
             };
+            budget.allocations_left = crate::alloc::counting_left();
             store_paused(Paused {
                 flow,
                 script_name,
@@ -596,7 +603,7 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
-    limits::resumed(paused.budget.max_memory);
+    limits::resumed(paused.budget.max_memory, paused.budget.allocations_left);
     let decoded = match decode(&paused.flow, answer, paused.budget.max_memory) {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -619,7 +626,7 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
-    limits::resumed(paused.budget.max_memory);
+    limits::resumed(paused.budget.max_memory, paused.budget.allocations_left);
     let waiting = paused.flow.pending_call_ids();
     if !matches!(
         paused.flow,

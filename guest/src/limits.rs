@@ -41,29 +41,30 @@ pub fn arm_allocator(max_memory: Option<u64>) {
     #[cfg(target_arch = "wasm32")]
     {
         let budget = monty_types::memory_limit_with_headroom(max_memory.map(usize_of), false);
-        // An error only means the limit could not be armed (already in place).
+        // An error only means the counting allocator is not installed.
         let _ = monty_alloc::set_hard_limit(budget);
     }
     #[cfg(not(target_arch = "wasm32"))]
     let _ = max_memory;
 }
 
-/// Lifts the allocator's hard limit and sets the allocation count aside
-/// when a call that armed them returns, and hands back what the call
-/// returned. Whatever comes next in this instance (the host lowering the
-/// next call's arguments, which happens before the call itself can arm
-/// anything; a compile; a value conversion) is then not held to the
-/// previous execution's `max_memory` or `max_allocations`. Every call that
-/// runs Python arms them again (a resume takes its execution's count back).
+/// Lifts the allocator's hard limit and stops the allocation count when a
+/// call that armed them returns, and hands back what the call returned.
+/// Whatever comes next in this instance (the host lowering the next call's
+/// arguments, which happens before the call itself can arm anything; a
+/// compile; a value conversion) is then not held to the previous
+/// execution's `max_memory` or `max_allocations`. Every call that runs
+/// Python arms them again (a resume with the count its execution paused
+/// with, kept in its budget).
 pub fn lifted<T>(result: T) -> T {
     arm_allocator(None);
-    crate::alloc::set_aside();
+    crate::alloc::stop_counting();
     result
 }
 
 /// Arms a paused execution's limits again as it resumes: its `max_memory`,
-/// and the allocation count its last call set aside.
-pub fn resumed(max_memory: Option<u64>) {
+/// and the allocations it had left when it paused.
+pub fn resumed(max_memory: Option<u64>, allocations_left: u64) {
     arm_allocator(max_memory);
-    crate::alloc::take_back();
+    crate::alloc::resume_counting(allocations_left);
 }

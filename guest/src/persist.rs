@@ -15,7 +15,9 @@ use crate::limits;
 use crate::wit::{Error, Limits, Progress};
 
 /// The budgets saved with a dump: output left, suspensions answered and
-/// their cap, and whether the execution is interactive.
+/// their cap, and whether the execution is interactive. The allocations an
+/// execution has left under `max_allocations` follow them when it counts
+/// any (see [`frame`]).
 pub(crate) type SavedBudget = (u64, u64, Option<u64>, bool);
 
 /// Serialises what the instance holds (it stays held).
@@ -39,40 +41,57 @@ pub fn dump_snapshot() -> Result<Vec<u8>, Error> {
                 budget.max_suspensions,
                 budget.interactive,
             );
-            dump(&paused.script_name, None, &[], state).map(|bytes| (bytes, saved))
+            let counted = (budget.allocations_left != u64::MAX).then_some(budget.allocations_left);
+            dump(&paused.script_name, None, &[], state).map(|bytes| (bytes, saved, counted))
         })
     });
-    let (state, saved) = match paused {
+    let (state, saved, counted) = match paused {
         Some(dumped) => dumped,
         None => with_session(|idle| match idle {
             Some(idle) => dump(&idle.script_name, None, &[], SessionRef::Idle(&idle.repl))
-                .map(|bytes| (bytes, (0, 0, None, true))),
-            None => Ok((Vec::new(), (0, 0, None, false))),
+                .map(|bytes| (bytes, (0, 0, None, true), None)),
+            None => Ok((Vec::new(), (0, 0, None, false), None)),
         }),
     }
     .map_err(|e| invalid(format!("cannot dump the execution: {e}")))?;
     if state.is_empty() {
         return Err(invalid("no paused execution or session to dump"));
     }
-    frame(&state, &saved)
+    frame(&state, &saved, counted)
 }
 
 /// A dump on the wire: postcard's encoding of `(Vec<u8>, SavedBudget)` (the
 /// length of Monty's dump as a varint, its bytes, then the budgets), written
-/// and read here without going through serde byte by byte.
-pub(crate) fn frame(state: &[u8], saved: &SavedBudget) -> Result<Vec<u8>, Error> {
+/// and read here without going through serde byte by byte; then, for an
+/// execution that counts its allocations, what it has left (a varint).
+/// Without that count the bytes are exactly what earlier releases wrote, and
+/// their dumps load (an execution restored from one counts afresh).
+pub(crate) fn frame(
+    state: &[u8],
+    saved: &SavedBudget,
+    allocations_left: Option<u64>,
+) -> Result<Vec<u8>, Error> {
     let fail = |e: postcard::Error| invalid(format!("cannot dump the execution: {e}"));
     let length = postcard::to_allocvec(&state.len()).map_err(fail)?;
     let budgets = postcard::to_allocvec(saved).map_err(fail)?;
-    let mut bytes = Vec::with_capacity(length.len() + state.len() + budgets.len());
+    let count = match allocations_left {
+        Some(left) => postcard::to_allocvec(&left).map_err(fail)?,
+        None => Vec::new(),
+    };
+    let mut bytes = Vec::with_capacity(length.len() + state.len() + budgets.len() + count.len());
     bytes.extend_from_slice(&length);
     bytes.extend_from_slice(state);
     bytes.extend_from_slice(&budgets);
+    bytes.extend_from_slice(&count);
     Ok(bytes)
 }
 
-/// Splits a dump (see [`frame`]) into Monty's dump and the budgets.
-pub(crate) fn unframe(bytes: &[u8]) -> Result<(&[u8], SavedBudget), Error> {
+/// A dump split (see [`frame`]) into Monty's dump, the budgets and the
+/// allocations left, if counted.
+pub(crate) type Unframed<'a> = (&'a [u8], SavedBudget, Option<u64>);
+
+/// Splits a dump (see [`frame`]).
+pub(crate) fn unframe(bytes: &[u8]) -> Result<Unframed<'_>, Error> {
     let fail = |why: String| invalid(format!("not an ExMonty snapshot: {why}"));
     let (len, rest): (usize, &[u8]) =
         postcard::take_from_bytes(bytes).map_err(|e| fail(e.to_string()))?;
@@ -82,10 +101,15 @@ pub(crate) fn unframe(bytes: &[u8]) -> Result<(&[u8], SavedBudget), Error> {
     let (state, rest) = rest.split_at(len);
     let (saved, rest): (SavedBudget, &[u8]) =
         postcard::take_from_bytes(rest).map_err(|e| fail(e.to_string()))?;
+    if rest.is_empty() {
+        return Ok((state, saved, None));
+    }
+    let (left, rest): (u64, &[u8]) =
+        postcard::take_from_bytes(rest).map_err(|e| fail(e.to_string()))?;
     if !rest.is_empty() {
         return Err(fail("trailing bytes".to_owned()));
     }
-    Ok((state, saved))
+    Ok((state, saved, Some(left)))
 }
 
 /// Restores a dump into this instance, applying `limits` on top of the ones
@@ -97,11 +121,13 @@ pub fn load_snapshot(
     typed_os_calls: bool,
 ) -> Result<Progress, Error> {
     abandon();
-    let (state, saved) = unframe(snapshot)?;
+    let (state, saved, counted) = unframe(snapshot)?;
     let (output_left, answered, max_suspensions, interactive) = saved;
     let loaded = Dump::load(state).map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
     limits::arm_allocator(limits.max_memory);
-    crate::alloc::start_counting(limits.max_allocations);
+    // What the execution had left, under the cap the load sets (if any).
+    let allowed = limits.max_allocations.unwrap_or(u64::MAX);
+    crate::alloc::resume_counting(counted.map_or(allowed, |left| left.min(allowed)));
     let mut flow = match loaded.state {
         Session::Running(progress) => Flow::Run(*progress),
         Session::Suspended(progress) => Flow::Repl(*progress),
@@ -135,6 +161,7 @@ pub fn load_snapshot(
             interactive,
             typed_os_calls,
             max_memory: limits.max_memory,
+            allocations_left: crate::alloc::counting_left(),
         },
     });
     Ok(described)

@@ -316,19 +316,31 @@ fn a_dump_is_framed_exactly_as_earlier_releases_wrote_it() {
         for saved in [(0, 0, None, false), (u64::MAX, 3, Some(10_000), true)] {
             let saved: SavedBudget = saved;
             let earlier = postcard::to_allocvec(&(state.clone(), saved)).expect("encodes");
-            assert_eq!(frame(&state, &saved).expect("frames"), earlier);
-            let (read, read_saved) = unframe(&earlier).expect("unframes");
-            assert_eq!((read, read_saved), (state.as_slice(), saved));
+            assert_eq!(frame(&state, &saved, None).expect("frames"), earlier);
+            let (read, read_saved, counted) = unframe(&earlier).expect("unframes");
+            assert_eq!((read, read_saved, counted), (state.as_slice(), saved, None));
+            // An execution counting its allocations adds what it has left.
+            for left in [0, 1, 300, u64::MAX - 1] {
+                let counted = frame(&state, &saved, Some(left)).expect("frames");
+                assert_eq!(&counted[..earlier.len()], earlier.as_slice());
+                let unframed = unframe(&counted).expect("unframes");
+                assert_eq!(unframed, (state.as_slice(), saved, Some(left)));
+            }
         }
     }
-    let good = frame(&[1, 2, 3], &(1, 2, None, false)).expect("frames");
+    let good = frame(&[1, 2, 3], &(1, 2, None, false), None).expect("frames");
     assert!(
         unframe(&good[..good.len() - 1]).is_err(),
         "truncated budgets"
     );
     assert!(unframe(&good[..2]).is_err(), "truncated state");
+    let counted = frame(&[1, 2, 3], &(1, 2, None, false), Some(1000)).expect("frames");
     assert!(
-        unframe(&[good.as_slice(), &[0]].concat()).is_err(),
+        unframe(&counted[..counted.len() - 1]).is_err(),
+        "truncated count"
+    );
+    assert!(
+        unframe(&[counted.as_slice(), &[0]].concat()).is_err(),
         "trailing bytes"
     );
     assert!(

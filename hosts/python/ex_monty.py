@@ -113,7 +113,11 @@ class Guest:
 
     # -- execution ---------------------------------------------------------
     @staticmethod
-    def limits(max_duration_ms: int | None = None, max_memory: int | None = None) -> wc.Record:
+    def limits(
+        max_duration_ms: int | None = None,
+        max_memory: int | None = None,
+        max_allocations: int | None = None,
+    ) -> wc.Record:
         return _record(
             max_duration_us=None if max_duration_ms is None else max_duration_ms * 1000,
             max_memory=max_memory,
@@ -122,7 +126,7 @@ class Guest:
             max_suspensions=None,
             max_output_bytes=None,
             max_total_sleep_us=None,
-            max_allocations=None,
+            max_allocations=max_allocations,
         )
 
     def _describe(self, progress: wc.Variant, output: str = "") -> Step:

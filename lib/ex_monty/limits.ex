@@ -19,7 +19,7 @@ defmodule ExMonty.Limits do
       round-trip whole.
     * `:max_allocations` — heap allocations of one execution (counted by the
       guest's allocator; exceeding it stops the execution with
-      `:memory_error`). Default: no limit.
+      `:memory_error`), across all its pauses and resumes. Default: no limit.
     * `:max_suspensions` — host round trips (function calls, name lookups, OS
       calls) before the execution is stopped with an uncatchable
       `RuntimeError`. Default 10 000.

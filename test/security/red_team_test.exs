@@ -164,6 +164,31 @@ defmodule ExMonty.Security.RedTeamTest do
       # The held ones still work.
       assert {:ok, {:complete, 7, ""}} = ExMonty.resume(hd(held), {:ok, 7})
     end
+
+    test "a hibernated execution keeps the allocations it already counted" do
+      held = for _ <- 1..260, do: pause("f()")
+      # Each part makes about 2 100 allocations: two fit in 5 000, three do not.
+      part = "[str(i) for i in range(2000)]"
+      code = "f()\na = #{part}\nf()\nb = #{part}\nf()\nc = #{part}\nlen(a) + len(b) + len(c)"
+
+      run = fn max_allocations ->
+        snapshot = pause(code, limits: %{max_allocations: max_allocations})
+
+        Enum.reduce_while(1..3, snapshot, fn _, snapshot ->
+          # The pause is put to sleep as its dump bytes before it is resumed.
+          assert ExMonty.TestHelpers.live_paused_within(256) <= 256
+
+          case ExMonty.resume(snapshot, {:ok, nil}) do
+            {:ok, {:function_call, %{name: "f"}, next, ""}} -> {:cont, next}
+            other -> {:halt, other}
+          end
+        end)
+      end
+
+      assert {:error, %ExMonty.Exception{type: :memory_error}} = run.(5_000)
+      assert {:ok, {:complete, 6000, ""}} = run.(20_000)
+      assert {:ok, {:complete, 7, ""}} = ExMonty.resume(hd(held), {:ok, 7})
+    end
   end
 
   describe "results are right or refused" do
