@@ -140,9 +140,20 @@ pub fn load_snapshot(
             return Ok(Progress::Complete(none));
         }
     };
-    if let Some(tracker) = flow.tracker_mut() {
-        tracker.tighten_limits(&limits::resource_limits(limits));
-    }
+    // The execution's own `max_memory` holds after a load too (the load's
+    // limits only tighten it): the allocator's ceiling and the size of the
+    // answers it accepts follow it, not just the load's.
+    let max_memory = match flow.tracker_mut() {
+        Some(tracker) => {
+            tracker.tighten_limits(&limits::resource_limits(limits));
+            tracker
+                .max_memory()
+                .map(|max| u64::try_from(max).unwrap_or(u64::MAX))
+                .or(limits.max_memory)
+        }
+        None => limits.max_memory,
+    };
+    limits::arm_allocator(max_memory);
     let described = describe(&flow, typed_os_calls)
         .map_err(|_| invalid("not an ExMonty snapshot: it holds no paused execution"))?;
     let max_suspensions = match (max_suspensions, limits.max_suspensions) {
@@ -160,7 +171,7 @@ pub fn load_snapshot(
             max_suspensions,
             interactive,
             typed_os_calls,
-            max_memory: limits.max_memory,
+            max_memory,
             allocations_left: crate::alloc::counting_left(),
         },
     });

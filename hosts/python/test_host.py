@@ -1,7 +1,8 @@
 """The guest under wasmtime-py: the same scenario as hosts/node/test/host.test.mjs
-and test/foreign_hosts_test.exs, with the same answers. One case more here: an
-allocation count that outlives a refused call ends in a trap, which the Node
-host's single shared instance would not survive (each test here has its own).
+and test/foreign_hosts_test.exs, with the same answers. Two cases more here, which
+the Node host's single shared instance cannot play (each test here has its
+own instances): an allocation count that outlives a refused call ends in a
+trap, and a snapshot loaded into a second instance keeps its max_memory.
 
     hosts/python/.venv/bin/python -m unittest discover -s hosts/python
 """
@@ -94,6 +95,21 @@ class HostTest(unittest.TestCase):
             self.assertEqual(g.resume("null").name, "f")
         with self.assertRaises(wasmtime.WasmtimeError):
             g.resume("null")
+
+    def test_a_loaded_execution_keeps_its_max_memory(self) -> None:
+        g = self.guest
+        self.assertEqual(g.eval("x = f()\nlen(x)", max_memory=1_000_000).name, "f")
+        dump = g.dump_snapshot()
+        big = '"' + "a" * 2_000_000 + '"'
+        # Loaded without limits of its own, in a fresh instance: the
+        # execution's 1 MB still refuses a 2 MB answer where the call was made.
+        other = Guest()
+        self.assertEqual(other.load_snapshot(dump).name, "f")
+        with self.assertRaises(MontyError) as caught:
+            other.resume(big)
+        self.assertEqual(caught.exception.type, "MemoryError")
+        self.assertIn("does not fit in max_memory (1000000 bytes)", caught.exception.args[0])
+        self.assertEqual(g.resume('"abc"').value, "3")
 
     def test_snapshot_between_processes(self) -> None:
         with tempfile.TemporaryDirectory() as tmp:
