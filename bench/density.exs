@@ -25,4 +25,5 @@ IO.puts(
 
 IO.puts("  resume, live        median #{us.(r.resume_live_us)}")
 IO.puts("  resume, hibernated  median #{us.(r.resume_hibernated_us)}")
+IO.puts("    next pause kept   median #{us.(r.resume_hibernated_kept_us)}")
 Bench.FreshVM.report(r)

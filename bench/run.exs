@@ -440,7 +440,8 @@ density = fn count ->
     start: num.("start_us"),
     settle: num.("settle_us"),
     live: num.("resume_live_us"),
-    hibernated: num.("resume_hibernated_us")
+    hibernated: num.("resume_hibernated_us"),
+    hibernated_kept: num.("resume_hibernated_kept_us")
   }
 
   show = fn
@@ -452,7 +453,8 @@ density = fn count ->
     "  #{count} paused (#{result.live_paused} live): #{S.mb(result.held)} above baseline " <>
       "(#{round(result.held / count)} bytes each, after #{S.us(result.settle)} for the last " <>
       "ones to hibernate), start + pause #{S.us(result.start)}, " <>
-      "resume live #{show.(result.live)}, hibernated #{show.(result.hibernated)} (medians)"
+      "resume live #{show.(result.live)}, hibernated #{show.(result.hibernated)} " <>
+      "(#{show.(result.hibernated_kept)} when each one's next pause is kept) (medians)"
   )
 
   result
