@@ -300,7 +300,8 @@ fn begin(
     limits: &Limits,
     options: &Options,
 ) -> Result<Step, Error> {
-    crate::persist::abandon();
+    // Everything that can refuse the call is checked before what the
+    // instance holds is dropped: an `invalid` answer leaves it as it was.
     if let Some(cwd) = &options.cwd {
         let cwd = monty_types::validate_cwd(cwd).map_err(invalid)?;
         run.set_cwd(&cwd);
@@ -315,6 +316,7 @@ fn begin(
         .iter()
         .map(|bytes| codec::decode(bytes))
         .collect::<Result<Vec<MontyObject>, Error>>()?;
+    crate::persist::abandon();
     let mut budget = Budget::new(limits, options);
     let tracker = limits::tracker(limits);
     let run = run.with_os_policy(crate::policy::current());

@@ -120,18 +120,16 @@ pub fn load_snapshot(
     limits: &Limits,
     typed_os_calls: bool,
 ) -> Result<Progress, Error> {
-    abandon();
+    // What the instance holds is dropped only once the dump has been read:
+    // an `invalid` answer leaves it as it was.
     let (state, saved, counted) = unframe(snapshot)?;
     let (output_left, answered, max_suspensions, interactive) = saved;
     let loaded = Dump::load(state).map_err(|e| invalid(format!("not an ExMonty snapshot: {e}")))?;
-    limits::arm_allocator(limits.max_memory);
-    // What the execution had left, under the cap the load sets (if any).
-    let allowed = limits.max_allocations.unwrap_or(u64::MAX);
-    crate::alloc::resume_counting(counted.map_or(allowed, |left| left.min(allowed)));
     let mut flow = match loaded.state {
         Session::Running(progress) => Flow::Run(*progress),
         Session::Suspended(progress) => Flow::Repl(*progress),
         Session::Idle(repl) => {
+            abandon();
             store_session(Idle {
                 repl: *repl,
                 script_name: loaded.script_name,
@@ -153,9 +151,13 @@ pub fn load_snapshot(
         }
         None => limits.max_memory,
     };
-    limits::arm_allocator(max_memory);
     let described = describe(&flow, typed_os_calls)
         .map_err(|_| invalid("not an ExMonty snapshot: it holds no paused execution"))?;
+    abandon();
+    limits::arm_allocator(max_memory);
+    // What the execution had left, under the cap the load sets (if any).
+    let allowed = limits.max_allocations.unwrap_or(u64::MAX);
+    crate::alloc::resume_counting(counted.map_or(allowed, |left| left.min(allowed)));
     let max_suspensions = match (max_suspensions, limits.max_suspensions) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),

@@ -19,13 +19,17 @@ use crate::wit::{Error, Limits, Options, Progress, Step};
 
 /// Starts an empty session in this instance (dropping anything it held).
 pub fn repl_new(script_name: String, options: &Options) -> Result<(), Error> {
+    // A refused `cwd` leaves what the instance holds as it was.
+    let cwd = match &options.cwd {
+        Some(cwd) => Some(monty_types::validate_cwd(cwd).map_err(invalid)?),
+        None => None,
+    };
     crate::persist::abandon();
     let tracker = ResourceTracker::new(ResourceLimits::default());
     let mut repl = MontyRepl::new(&script_name, tracker, CompileOptions::default())
         .with_os_policy(crate::policy::current());
-    if let Some(cwd) = &options.cwd {
-        let cwd = monty_types::validate_cwd(cwd).map_err(invalid)?;
-        repl.set_cwd(&cwd);
+    if let Some(cwd) = &cwd {
+        repl.set_cwd(cwd);
     }
     store_session(Idle { repl, script_name });
     Ok(())

@@ -348,3 +348,78 @@ fn a_dump_is_framed_exactly_as_earlier_releases_wrote_it() {
         "length past the end"
     );
 }
+
+/// Pauses `y = f() + 1` at `f()`, so that `finish` can check the pause is
+/// still there (answering 41 gives 42).
+fn pause_at_f() {
+    let step = eval_interactive("y = f() + 1\ny");
+    assert!(matches!(step.progress, Progress::FunctionCall(ref c) if c.name == "f"));
+}
+
+fn finish_paused_at_f() {
+    let answer = codec::encode(&MontyObject::int(41)).expect("encodes");
+    let step = resume(Answer::Value(answer)).expect("the pause is still there");
+    assert_eq!(complete(step), MontyObject::int(42));
+}
+
+fn assert_invalid(result: Result<impl std::fmt::Debug, Error>) {
+    assert!(
+        matches!(result, Err(Error::Invalid(_))),
+        "expected invalid, got {result:?}"
+    );
+}
+
+#[test]
+fn a_refused_call_leaves_the_paused_execution_as_it_was() {
+    let relative = Options {
+        interactive: true,
+        cwd: Some("relative/dir".into()),
+        typed_os_calls: false,
+    };
+    let bad_input = vec![0xff, 0xff, 0xff];
+    let refusals: [&dyn Fn() -> Result<(), Error>; 5] = [
+        &|| eval("1".into(), "m.py", vec![], vec![], &no_limits(), &relative).map(drop),
+        &|| {
+            let names = vec!["x".to_owned()];
+            eval(
+                "x".into(),
+                "m.py",
+                names,
+                vec![],
+                &no_limits(),
+                &interactive(),
+            )
+            .map(drop)
+        },
+        &|| {
+            let names = vec!["x".to_owned()];
+            let inputs = vec![bad_input.clone()];
+            eval(
+                "x".into(),
+                "m.py",
+                names,
+                inputs,
+                &no_limits(),
+                &interactive(),
+            )
+            .map(drop)
+        },
+        &|| load_snapshot(b"not a dump", &no_limits(), false).map(drop),
+        &|| repl_new("s.py".into(), &relative),
+    ];
+    for refuse in refusals {
+        pause_at_f();
+        assert_invalid(refuse());
+        finish_paused_at_f();
+    }
+}
+
+#[test]
+fn a_snapshot_loads_over_a_paused_execution() {
+    pause_at_f();
+    let dump = dump_snapshot().expect("dumps");
+    let step = eval_interactive("z = g()\nz * 2");
+    assert!(matches!(step.progress, Progress::FunctionCall(ref c) if c.name == "g"));
+    load_snapshot(&dump, &no_limits(), false).expect("loads over the pause at g");
+    finish_paused_at_f();
+}
