@@ -17,11 +17,13 @@ use crate::exceptions::sandbox_error;
 use crate::inline;
 use crate::instance::{CallResult, Instance};
 use crate::job::Reply;
-use crate::pause::{hold, wake_async, Paused};
+use crate::pause::{hold, wake_async, Held, Paused};
 use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{ExecLimits, LimitsMap, RunSettings};
-use crate::snapshot::{reply_step_async, spawn_load, Owner, PauseKind, SnapshotRes};
+use crate::snapshot::{
+    reply_step_async, spawn_load, Acquired, Owner, PauseKind, SnapshotRes, SnippetTake,
+};
 use crate::step::{reply_failure, settle, with_policy, Failure};
 use crate::values::{self, FromTermError};
 
@@ -151,27 +153,55 @@ fn with_session(
     if session.kind() != PauseKind::Session {
         return sandbox_error(env, atoms::invalid_input(), "not a session");
     }
-    let Some(paused) = session.try_acquire() else {
-        return busy(env);
-    };
-    let feed_limits = {
-        let mut limits = ExecLimits::from(limits);
-        limits.mounts = paused.limits.mounts.clone();
-        limits.live_output = paused.limits.live_output;
-        limits.untrusted = paused.limits.untrusted;
-        limits.interactive = true;
-        limits
+    // A session a dump (or putting it to sleep after its last snippet) has
+    // for a moment is waited for; one whose snippet runs or waits is busy.
+    let taken = match session.take_for_snippet() {
+        SnippetTake::Taken(paused) => Some(*paused),
+        SnippetTake::Moment => None,
+        SnippetTake::Busy => return busy(env),
     };
     inline::spawn(env, true, move |reply| async move {
+        let paused = match taken {
+            Some(paused) => paused,
+            None => match session.acquire_as(&reply.cancel_flag(), true).await {
+                Acquired::Paused(paused) => *paused,
+                Acquired::Consumed => return reply.send(busy),
+                Acquired::Cancelled => {
+                    return reply.send(|env| {
+                        sandbox_error(env, atoms::cancelled(), "execution was cancelled")
+                    })
+                }
+            },
+        };
+        let feed_limits = {
+            let mut feed = ExecLimits::from(limits);
+            feed.mounts = paused.limits.mounts.clone();
+            feed.live_output = paused.limits.live_output;
+            feed.untrusted = paused.limits.untrusted;
+            feed.interactive = true;
+            feed
+        };
         let Paused { held, limits } = paused;
         let owner = Owner {
             session: session.clone(),
             limits: limits.clone(),
         };
+        // A hibernated session that cannot be woken keeps its bytes.
+        let hibernated = match &held {
+            Held::Hibernated(bytes) => Some(bytes.clone()),
+            Held::Live(_) => None,
+        };
+        let keep_or_lose = |limits: ExecLimits| match hibernated {
+            Some(bytes) => session.release(Paused {
+                held: Held::Hibernated(bytes),
+                limits,
+            }),
+            None => session.consume(),
+        };
         let mut instance = match wake_async(held, &limits).await {
             Ok(instance) => instance,
             Err(failure) => {
-                session.consume();
+                keep_or_lose(limits);
                 return match failure {
                     Ok(error) => reply_failure(reply, Failure::Guest(error)),
                     Err(crate::control::CallError::Trap(trapped)) => {
@@ -184,7 +214,7 @@ fn with_session(
             .apply_live_output_async(feed_limits.live_output)
             .await
         {
-            session.consume();
+            keep_or_lose(limits);
             return reply_failure(reply, Failure::Trap(trapped));
         }
         let options = crate::bindings::RunOptions {

@@ -53,9 +53,23 @@ pub struct Owner {
 enum State {
     Ready(Box<Paused>),
     /// A job (resume or dump) has it; others wait for it to come back.
-    Busy,
+    /// `snippet`: a session held by one of its snippets (running, or paused
+    /// until it is answered), not for a moment by a dump or by being put to
+    /// sleep.
+    Busy {
+        snippet: bool,
+    },
     /// A resume went through (or the execution was lost with its instance).
     Consumed,
+}
+
+/// What taking a session for a snippet found.
+pub enum SnippetTake {
+    Taken(Box<Paused>),
+    /// A snippet of the session is running or paused, or the session is lost.
+    Busy,
+    /// A dump (or putting it to sleep) has it for a moment: wait for it.
+    Moment,
 }
 
 /// A paused execution, shared by the snapshot terms that refer to it.
@@ -166,9 +180,9 @@ pub fn trim(snapshot: &SnapshotRes) {
         Held::Live(live) => match live.into_instance() {
             Some(instance) => match hibernate(instance) {
                 Ok(held) => held,
-                Err(_) => return snapshot.consume(),
+                Err(_) => return snapshot.lose(),
             },
-            None => return snapshot.consume(),
+            None => return snapshot.lose(),
         },
         hibernated => hibernated,
     };
@@ -196,11 +210,30 @@ impl SnapshotRes {
     /// Takes the execution if nobody else has it; `None` when busy or consumed.
     pub fn try_acquire(&self) -> Option<Paused> {
         let mut state = self.state.lock().ok()?;
-        match std::mem::replace(&mut *state, State::Busy) {
+        match std::mem::replace(&mut *state, State::Busy { snippet: false }) {
             State::Ready(paused) => Some(*paused),
             other => {
                 *state = other;
                 None
+            }
+        }
+    }
+
+    /// Takes a session for a snippet, if it is idle.
+    pub fn take_for_snippet(&self) -> SnippetTake {
+        let Ok(mut state) = self.state.lock() else {
+            return SnippetTake::Busy;
+        };
+        match std::mem::replace(&mut *state, State::Busy { snippet: true }) {
+            State::Ready(paused) => SnippetTake::Taken(paused),
+            other => {
+                let moment = matches!(other, State::Busy { snippet: false });
+                *state = other;
+                if moment {
+                    SnippetTake::Moment
+                } else {
+                    SnippetTake::Busy
+                }
             }
         }
     }
@@ -223,18 +256,27 @@ impl SnapshotRes {
     /// then lets other jobs run (the job holding the execution may be one
     /// of them) and tries again when its turn comes back.
     pub async fn acquire(&self, cancel: &AtomicBool) -> Acquired {
+        self.acquire_as(cancel, false).await
+    }
+
+    /// `acquire`, marking the execution (a session) as held by a snippet
+    /// when `snippet`.
+    pub async fn acquire_as(&self, cancel: &AtomicBool, snippet: bool) -> Acquired {
         loop {
             {
                 let Ok(mut state) = self.state.lock() else {
                     return Acquired::Consumed;
                 };
-                match std::mem::replace(&mut *state, State::Busy) {
+                match std::mem::replace(&mut *state, State::Busy { snippet }) {
                     State::Ready(paused) => return Acquired::Paused(paused),
-                    State::Consumed => {
-                        *state = State::Consumed;
-                        return Acquired::Consumed;
+                    // Another job has it: left as it was.
+                    other => {
+                        let consumed = matches!(other, State::Consumed);
+                        *state = other;
+                        if consumed {
+                            return Acquired::Consumed;
+                        }
                     }
-                    State::Busy => {}
                 }
                 if cancel.load(Ordering::Relaxed) {
                     return Acquired::Cancelled;
@@ -265,6 +307,16 @@ impl SnapshotRes {
             *state = State::Consumed;
         }
         self.wake_waiting();
+    }
+
+    /// Marks the execution as lost (its instance trapped): a paused
+    /// snippet's session, which waits for the snippet, is lost with it
+    /// instead of staying busy for ever.
+    pub fn lose(&self) {
+        self.consume();
+        if let Some(owner) = &self.owner {
+            owner.session.consume();
+        }
     }
 
     fn wake_waiting(&self) {
@@ -495,7 +547,7 @@ async fn answer_paused(reply: Reply, snapshot: &SnapshotRes, paused: Paused, ans
                     held: Held::Hibernated(bytes),
                     limits,
                 }),
-                None => snapshot.consume(),
+                None => snapshot.lose(),
             }
             return match failure {
                 Ok(error) => reply.send(move |env| guest_error(env, &error)),
@@ -507,7 +559,14 @@ async fn answer_paused(reply: Reply, snapshot: &SnapshotRes, paused: Paused, ans
     if let Err(crate::control::CallError::Trap(trapped)) =
         instance.apply_live_output_async(limits.live_output).await
     {
-        snapshot.consume();
+        // The instance is lost; a hibernated execution still has its bytes.
+        match hibernated {
+            Some(bytes) => snapshot.release(Paused {
+                held: Held::Hibernated(bytes),
+                limits,
+            }),
+            None => snapshot.lose(),
+        }
         return reply.send(move |env| trap_error(env, &trapped));
     }
     let ctl = limits.control(&reply);
@@ -725,7 +784,7 @@ fn snapshot_dump(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
             }
             // The instance trapped: the paused execution is lost with it.
             Err(CallError::Trap(trapped)) => {
-                snapshot.consume();
+                snapshot.lose();
                 reply.send(move |env| trap_error(env, &trapped));
             }
         }
@@ -838,12 +897,12 @@ fn snapshot_hibernate(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<
                 Some(instance) => match hibernate(instance) {
                     Ok(held) => held,
                     Err(CallError::Trap(trapped)) => {
-                        snapshot.consume();
+                        snapshot.lose();
                         return reply.send(move |env| trap_error(env, &trapped));
                     }
                 },
                 None => {
-                    snapshot.consume();
+                    snapshot.lose();
                     return reply.send(|env| {
                         sandbox_error(env, atoms::invalid_input(), "the execution was lost")
                     });

@@ -165,6 +165,22 @@ defmodule ExMonty.Security.RedTeamTest do
       assert {:ok, {:complete, 7, ""}} = ExMonty.resume(hd(held), {:ok, 7})
     end
 
+    test "past the live cap, a session answers every snippet while it is put to sleep" do
+      # Each snippet's end puts the session to sleep on a worker (more pauses
+      # than the cap hold an instance); the next snippet waits for that
+      # instead of being refused as busy (one in six was, before).
+      held = for _ <- 1..300, do: pause("f()")
+      assert ExMonty.TestHelpers.live_paused_within(256) <= 256
+      {:ok, session} = ExMonty.Session.start_link()
+
+      for i <- 1..150 do
+        assert {:ok, ^i, ""} = ExMonty.Session.eval(session, "x = #{i}\nx")
+      end
+
+      assert {:ok, 150, ""} = ExMonty.Session.eval(session, "x")
+      assert {:ok, {:complete, 7, ""}} = ExMonty.resume(hd(held), {:ok, 7})
+    end
+
     test "a hibernated execution keeps the allocations it already counted" do
       held = for _ <- 1..260, do: pause("f()")
       # Each part makes about 2 100 allocations: two fit in 5 000, three do not.
