@@ -106,25 +106,53 @@ impl Drop for SnapshotRes {
         let State::Ready(paused) = state else {
             return;
         };
-        let Some(owner) = self.owner.take() else {
-            if let Held::Live(live) = paused.held {
-                recycle(live);
+        match self.owner.take() {
+            Some(owner) => {
+                let _ = pool::submit(Box::new(move || abandon_paused(*paused, Some(owner))));
             }
-            return;
-        };
-        let Paused { held, limits } = *paused;
-        let _ = pool::submit(Box::new(move || match wake(held, &limits) {
-            Ok(mut instance) => match instance.repl_abandon_feed(&service_control()) {
-                Ok(()) => {
-                    if let Some(session) = give_back(instance, Some(owner)) {
-                        trim(&session);
-                    }
-                }
-                Err(_) => owner.session.consume(),
-            },
-            Err(_) => owner.session.consume(),
-        }));
+            None => abandon_paused(*paused, None),
+        }
     }
+}
+
+/// Ends a paused execution nobody will resume: a paused snippet is
+/// abandoned and its session gets its instance back (with the snippet's
+/// effects so far), here, so this runs on a worker; a one-shot execution's
+/// instance is cleared and goes back to the pool, on a worker.
+fn abandon_paused(paused: Paused, owner: Option<Owner>) {
+    let Paused { held, limits } = paused;
+    let Some(owner) = owner else {
+        if let Held::Live(live) = held {
+            recycle(live);
+        }
+        return;
+    };
+    match wake(held, &limits) {
+        Ok(mut instance) => match instance.repl_abandon_feed(&service_control()) {
+            Ok(()) => {
+                if let Some(session) = give_back(instance, Some(owner)) {
+                    trim(&session);
+                }
+            }
+            Err(_) => owner.session.consume(),
+        },
+        Err(_) => owner.session.consume(),
+    }
+}
+
+/// Gives up a paused execution now instead of when its last term is
+/// garbage-collected: a paused snippet's session is free for its next
+/// snippet as soon as this answers. `{:ok, job}`, answered `:ok` (also when
+/// the snapshot was already resumed).
+#[rustler::nif]
+fn snapshot_abandon(env: Env<'_>, snapshot: ResourceArc<SnapshotRes>) -> Term<'_> {
+    inline::spawn(env, false, move |reply| async move {
+        if let Acquired::Paused(paused) = snapshot.acquire(&reply.cancel_flag()).await {
+            snapshot.consume();
+            abandon_paused(*paused, snapshot.owner.clone());
+        }
+        reply.send(|env| atoms::ok().encode(env));
+    })
 }
 
 /// Clears the paused execution (or idle session) an instance holds and

@@ -50,6 +50,7 @@ defmodule ExMonty.Native do
   def snapshot_resume_futures_dirty(_snapshot, _results), do: err()
   def snapshot_dump(_snapshot), do: err()
   def snapshot_hibernate(_snapshot), do: err()
+  def snapshot_abandon(_snapshot), do: err()
   def snapshot_load(_bytes, _limits, _signed), do: err()
   def snapshot_load_dirty(_bytes, _limits, _signed), do: err()
   # session.rs

@@ -141,7 +141,7 @@ defmodule ExMonty.Sandbox do
   can be called from synchronous code.
   """
 
-  alias ExMonty.{Exception, FunctionCall, OsCall, PseudoFS, Snapshot, TypeCheck}
+  alias ExMonty.{Exception, FunctionCall, Job, Native, OsCall, PseudoFS, Snapshot, TypeCheck}
 
   @typedoc "What a callback returns."
   @type callback_result :: {:ok, term()} | {:error, atom(), String.t()}
@@ -375,14 +375,15 @@ defmodule ExMonty.Sandbox do
   # deadline has passed. An answer the NIF refuses leaves the snapshot
   # unconsumed: it is resumed again with a TypeError Python can catch.
   defp resume(snapshot, answer, source, state) do
-    with {:ok, left} <- time_left(state) do
+    with {:ok, left} <- time_left(state, snapshot) do
       case ExMonty.resume(snapshot, answer, timeout: left, on_output: state.on_output) do
         {:error, %Exception{type: :invalid_input, message: reason}} = refused ->
           retry = {:error, :type_error, unsendable(source, reason)}
 
-          with {:ok, left} <- time_left(state) do
+          with {:ok, left} <- time_left(state, snapshot) do
             case ExMonty.resume(snapshot, retry, timeout: left, on_output: state.on_output) do
               {:error, %Exception{type: type}} when type in [:invalid_input, :snapshot_consumed] ->
+                abandon(snapshot)
                 step(refused, state)
 
               other ->
@@ -396,25 +397,39 @@ defmodule ExMonty.Sandbox do
     end
   end
 
+  # Gives up a paused execution the loop will not resume (its deadline
+  # passed, or it refused every answer) at once, rather than when its term
+  # is garbage-collected: a session's paused snippet would keep the session
+  # busy until then.
+  defp abandon(%Snapshot{resource: resource}) do
+    _ = Job.await(Native.snapshot_abandon(resource))
+    :ok
+  end
+
   # `names`: call id => the host function that answered it.
   defp resume_futures(snapshot, results, names, state) do
-    with {:ok, left} <- time_left(state) do
+    with {:ok, left} <- time_left(state, snapshot) do
       case ExMonty.resume_futures(snapshot, results, timeout: left, on_output: state.on_output) do
         {:error, %Exception{type: :invalid_input}} = refused ->
           # The NIF does not say which answer it refused: find them one by one.
           fixed = Enum.map(results, &sendable_future(&1, names))
 
-          with true <- fixed != results, {:ok, left} <- time_left(state) do
+          with true <- fixed != results, {:ok, left} <- time_left(state, snapshot) do
             case ExMonty.resume_futures(snapshot, fixed, timeout: left, on_output: state.on_output) do
               {:error, %Exception{type: type}} when type in [:invalid_input, :snapshot_consumed] ->
+                abandon(snapshot)
                 step(refused, state)
 
               other ->
                 step(other, state)
             end
           else
-            false -> step(refused, state)
-            timeout -> timeout
+            false ->
+              abandon(snapshot)
+              step(refused, state)
+
+            timeout ->
+              timeout
           end
 
         other ->
@@ -460,6 +475,19 @@ defmodule ExMonty.Sandbox do
     case limits.max_duration_secs do
       nil -> nil
       secs -> {System.monotonic_time(:millisecond) + round(secs * 1000), secs}
+    end
+  end
+
+  # The time left before the run's deadline; past it, the paused execution
+  # `snapshot` is given up.
+  defp time_left(state, snapshot) do
+    case time_left(state) do
+      {:ok, _} = left ->
+        left
+
+      expired ->
+        abandon(snapshot)
+        expired
     end
   end
 

@@ -53,6 +53,20 @@ defmodule ExMonty.SessionTest do
     assert {:ok, 7, ""} = Session.eval(s, "n")
   end
 
+  test "a snippet given up at its deadline in a host function frees the session at once" do
+    slow = fn _args, _kwargs ->
+      Process.sleep(300)
+      1
+    end
+
+    {:ok, s} = Session.start_link(functions: %{"slow" => slow}, limits: [max_duration_secs: 0.1])
+
+    assert {:error, %ExMonty.Exception{type: :timeout_error}} = Session.eval(s, "x = 5\nslow()")
+    # The next snippet runs at once (it was refused as busy until the given-up
+    # snippet's term was garbage-collected), with what the first one did.
+    assert {:ok, 5, ""} = Session.eval(s, "x")
+  end
+
   test "limits are per snippet: suspensions reset" do
     {:ok, s} =
       Session.start_link(
