@@ -605,7 +605,9 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
-    limits::resumed(paused.budget.max_memory, paused.budget.allocations_left);
+    // The answer is decoded before the execution's limits are armed again,
+    // like a start's inputs (its size is checked against `max_memory`): a
+    // count nearly spent cannot turn a refused answer into a trap.
     let decoded = match decode(&paused.flow, answer, paused.budget.max_memory) {
         Ok(decoded) => decoded,
         Err(error) => {
@@ -613,7 +615,8 @@ pub fn resume(answer: Answer) -> Result<Step, Error> {
             return Err(error);
         }
     };
-    paused.budget.answered += 1;
+    limits::resumed(paused.budget.max_memory, paused.budget.allocations_left);
+    paused.budget.answered = paused.budget.answered.saturating_add(1);
     let exceeded = suspension_limit(&paused.budget);
     let flow = paused.flow;
     let (next, output) = collect(paused.budget.output_left, |print| match exceeded {
@@ -628,7 +631,6 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
     let Some(mut paused) = take_paused() else {
         return Err(invalid("no paused execution to resume"));
     };
-    limits::resumed(paused.budget.max_memory, paused.budget.allocations_left);
     let waiting = paused.flow.pending_call_ids();
     if !matches!(
         paused.flow,
@@ -666,7 +668,9 @@ pub fn resolve_futures(results: Vec<(u32, Answer)>) -> Result<Step, Error> {
             return Err(error);
         }
     };
-    paused.budget.answered += 1;
+    // Armed again once the answers are decoded (see `resume`).
+    limits::resumed(paused.budget.max_memory, paused.budget.allocations_left);
+    paused.budget.answered = paused.budget.answered.saturating_add(1);
     let exceeded = suspension_limit(&paused.budget);
     let flow = paused.flow;
     let (next, output) = collect(paused.budget.output_left, |print| match exceeded {

@@ -112,6 +112,21 @@ defmodule ExMonty.LimitsTest do
     end
   end
 
+  test "an answer, like an input, is not counted against max_allocations" do
+    strings = Enum.map(1..5000, &"s#{&1}")
+    limits = [limits: [max_allocations: 1000]]
+    {:ok, with_input} = ExMonty.compile("len(y)", inputs: ["y"])
+    assert {:ok, 5000, ""} = ExMonty.run(with_input, %{"y" => strings}, limits)
+
+    {:ok, runner} = ExMonty.compile("x = fetch()\nlen(x)")
+
+    assert {:ok, {:function_call, %{name: "fetch"}, snapshot, ""}} =
+             ExMonty.start(runner, %{}, limits)
+
+    # Decoding the answer was counted: 5 000 strings trapped the instance.
+    assert {:ok, {:complete, 5000, ""}} = ExMonty.resume(snapshot, {:ok, strings})
+  end
+
   test "a paused execution keeps counting its allocations after a resume" do
     {:ok, runner} = ExMonty.compile("fetch(1)\nx = [str(i) for i in range(100000)]\nlen(x)")
     limits = [limits: [max_allocations: 1000]]
