@@ -337,6 +337,22 @@ fn is_cut(value: &MontyObject) -> bool {
         .any(|node| matches!(node, MontyNode::Repr(text) if text == CUT_MARKER))
 }
 
+/// The step that hands `value` to the host: refused as a RecursionError when
+/// Monty cut it short, ended as a RuntimeError when it cannot be encoded
+/// (the execution ran: what it printed goes with the error).
+pub(crate) fn result_step(value: &MontyObject, output: String) -> Result<Step, Error> {
+    if is_cut(value) {
+        return Err(python(&too_deep("the result"), output));
+    }
+    match codec::encode(value) {
+        Ok(bytes) => Ok(Step {
+            progress: Progress::Complete(bytes),
+            output,
+        }),
+        Err(error) => Err(ended(error, output)),
+    }
+}
+
 fn too_deep(what: &str) -> MontyException {
     MontyException::new(
         ExcType::RecursionError,
@@ -395,16 +411,7 @@ pub fn advance(
         let flow = match flow.done() {
             Done::Value(value, repl) => {
                 keep_session(repl, &script_name);
-                if is_cut(&value) {
-                    return Err(python(&too_deep("the result"), output));
-                }
-                return match codec::encode(&value) {
-                    Ok(bytes) => Ok(Step {
-                        progress: Progress::Complete(bytes),
-                        output,
-                    }),
-                    Err(error) => Err(ended(error, output)),
-                };
+                return result_step(&value, output);
             }
             Done::Paused(flow) => flow,
         };

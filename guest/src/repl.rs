@@ -11,11 +11,13 @@ use monty_types::{CompileOptions, MontyObject, ResourceLimits, ResourceTracker};
 
 use crate::codec;
 use crate::errors::{invalid, python};
-use crate::execution::{advance, store_session, take_paused, take_session, Budget, Idle};
+use crate::execution::{
+    advance, result_step, store_session, take_paused, take_session, Budget, Idle,
+};
 use crate::flow::from_repl;
 use crate::limits;
 use crate::output::collect;
-use crate::wit::{Error, Limits, Options, Progress, Step};
+use crate::wit::{Error, Limits, Options, Step};
 
 /// Starts an empty session in this instance (dropping anything it held).
 pub fn repl_new(script_name: String, options: &Options) -> Result<(), Error> {
@@ -77,10 +79,7 @@ pub fn repl_call(name: String, args: Vec<Vec<u8>>, limits: &Limits) -> Result<St
     let (result, output) = collect(left, |print| idle.repl.call_function(&name, args, print));
     store_session(idle);
     match result {
-        Ok(value) => Ok(Step {
-            progress: Progress::Complete(codec::encode(&value)?),
-            output,
-        }),
+        Ok(value) => result_step(&value, output),
         Err(exc) => Err(python(&exc, output)),
     }
 }

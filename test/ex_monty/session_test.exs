@@ -154,6 +154,20 @@ defmodule ExMonty.SessionTest do
     assert {:error, %ExMonty.Exception{type: :invalid_input}} = ExMonty.load_snapshot(unsigned)
   end
 
+  test "a session function's result nested deeper than max_recursion_depth is refused, not cut" do
+    {:ok, s} = Session.start_link()
+    code = "def nest(n):\n    x = []\n    for _ in range(n):\n        x = [x]\n    return x"
+    assert {:ok, nil, ""} = Session.eval(s, code)
+    assert {:ok, [[[[]]]]} = Session.call(s, "nest", [3])
+
+    assert {:error, %ExMonty.Exception{type: :recursion_error, message: message}} =
+             Session.call(s, "nest", [2000])
+
+    assert message =~ "max_recursion_depth"
+    # As an eval's result is.
+    assert {:error, %ExMonty.Exception{type: :recursion_error}} = Session.eval(s, "nest(2000)")
+  end
+
   test "bad options raise" do
     assert_raise ArgumentError, ~r/unknown option :function/, fn ->
       Session.start_link(function: %{})
