@@ -192,6 +192,12 @@ fn budget_for<'a>(budgets: &'a mut [WriteBudget], path: &str) -> Option<&'a mut 
 /// What a write call costs against its mount's write limit: its contents,
 /// plus `ENTRY_COST` and the name for each entry it creates. `None` for
 /// calls that write nothing.
+/// Paths longer than this, or with more components, are refused by the
+/// mount table itself; they are not charged (walking up such a path's
+/// missing ancestors, each looked up, took time quadratic in its length).
+const MAX_PATH_BYTES: usize = 4096;
+const MAX_PATH_COMPONENTS: usize = 64;
+
 fn write_charge(table: &mut MountTable, call: &OsFunctionCall) -> Option<(String, u64)> {
     let (path, data, may_create) = match call {
         OsFunctionCall::WriteText(args) | OsFunctionCall::AppendText(args) => {
@@ -205,6 +211,9 @@ fn write_charge(table: &mut MountTable, call: &OsFunctionCall) -> Option<(String
         OsFunctionCall::Rename(args) => (args.dst.as_str(), 0, true),
         _ => return None,
     };
+    if path.len() > MAX_PATH_BYTES || path.split('/').count() > MAX_PATH_COMPONENTS + 1 {
+        return None;
+    }
     let path = normalize(path);
     let creates = may_create && !exists(table, &path);
     let mut cost = data as u64;

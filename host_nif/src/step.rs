@@ -148,8 +148,12 @@ pub fn serve_mounts(
         }
         result = instance.resume(&ctl, &answer);
     }
-    if let Ok(Ok(step)) = &mut result {
-        step.output.insert_str(0, &carried);
+    // What the steps served here printed goes with whatever comes next:
+    // the next step, or the Python error that ended the execution.
+    match &mut result {
+        Ok(Ok(step)) => step.output.insert_str(0, &carried),
+        Ok(Err(GuestError::Python(exc))) => exc.output.insert_str(0, &carried),
+        _ => {}
     }
     result
 }

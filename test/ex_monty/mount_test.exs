@@ -106,6 +106,15 @@ defmodule ExMonty.MountTest do
       assert "/data/new.txt" in entries
     end
 
+    test "what Python printed before the error survives it, with file calls served between",
+         %{root: root} do
+      {:ok, mount} = Mount.new([{"/data", root, :read_only}])
+      code = "print('a')\nPath('/data/allowed.txt').read_text()\nprint('b')\n1/0"
+
+      assert {:error, %{type: :zero_division_error, output: "a\nb\n"}} =
+               ExMonty.eval("from pathlib import Path\n" <> code, mounts: mount)
+    end
+
     test "eval/run use mounts too, and calls outside every mount are denied", %{root: root} do
       {:ok, mount} = Mount.new([{"/data", root, :read_only}])
 

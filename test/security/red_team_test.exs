@@ -229,6 +229,8 @@ defmodule ExMonty.Security.RedTeamTest do
       bad = [
         %Date{year: 2024, month: 2, day: 30},
         %{~D[2024-01-01] | month: 13},
+        %{~D[2024-01-01] | month: 257},
+        %{~T[10:00:00] | hour: 268},
         %{~T[10:00:00] | hour: 25},
         {:decimal, "12abc"},
         {:decimal, ""}

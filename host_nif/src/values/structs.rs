@@ -26,10 +26,14 @@ pub(super) fn visit_struct<'a>(
         .map_err(|_| format!("{} is not a struct", short_inspect(term)))?;
     // Safety of lifetimes: decoders below only read plain numbers.
     let env = term.get_env();
+    // Decoded wide and checked: rustler's `u8` decoder wraps (a month of
+    // 257 would read as 1).
     let get_u8 = |key: Atom, what: &str| -> Result<u8, String> {
         field(term, key, what)?
-            .decode::<u8>()
-            .map_err(|_| format!("{what} has an invalid {key:?} field"))
+            .decode::<u32>()
+            .ok()
+            .and_then(|value| u8::try_from(value).ok())
+            .ok_or_else(|| format!("{what} has an invalid {key:?} field"))
     };
     let get_i32 = |key: Atom, what: &str| -> Result<i32, String> {
         field(term, key, what)?
