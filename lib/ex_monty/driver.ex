@@ -14,28 +14,66 @@ defmodule ExMonty.Driver do
   @doc false
   # Drives an eval/run result through its sleeps to `{:ok, value, output}`
   # or `{:error, exception}` (whose `output` holds everything printed).
+  # `until`: the caller's `:timeout` as `{deadline, timeout}` (see
+  # `until/1`, taken before the first step) or `:infinity`: the sleeps and
+  # the steps after them count against it as the first step did.
   @spec drive(
           {:ok, ExMonty.progress()} | {:error, Exception.t()},
           ExMonty.Limits.t(),
-          Job.on_output()
+          Job.on_output(),
+          Job.until()
         ) :: ExMonty.result()
-  def drive(result, limits, on_output \\ nil),
-    do: drive(result, limits.max_total_sleep_secs, "", on_output)
+  def drive(result, limits, on_output \\ nil, until \\ :infinity),
+    do: step(result, {limits.max_total_sleep_secs, until}, "", on_output)
 
-  defp drive({:ok, {:complete, value, output}}, _left, acc, _on_output),
+  @doc false
+  # A caller's `:timeout`, as the deadline it sets from now.
+  @spec until(timeout()) :: Job.until()
+  def until(:infinity), do: :infinity
+  def until(timeout), do: {System.monotonic_time(:millisecond) + timeout, timeout}
+
+  defp step({:ok, {:complete, value, output}}, _state, acc, _on_output),
     do: {:ok, value, acc <> output}
 
-  defp drive({:ok, {:os_call, %OsCall{function: f} = call, snapshot, output}}, left, acc, on_output)
+  defp step(
+         {:ok, {:os_call, %OsCall{function: f} = call, snapshot, output}},
+         {left, until},
+         acc,
+         on_output
+       )
        when f in @sleeps do
-    {answer, left, _slept_ms} = sleep(call, left)
-    drive(resume(snapshot, answer, :infinity, on_output), left, acc <> output, on_output)
+    acc = acc <> output
+
+    if outlasts?(call, until) do
+      # The sleep would end past the caller's timeout: the run is cancelled
+      # when the timeout comes, as a running one would be.
+      {deadline, timeout} = until
+      Process.sleep(max(deadline - System.monotonic_time(:millisecond), 0))
+      _ = Job.await(ExMonty.Native.snapshot_abandon(snapshot.resource))
+      {:error, Exception.prepend_output(Job.timed_out(timeout), acc)}
+    else
+      {answer, left, _slept_ms} = sleep(call, left)
+      step(resume(snapshot, answer, until, on_output), {left, until}, acc, on_output)
+    end
   end
 
-  defp drive({:ok, _other}, _left, _acc, _on_output),
+  defp step({:ok, _other}, _state, _acc, _on_output),
     do: Exception.invalid("unexpected pause in a non-interactive run")
 
-  defp drive({:error, exception}, _left, acc, _on_output),
+  defp step({:error, exception}, _state, acc, _on_output),
     do: {:error, Exception.prepend_output(exception, acc)}
+
+  defp outlasts?(_call, :infinity), do: false
+
+  defp outlasts?(%OsCall{args: args}, {deadline, _timeout}) do
+    seconds =
+      case args do
+        [s | _] when is_number(s) and s > 0 -> s
+        _ -> 0
+      end
+
+    System.monotonic_time(:millisecond) + seconds * 1000 >= deadline
+  end
 
   @doc false
   # Whether an OS call is a sleep.
@@ -66,7 +104,7 @@ defmodule ExMonty.Driver do
 
   @doc false
   # Answers a paused execution (see `ExMonty.resume/3`).
-  @spec resume(Snapshot.t(), ExMonty.answer(), timeout(), Job.on_output()) ::
+  @spec resume(Snapshot.t(), ExMonty.answer(), timeout() | Job.until(), Job.on_output()) ::
           {:ok, ExMonty.progress()} | {:error, Exception.t()}
   def resume(%Snapshot{resource: resource}, answer, timeout, on_output \\ nil) do
     Job.run({:snapshot_resume, :snapshot_resume_dirty}, [resource, answer], timeout, on_output)

@@ -24,14 +24,15 @@ defmodule ExMonty.Execution do
       {names, values} = unzip(inputs, [], [])
       source = %{code: code, script_name: script_name(opts), input_names: names}
       settings = settings(opts, limits, false)
+      until = Driver.until(timeout(opts))
 
       Job.run(
         {:runner_eval, :runner_eval_dirty},
         [source, values, settings],
-        timeout(opts),
+        until,
         on_output(opts)
       )
-      |> Driver.drive(limits, on_output(opts))
+      |> Driver.drive(limits, on_output(opts), until)
     end
   end
 
@@ -67,14 +68,15 @@ defmodule ExMonty.Execution do
          {:ok, values} <- runner_inputs(runner, inputs),
          {:ok, limits} <- limits(opts) do
       settings = settings(opts, limits, false)
+      until = Driver.until(timeout(opts))
 
       Job.run(
         {:runner_start, :runner_start_dirty},
         [runner.resource, values, settings],
-        timeout(opts),
+        until,
         on_output(opts)
       )
-      |> Driver.drive(limits, on_output(opts))
+      |> Driver.drive(limits, on_output(opts), until)
     end
   end
 

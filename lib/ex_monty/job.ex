@@ -12,6 +12,9 @@ defmodule ExMonty.Job do
   alias ExMonty.Native
 
   @type on_output :: pid() | (atom(), String.t() -> any()) | nil
+  # A caller's timeout as the deadline it set (monotonic ms) and its length,
+  # for steps that share one timeout (see `ExMonty.Driver`).
+  @type until :: {integer(), non_neg_integer()} | :infinity
 
   @doc false
   # `{nif, dirty_nif}`: two functions of `ExMonty.Native`, called with
@@ -19,8 +22,9 @@ defmodule ExMonty.Job do
   # (the first answers :dirty when the work belongs on a dirty scheduler). A
   # short execution answers within the NIF call itself ({:done, result}: it
   # ran on this process's scheduler for one to two milliseconds at most); the
-  # rest answer by message. With a `timeout` (ms), an execution still running
-  # then is cancelled and reported as a :timeout_error.
+  # rest answer by message. With a `timeout` (ms, or `{deadline, timeout}`
+  # for a timeout that started earlier), an execution still running then is
+  # cancelled and reported as a :timeout_error.
   #
   # Names and arguments rather than closures: on OTP 25 making a closure
   # updates a counter shared by all schedulers, which two callers running
@@ -34,6 +38,8 @@ defmodule ExMonty.Job do
 
   @doc false
   def await(submitted, timeout \\ :infinity, on_output \\ nil)
+
+  def await({:ok, job}, {deadline, timeout}, on_output), do: wait(job, deadline, timeout, on_output)
 
   def await({:ok, job}, timeout, on_output) do
     deadline = if timeout == :infinity, do: :infinity, else: now() + timeout
@@ -66,12 +72,7 @@ defmodule ExMonty.Job do
         cancelled(job, timeout, on_output)
 
       {:ex_monty, ^job, {:error, %ExMonty.Exception{type: :cancelled}}} ->
-        {:error,
-         %ExMonty.Exception{
-           type: :timeout_error,
-           python_type: "TimeoutError",
-           message: "execution exceeded the caller's timeout of #{timeout} ms"
-         }}
+        {:error, timed_out(timeout)}
 
       {:ex_monty, ^job, result} ->
         finish(result)
@@ -79,6 +80,18 @@ defmodule ExMonty.Job do
   end
 
   defp now, do: System.monotonic_time(:millisecond)
+
+  @doc false
+  # The error of an execution cancelled at its caller's timeout.
+  @spec timed_out(timeout()) :: ExMonty.Exception.t()
+  def timed_out(timeout) do
+    %ExMonty.Exception{
+      type: :timeout_error,
+      python_type: "TimeoutError",
+      message: "execution exceeded the caller's timeout of #{timeout} ms"
+    }
+  end
+
   defp left(:infinity), do: :infinity
   defp left(deadline), do: max(deadline - now(), 0)
 

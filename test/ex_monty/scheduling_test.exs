@@ -72,4 +72,26 @@ defmodule ExMonty.SchedulingTest do
     {:monitored_by, by} = Process.info(pid, :monitored_by)
     by
   end
+
+  describe "the caller's :timeout" do
+    test "covers sleeps and what runs after them" do
+      code = "import time\ntime.sleep(0.01)\nwhile True:\n    pass"
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error, message: message}} =
+               ExMonty.eval(code, timeout: 300)
+
+      # Not Monty's max_duration_secs (30 s), which is all that stopped it.
+      assert message =~ "caller's timeout of 300 ms"
+    end
+
+    test "cuts a sleep that would outlast it, keeping what was printed" do
+      {:ok, runner} = ExMonty.compile("import time\nprint('x')\ntime.sleep(5)\n1")
+
+      assert {:error, %ExMonty.Exception{type: :timeout_error, output: "x\n"}} =
+               ExMonty.run(runner, %{}, timeout: 200)
+
+      {:ok, quick} = ExMonty.compile("import time\nprint('x')\ntime.sleep(0.01)\n1")
+      assert {:ok, 1, "x\n"} = ExMonty.run(quick, %{}, timeout: 2_000)
+    end
+  end
 end
