@@ -169,6 +169,16 @@ defmodule ExMonty.Dump do
   defp kind_name(3), do: "session"
   defp kind_name(_), do: "unknown kind"
 
+  @doc false
+  # Checks `opts`' key (and the configured one) where the caller can see the
+  # error: a process that dumps on another's behalf (a session) must not
+  # crash on a bad key.
+  @spec check_key!(keyword()) :: :ok
+  def check_key!(opts) do
+    _ = key(opts)
+    :ok
+  end
+
   # nil (no key configured), :unsigned (explicit opt-out) or a binary key.
   # `key: nil` means the configured key: it never turns verification off.
   defp key(opts) do

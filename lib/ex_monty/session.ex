@@ -88,6 +88,7 @@ defmodule ExMonty.Session do
   def start_link(opts \\ []) do
     opts = Options.validate!(opts, :session)
     check_type_check_load!(opts)
+    check_inputs!(opts)
     opts = Keyword.put_new(opts, :owner, self())
     GenServer.start_link(__MODULE__, opts, Keyword.take(opts, [:name]))
   end
@@ -97,8 +98,21 @@ defmodule ExMonty.Session do
   def start(opts \\ []) do
     opts = Options.validate!(opts, :session)
     check_type_check_load!(opts)
+    check_inputs!(opts)
     opts = Keyword.put_new(opts, :owner, self())
     GenServer.start(__MODULE__, opts, Keyword.take(opts, [:name]))
+  end
+
+  # The first snippet's inputs are checked here: a bad name kept in the
+  # session's state refused every later snippet.
+  defp check_inputs!(opts) do
+    case input_pairs(Map.new(Keyword.get(opts, :inputs, %{}))) do
+      {:ok, _} ->
+        :ok
+
+      {:error, %Exception{message: message}} ->
+        raise ArgumentError, "ExMonty.Session.start_link/1: option :inputs: #{message}"
+    end
   end
 
   defp check_type_check_load!(opts) do
@@ -162,6 +176,8 @@ defmodule ExMonty.Session do
   @spec dump(t(), keyword()) :: {:ok, binary()} | {:error, Exception.t()}
   def dump(session, opts \\ []) do
     opts = Keyword.validate!(opts, [:key])
+    # Checked here: raised in the session, it would end the session.
+    :ok = Dump.check_key!(opts)
     GenServer.call(session, {:dump, opts}, :infinity)
   end
 

@@ -168,6 +168,27 @@ defmodule ExMonty.SessionTest do
     assert {:error, %ExMonty.Exception{type: :recursion_error}} = Session.eval(s, "nest(2000)")
   end
 
+  test "a bad key for a session dump raises in the caller; the session lives on" do
+    {:ok, s} = Session.start_link()
+    {:ok, nil, ""} = Session.eval(s, "k = 'v'")
+
+    assert_raise ArgumentError, ~r/:key must be a non-empty binary/, fn ->
+      Session.dump(s, key: 123)
+    end
+
+    assert_raise ArgumentError, ~r/:key/, fn -> Session.dump(s, key: "") end
+    assert {:ok, "v", ""} = Session.eval(s, "k")
+  end
+
+  test "a first snippet's input with a bad name raises at start" do
+    assert_raise ArgumentError, ~r/option :inputs: input name "bad-name"/, fn ->
+      Session.start_link(inputs: %{"bad-name" => 1})
+    end
+
+    {:ok, s} = Session.start_link(inputs: %{"good" => 1})
+    assert {:ok, 1, ""} = Session.eval(s, "good")
+  end
+
   test "bad options raise" do
     assert_raise ArgumentError, ~r/unknown option :function/, fn ->
       Session.start_link(function: %{})
