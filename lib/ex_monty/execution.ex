@@ -117,7 +117,7 @@ defmodule ExMonty.Execution do
   def resume(snapshot, answer, opts \\ [])
 
   def resume(%Snapshot{resource: resource}, answer, opts) do
-    opts = validate_opts!(opts, [:timeout, :on_output])
+    opts = Options.validate!(without_nil_on_output(opts), :resume)
     Driver.resume(%Snapshot{resource: resource}, answer, timeout(opts), on_output(opts))
   end
 
@@ -127,7 +127,7 @@ defmodule ExMonty.Execution do
 
   def resume_futures(%Snapshot{resource: resource}, results, opts)
       when is_map(results) or is_list(results) do
-    opts = validate_opts!(opts, [:timeout, :on_output])
+    opts = Options.validate!(without_nil_on_output(opts), :resume_futures)
 
     results
     |> Enum.reduce_while({:ok, []}, fn
@@ -370,6 +370,12 @@ defmodule ExMonty.Execution do
       end
     end
   end
+
+  # `on_output: nil` (no listener) has always been accepted by resume.
+  defp without_nil_on_output(opts) when is_list(opts),
+    do: Enum.reject(opts, &match?({:on_output, nil}, &1))
+
+  defp without_nil_on_output(opts), do: opts
 
   # Unknown options raise ArgumentError naming the valid ones.
   defp validate_opts!(opts, keys) when is_list(opts), do: Keyword.validate!(opts, keys)

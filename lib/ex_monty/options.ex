@@ -69,6 +69,8 @@ defmodule ExMonty.Options do
          :script_name,
          :type_check
        ]},
+    resume: {"ExMonty.resume/3", [:on_output, :timeout]},
+    resume_futures: {"ExMonty.resume_futures/3", [:on_output, :timeout]},
     session_eval: {"ExMonty.Session.eval/3", [:inputs, :limits, :timeout]},
     session_call: {"ExMonty.Session.call/4", [:limits, :timeout]},
     type_check:

@@ -101,6 +101,25 @@ defmodule ExMonty.OptionsTest do
       end
     end
 
+    test "resume/3 and resume_futures/3 check :timeout's value" do
+      {:ok, runner} = ExMonty.compile("f()")
+
+      for bad <- ["5", 1.5, -1] do
+        {:ok, {:function_call, _, snapshot, ""}} = ExMonty.start(runner)
+
+        assert_raise ArgumentError, ~r/option :timeout .* got: #{Regex.escape(inspect(bad))}/, fn ->
+          ExMonty.resume(snapshot, {:ok, 1}, timeout: bad)
+        end
+
+        assert_raise ArgumentError, ~r/option :timeout/, fn ->
+          ExMonty.resume_futures(snapshot, %{}, timeout: bad)
+        end
+
+        # Refused before anything ran: the snapshot resumes.
+        assert {:ok, {:complete, 1, ""}} = ExMonty.resume(snapshot, {:ok, 1}, timeout: 1_000)
+      end
+    end
+
     test "compile/2 inputs are a list of names" do
       assert_raise ArgumentError, ~r/option :inputs of ExMonty.compile\/2/, fn ->
         ExMonty.compile("1", inputs: %{"x" => 1})
