@@ -29,9 +29,10 @@ pub(crate) fn check_collisions(
     if ids.iter().filter(|id| may_collide(id)).count() < 2 {
         return Ok(());
     }
+    let mut classes = Classes::default();
     let mut seen = std::collections::HashMap::with_capacity(ids.len());
     for id in ids.iter().filter(|id| may_collide(id)) {
-        let key = canonical(nodes, *id);
+        let key = classes.of(nodes, *id);
         if let Some(previous) = seen.insert(key, *id) {
             return Err(format!(
                 "{what} {} and {} are equal in Python and would collide",
@@ -43,50 +44,85 @@ pub(crate) fn check_collisions(
     Ok(())
 }
 
-/// A string equal for values Python considers equal (numbers by value,
-/// tuples and frozensets by content). Iterative, children first: keys can be
-/// nested deeply, and this runs on a BEAM thread.
-pub(crate) fn canonical(nodes: &[MontyNode], root: NodeId) -> String {
-    let mut memo: std::collections::HashMap<NodeId, String> = std::collections::HashMap::new();
-    let mut stack = vec![(root, false)];
-    while let Some((id, expanded)) = stack.pop() {
-        if memo.contains_key(&id) {
-            continue;
-        }
-        let node = nodes.get(id.index());
-        let children: &[NodeId] = match node {
-            Some(MontyNode::Tuple(items) | MontyNode::FrozenSet(items)) => items,
-            _ => &[],
-        };
-        if !expanded && !children.is_empty() {
-            stack.push((id, true));
-            stack.extend(children.iter().map(|child| (*child, false)));
-            continue;
-        }
-        let child = |c: &NodeId| memo.get(c).cloned().unwrap_or_default();
-        let text = match node {
-            Some(MontyNode::Bool(b)) => format!("n{};", u8::from(*b)),
-            Some(MontyNode::Int(i)) => format!("n{i};"),
-            Some(MontyNode::BigInt(i)) => format!("n{i};"),
-            Some(MontyNode::Float(f)) if f.is_finite() && f.fract() == 0.0 && f.abs() < 1.0e38 => {
-                format!("n{};", *f as i128)
-            }
-            Some(MontyNode::Float(f)) => format!("f{};", f.to_bits()),
-            Some(MontyNode::String(s)) => format!("s{}:{s};", s.len()),
-            Some(MontyNode::Tuple(items)) => {
-                format!("({});", items.iter().map(child).collect::<String>())
-            }
-            Some(MontyNode::FrozenSet(items)) => {
-                let mut parts: Vec<String> = items.iter().map(child).collect();
-                parts.sort();
-                format!("{{{}}};", parts.concat())
-            }
-            // Anything else is only equal to itself here: distinct terms stay distinct.
-            _ => format!("o{};", id.index()),
-        };
-        memo.insert(id, text);
+/// What a value is, for Python equality: numbers by value, strings by
+/// content, tuples and frozensets by the classes of their items. Items are
+/// referred to by class number, so each node adds one small key and memory
+/// stays linear in the number of nodes however deeply keys nest.
+#[derive(Hash, PartialEq, Eq)]
+enum Canon {
+    /// Bools, ints, big ints that fit, and integral floats below 1e38.
+    Int(i128),
+    /// Other big ints, in decimal.
+    Big(String),
+    /// Other floats, by their bits.
+    Float(u64),
+    Str(String),
+    Tuple(Vec<usize>),
+    /// Sorted.
+    Set(Vec<usize>),
+    /// Anything else is only equal to itself here: distinct terms stay distinct.
+    Own(usize),
+}
+
+/// Classes of values Python considers equal, numbered as met.
+#[derive(Default)]
+pub(crate) struct Classes {
+    of_node: std::collections::HashMap<NodeId, usize>,
+    numbers: std::collections::HashMap<Canon, usize>,
+}
+
+impl Classes {
+    fn intern(&mut self, canon: Canon) -> usize {
+        let next = self.numbers.len();
+        *self.numbers.entry(canon).or_insert(next)
     }
-    memo.remove(&root).unwrap_or_default()
+
+    /// The class of `root`. Iterative, children first: keys can be nested
+    /// deeply, and this runs on a BEAM thread.
+    pub(crate) fn of(&mut self, nodes: &[MontyNode], root: NodeId) -> usize {
+        let mut stack = vec![(root, false)];
+        while let Some((id, expanded)) = stack.pop() {
+            if self.of_node.contains_key(&id) {
+                continue;
+            }
+            let node = nodes.get(id.index());
+            let children: &[NodeId] = match node {
+                Some(MontyNode::Tuple(items) | MontyNode::FrozenSet(items)) => items,
+                _ => &[],
+            };
+            if !expanded && !children.is_empty() {
+                stack.push((id, true));
+                stack.extend(children.iter().map(|child| (*child, false)));
+                continue;
+            }
+            let class_of = |c: &NodeId| self.of_node.get(c).copied().unwrap_or(usize::MAX);
+            let canon = match node {
+                Some(MontyNode::Bool(b)) => Canon::Int(i128::from(*b)),
+                Some(MontyNode::Int(i)) => Canon::Int(i128::from(*i)),
+                Some(MontyNode::BigInt(i)) => match i128::try_from(i) {
+                    Ok(small) => Canon::Int(small),
+                    Err(_) => Canon::Big(i.to_string()),
+                },
+                Some(MontyNode::Float(f))
+                    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1.0e38 =>
+                {
+                    Canon::Int(*f as i128)
+                }
+                Some(MontyNode::Float(f)) => Canon::Float(f.to_bits()),
+                Some(MontyNode::String(s)) => Canon::Str(s.clone()),
+                Some(MontyNode::Tuple(items)) => Canon::Tuple(items.iter().map(class_of).collect()),
+                Some(MontyNode::FrozenSet(items)) => {
+                    let mut classes: Vec<usize> = items.iter().map(class_of).collect();
+                    classes.sort_unstable();
+                    Canon::Set(classes)
+                }
+                _ => Canon::Own(id.index()),
+            };
+            let class = self.intern(canon);
+            self.of_node.insert(id, class);
+        }
+        self.of_node.get(&root).copied().unwrap_or(usize::MAX)
+    }
 }
 
 pub(crate) fn python_literal(nodes: &[MontyNode], id: NodeId) -> String {
@@ -120,6 +156,23 @@ mod tests {
         assert!(error.contains("1") && error.contains("1.0"), "{error}");
         assert!(check_collisions(nodes, &[one, truth], "set elements").is_err());
         assert!(check_collisions(nodes, &[one, two, name], "dict keys").is_ok());
+    }
+
+    #[test]
+    fn deeply_nested_keys_take_linear_memory() {
+        let mut graph = MontyGraph::new();
+        let mut inner = graph.push(MontyNode::Int(1));
+        for _ in 0..200_000 {
+            inner = graph.push(MontyNode::Tuple(vec![inner]));
+        }
+        let two = graph.push(MontyNode::Int(2));
+        // Kept one text per level before: 200 000 levels were ~80 GB.
+        assert!(check_collisions(graph.nodes(), &[inner, two], "dict keys").is_ok());
+        let mut other = graph.push(MontyNode::Float(1.0));
+        for _ in 0..200_000 {
+            other = graph.push(MontyNode::Tuple(vec![other]));
+        }
+        assert!(check_collisions(graph.nodes(), &[inner, other], "dict keys").is_err());
     }
 
     #[test]
