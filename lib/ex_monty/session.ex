@@ -135,8 +135,10 @@ defmodule ExMonty.Session do
   its `output`).
 
   Options: `:inputs` (variables set before the snippet runs), `:limits`
-  (this snippet's, instead of the session's) and `:timeout` (milliseconds
-  to wait, default `:infinity`; `max_duration_secs` still applies).
+  (this snippet's, instead of the session's) and `:timeout` (milliseconds,
+  default `:infinity`: a snippet still running then stops with a
+  `:timeout_error`, as at its own `max_duration_secs`, which still applies;
+  the session keeps its state).
   """
   @spec eval(t(), String.t(), keyword()) :: ExMonty.result()
   def eval(session, code, opts \\ []) do
@@ -147,7 +149,24 @@ defmodule ExMonty.Session do
             "ExMonty.Session.eval/3 expects Python source (a string), got: #{inspect(code, limit: 5)}"
     end
 
-    GenServer.call(session, {:eval, code, opts}, Keyword.get(opts, :timeout, :infinity))
+    timeout = Keyword.get(opts, :timeout, :infinity)
+    until = ExMonty.Driver.until(timeout)
+
+    # `:until` (internal): the deadline the timeout sets, from now.
+    opts = Keyword.put(opts, :until, until)
+    within(timeout, fn -> GenServer.call(session, {:eval, code, opts}, call_timeout(timeout)) end)
+  end
+
+  # The session enforces a caller's `:timeout` itself (a snippet still
+  # running then is cancelled, and the answer is a :timeout_error); the call
+  # waits a little longer, for a session busy with another caller's snippet.
+  defp call_timeout(:infinity), do: :infinity
+  defp call_timeout(timeout), do: timeout + 5_000
+
+  defp within(timeout, call) do
+    call.()
+  catch
+    :exit, {:timeout, {GenServer, :call, _}} -> {:error, Job.timed_out(timeout)}
   end
 
   @doc """
@@ -165,7 +184,14 @@ defmodule ExMonty.Session do
               inspect({name, args}, limit: 5)
     end
 
-    GenServer.call(session, {:call, name, args, opts}, Keyword.get(opts, :timeout, :infinity))
+    timeout = Keyword.get(opts, :timeout, :infinity)
+    until = ExMonty.Driver.until(timeout)
+
+    opts = Keyword.put(opts, :until, until)
+
+    within(timeout, fn ->
+      GenServer.call(session, {:call, name, args, opts}, call_timeout(timeout))
+    end)
   end
 
   @doc """
@@ -309,6 +335,35 @@ defmodule ExMonty.Session do
     end
   end
 
+  # The snippet's limits, with `max_duration_secs` cut to what is left of
+  # the caller's `:timeout`: the snippet then stops as at its own time limit
+  # (a Python TimeoutError; the session keeps its state and its instance),
+  # where cancelling it would lose the session. `capped`: the caller's
+  # timeout, when it is what cut the limit.
+  defp within_until(opts, state) do
+    limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
+
+    case Keyword.get(opts, :until, :infinity) do
+      :infinity ->
+        {limits, nil}
+
+      {deadline, timeout} ->
+        left = max(deadline - System.monotonic_time(:millisecond), 1) / 1000
+
+        if limits.max_duration_secs == nil or left < limits.max_duration_secs do
+          {%{limits | max_duration_secs: left}, timeout}
+        else
+          {limits, nil}
+        end
+    end
+  end
+
+  defp caller_timeout({:error, %Exception{type: :timeout_error} = exception}, timeout)
+       when is_integer(timeout),
+       do: {:error, %{exception | message: Job.timed_out(timeout).message}}
+
+  defp caller_timeout(result, _capped), do: result
+
   @impl true
   def handle_call(request, _from, %{remote: pid} = state) do
     reply =
@@ -317,11 +372,16 @@ defmodule ExMonty.Session do
           {:error, down}
 
         {nil, {:eval, code, opts}} ->
+          # A deadline is this node's clock: the other node's session gets
+          # the caller's :timeout as it was given.
+          opts = Keyword.delete(opts, :until)
+
           checked(state, code, Keyword.get(opts, :inputs, %{}), fn ->
             Remote.call(:session_eval, [pid, code, opts], state.callbacks, state.node)
           end)
 
         {nil, {:call, name, args, opts}} ->
+          opts = Keyword.delete(opts, :until)
           Remote.call(:session_call, [pid, name, args, opts], [], state.node)
 
         {nil, {:dump, opts}} ->
@@ -345,7 +405,7 @@ defmodule ExMonty.Session do
 
     case input_pairs(inputs) do
       {:ok, pairs} ->
-        limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
+        {limits, capped} = within_until(opts, state)
         resource = state.resource
 
         on_output = Keyword.get(state.sandbox, :on_output)
@@ -361,7 +421,11 @@ defmodule ExMonty.Session do
 
         {result, os} =
           checked_here(state, code, inputs, fn ->
-            with_bridge(bridge, state.sandbox, &Sandbox.serve(first, [limits: limits] ++ &1))
+            with_bridge(
+              bridge,
+              state.sandbox,
+              &Sandbox.serve(first, [limits: limits] ++ &1)
+            )
           end)
 
         sandbox = if os, do: Keyword.put(state.sandbox, :os, os), else: state.sandbox
@@ -369,7 +433,7 @@ defmodule ExMonty.Session do
         {result, type_check} =
           case result do
             {:ok, value, output, type_check} -> {{:ok, value, output}, type_check}
-            other -> {other, state.type_check}
+            other -> {caller_timeout(other, capped), state.type_check}
           end
 
         # A snippet the type checker refused never ran: the inputs wait for the next.
@@ -387,7 +451,7 @@ defmodule ExMonty.Session do
   end
 
   def handle_call({:call, name, args, opts}, _from, state) do
-    limits = Limits.normalize!(Keyword.get(opts, :limits, state.limits))
+    {limits, capped} = within_until(opts, state)
     resource = state.resource
 
     result =
@@ -395,12 +459,22 @@ defmodule ExMonty.Session do
         {:session_call, :session_call_dirty},
         [resource, name, args, Limits.to_native(limits)]
       )
+      |> caller_timeout(capped)
 
     reply =
       case result do
-        {:ok, {:complete, value, _output}} -> {:ok, value}
-        {:ok, _pause} -> Exception.invalid("a session function may not call the host")
-        {:error, _} = error -> error
+        {:ok, {:complete, value, _output}} ->
+          {:ok, value}
+
+        {:ok, pause} ->
+          # Given up now, not when its term is collected: the session is
+          # free for its next snippet at once.
+          %ExMonty.Snapshot{resource: paused} = elem(pause, 2)
+          _ = Job.await(Native.snapshot_abandon(paused))
+          Exception.invalid("a session function may not call the host")
+
+        {:error, _} = error ->
+          error
       end
 
     {:reply, reply, state, state.hibernate_after}

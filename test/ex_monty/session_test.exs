@@ -67,6 +67,34 @@ defmodule ExMonty.SessionTest do
     assert {:ok, 5, ""} = Session.eval(s, "x")
   end
 
+  test "a snippet past the caller's :timeout stops with a :timeout_error; the session goes on" do
+    slow = fn _args, _kwargs ->
+      Process.sleep(2_000)
+      1
+    end
+
+    {:ok, s} = Session.start_link(functions: %{"slow" => slow})
+    assert {:ok, nil, ""} = Session.eval(s, "n = 1")
+
+    assert {:error, %ExMonty.Exception{type: :timeout_error, message: message}} =
+             Session.eval(s, "while True:\n    pass", timeout: 200)
+
+    assert message =~ "caller's timeout of 200 ms"
+
+    assert {:error, %ExMonty.Exception{type: :timeout_error, message: message}} =
+             Session.eval(s, "print('x')\nslow()", timeout: 200)
+
+    assert message =~ "caller's timeout of 200 ms"
+
+    assert {:ok, nil, ""} = Session.eval(s, "def spin():\n    while True:\n        pass")
+
+    assert {:error, %ExMonty.Exception{type: :timeout_error}} =
+             Session.call(s, "spin", [], timeout: 200)
+
+    # The session was not left running them: it answers at once.
+    assert {:ok, 1, ""} = Session.eval(s, "n", timeout: 1_000)
+  end
+
   test "limits are per snippet: suspensions reset" do
     {:ok, s} =
       Session.start_link(
