@@ -295,7 +295,13 @@ defmodule ExMonty.ValuesTest do
     end
 
     test "keys that collide in Python are an error, not an overwrite" do
-      for map <- [%{1 => :a, 1.0 => :b}, %{1 => :a, true => :b}, %{{1, 2} => :a, {1.0, 2} => :b}] do
+      for map <- [
+            %{1 => :a, 1.0 => :b},
+            %{1 => :a, true => :b},
+            %{{1, 2} => :a, {1.0, 2} => :b},
+            %{{1, nil} => :a, {1.0, nil} => :b},
+            %{{1, {:bytes, "k"}} => :a, {true, {:bytes, "k"}} => :b}
+          ] do
         map = Map.new(map, fn {k, v} -> {k, Atom.to_string(v)} end)
 
         assert {:error, %ExMonty.Exception{type: :invalid_input, message: message}} =

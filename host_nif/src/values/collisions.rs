@@ -57,6 +57,9 @@ enum Canon {
     /// Other floats, by their bits.
     Float(u64),
     Str(String),
+    Bytes(Vec<u8>),
+    /// `None`, `...` and `NotImplemented`.
+    Singleton(u8),
     Tuple(Vec<usize>),
     /// Sorted.
     Set(Vec<usize>),
@@ -110,6 +113,10 @@ impl Classes {
                 }
                 Some(MontyNode::Float(f)) => Canon::Float(f.to_bits()),
                 Some(MontyNode::String(s)) => Canon::Str(s.clone()),
+                Some(MontyNode::Bytes(b)) => Canon::Bytes(b.clone()),
+                Some(MontyNode::None) => Canon::Singleton(0),
+                Some(MontyNode::Ellipsis) => Canon::Singleton(1),
+                Some(MontyNode::NotImplemented) => Canon::Singleton(2),
                 Some(MontyNode::Tuple(items)) => Canon::Tuple(items.iter().map(class_of).collect()),
                 Some(MontyNode::FrozenSet(items)) => {
                     let mut classes: Vec<usize> = items.iter().map(class_of).collect();
@@ -183,5 +190,23 @@ mod tests {
         let one_float = graph.push(MontyNode::Float(1.0));
         let b = graph.push(MontyNode::Tuple(vec![one_float]));
         assert!(check_collisions(graph.nodes(), &[a, b], "dict keys").is_err());
+    }
+
+    #[test]
+    fn tuples_with_none_or_bytes_beside_equal_numbers_collide() {
+        let mut graph = MontyGraph::new();
+        let one = graph.push(MontyNode::Int(1));
+        let one_float = graph.push(MontyNode::Float(1.0));
+        let none_a = graph.push(MontyNode::None);
+        let none_b = graph.push(MontyNode::None);
+        let bytes_a = graph.push(MontyNode::Bytes(vec![1, 2]));
+        let bytes_b = graph.push(MontyNode::Bytes(vec![1, 2]));
+        let other_bytes = graph.push(MontyNode::Bytes(vec![3]));
+        let a = graph.push(MontyNode::Tuple(vec![one, none_a, bytes_a]));
+        let b = graph.push(MontyNode::Tuple(vec![one_float, none_b, bytes_b]));
+        let c = graph.push(MontyNode::Tuple(vec![one_float, none_b, other_bytes]));
+        // (1, None, b"\x01\x02") == (1.0, None, b"\x01\x02") in Python.
+        assert!(check_collisions(graph.nodes(), &[a, b], "dict keys").is_err());
+        assert!(check_collisions(graph.nodes(), &[a, c], "dict keys").is_ok());
     }
 }
