@@ -179,6 +179,15 @@ defmodule ExMonty.Dump do
     :ok
   end
 
+  @doc false
+  # `check_key!/1`, and `:max_bytes`, for a load.
+  @spec check_load_opts!(keyword()) :: :ok
+  def check_load_opts!(opts) do
+    _ = key(opts)
+    _ = max_bytes(opts)
+    :ok
+  end
+
   # nil (no key configured), :unsigned (explicit opt-out) or a binary key.
   # `key: nil` means the configured key: it never turns verification off.
   defp key(opts) do

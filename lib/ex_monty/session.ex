@@ -88,6 +88,7 @@ defmodule ExMonty.Session do
   def start_link(opts \\ []) do
     opts = Options.validate!(opts, :session)
     check_type_check_load!(opts)
+    check_load!(opts)
     check_inputs!(opts)
     opts = Keyword.put_new(opts, :owner, self())
     GenServer.start_link(__MODULE__, opts, Keyword.take(opts, [:name]))
@@ -98,6 +99,7 @@ defmodule ExMonty.Session do
   def start(opts \\ []) do
     opts = Options.validate!(opts, :session)
     check_type_check_load!(opts)
+    check_load!(opts)
     check_inputs!(opts)
     opts = Keyword.put_new(opts, :owner, self())
     GenServer.start(__MODULE__, opts, Keyword.take(opts, [:name]))
@@ -112,6 +114,26 @@ defmodule ExMonty.Session do
 
       {:error, %Exception{message: message}} ->
         raise ArgumentError, "ExMonty.Session.start_link/1: option :inputs: #{message}"
+    end
+  end
+
+  # `:key` and `:max_bytes` are the load's: checked here (raised in the
+  # session, a bad one would take its caller down through the link), and
+  # refused without `:load` rather than ignored.
+  defp check_load!(opts) do
+    given = Enum.filter([:key, :max_bytes], &Keyword.has_key?(opts, &1))
+
+    cond do
+      Keyword.has_key?(opts, :load) ->
+        Dump.check_load_opts!(opts)
+
+      given != [] ->
+        raise ArgumentError,
+              "ExMonty.Session.start_link/1: #{Enum.map_join(given, " and ", &inspect/1)} " <>
+                "apply to :load (checking the dump to continue from), which is not given"
+
+      true ->
+        :ok
     end
   end
 

@@ -208,6 +208,22 @@ defmodule ExMonty.SessionTest do
     assert {:ok, "v", ""} = Session.eval(s, "k")
   end
 
+  test ":key and :max_bytes are checked at start, and only go with :load" do
+    assert_raise ArgumentError, ~r/:key and :max_bytes apply to :load/, fn ->
+      Session.start_link(key: "k", max_bytes: 10)
+    end
+
+    {:ok, s} = Session.start_link()
+    {:ok, dump} = Session.dump(s, key: "k")
+    assert_raise ArgumentError, ~r/:key/, fn -> Session.start_link(load: dump, key: 123) end
+
+    assert_raise ArgumentError, ~r/max_bytes/, fn ->
+      Session.start_link(load: dump, key: "k", max_bytes: -1)
+    end
+
+    assert {:ok, _} = Session.start_link(load: dump, key: "k")
+  end
+
   test "a first snippet's input with a bad name raises at start" do
     assert_raise ArgumentError, ~r/option :inputs: input name "bad-name"/, fn ->
       Session.start_link(inputs: %{"bad-name" => 1})
