@@ -81,10 +81,16 @@ fn mounts_new(specs: Vec<MountSpec>) -> Result<ResourceArc<MountsRes>, String> {
     let table = new_table(&specs)?;
     let budgets = specs
         .iter()
-        .map(|(virtual_path, _, _, limit, _)| WriteBudget {
-            virtual_path: virtual_path.trim_end_matches('/').to_owned(),
-            limit: *limit,
-            used: 0,
+        .map(|(virtual_path, _, _, limit, _)| {
+            // Normalised as the mount table normalises it ("//data/." is
+            // "/data"), so every write under the mount finds its budget;
+            // the root is "" (under which every path is).
+            let root = normalize(virtual_path);
+            WriteBudget {
+                virtual_path: if root == "/" { String::new() } else { root },
+                limit: *limit,
+                used: 0,
+            }
         })
         .collect();
     Ok(ResourceArc::new(MountsRes {

@@ -60,6 +60,20 @@ defmodule ExMonty.MountTest do
                File.read!(Path.join(root, "big.txt")) != ""
     end
 
+    test "the byte limit holds however the mount path is written", %{root: root} do
+      for at <- ["//data", "/data/.", "/data/"] do
+        {:ok, mount} = Mount.new([{at, root, :read_write, write_bytes_limit: 300}])
+        assert {:error, %{type: type}} = py("Path('/data/big.txt').write_text('x' * 1000)", mount)
+        assert type in [:os_error, :permission_error, :memory_error]
+        assert {:error, _} = py("[Path(f'/data/d{i}').mkdir() for i in range(20)]", mount)
+        assert length(File.ls!(root)) < 20
+
+        for dir <- File.ls!(root),
+            String.starts_with?(dir, "d"),
+            do: File.rmdir(Path.join(root, dir))
+      end
+    end
+
     test "read-write: empty files, directories and names count against the limit",
          %{root: root} do
       {:ok, mount} = Mount.new([{"/data", root, :read_write, write_bytes_limit: 1_000}])
