@@ -84,6 +84,7 @@ rustler::atoms! {
     resource,
     script_name,
     input_names,
+    untrusted,
     unknown,
     // stack frames
     filename,

@@ -34,29 +34,40 @@ pub struct RunnerRes {
     pub program: Arc<Vec<u8>>,
     pub script_name: String,
     pub input_names: Vec<String>,
+    /// Loaded from an unsigned dump (anyone could have written it): it runs
+    /// in new instances of its own, never pooled, like an execution restored
+    /// from an unsigned dump, and its dumps stay marked untrusted.
+    pub untrusted: bool,
 }
 
 #[rustler::resource_impl]
 impl Resource for RunnerRes {}
 
-/// `%ExMonty.Runner{resource, script_name, input_names}`
+/// `%ExMonty.Runner{resource, script_name, input_names, untrusted}`
 fn runner_term<'a>(env: Env<'a>, runner: ResourceArc<RunnerRes>) -> Term<'a> {
     let fields = [
         (atoms::script_name(), runner.script_name.encode(env)),
         (atoms::input_names(), runner.input_names.encode(env)),
+        (atoms::untrusted(), runner.untrusted.encode(env)),
         (atoms::resource(), runner.encode(env)),
     ];
     make_struct(env, atoms::elixir_exmonty_runner(), &fields)
         .unwrap_or_else(|_| atoms::error().encode(env))
 }
 
-fn reply_runner(reply: Reply, program: Vec<u8>, script_name: String, input_names: Vec<String>) {
+fn reply_runner(
+    reply: Reply,
+    program: Vec<u8>,
+    (script_name, input_names): (String, Vec<String>),
+    untrusted: bool,
+) {
     static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
     let runner = ResourceArc::new(RunnerRes {
         key: NEXT_KEY.fetch_add(1, Ordering::Relaxed),
         program: Arc::new(program),
         script_name,
         input_names,
+        untrusted,
     });
     reply.send(move |env| (atoms::ok(), runner_term(env, runner)).encode(env));
 }
@@ -122,7 +133,7 @@ fn compile<'a>(
     spawn_with_instance(env, false, move |reply, mut instance| {
         let result = instance.compile(&service_control(), &code, &script_name, &input_names);
         match settle(instance, result) {
-            Ok(program) => reply_runner(reply, program, script_name, input_names),
+            Ok(program) => reply_runner(reply, program, (script_name, input_names), false),
             Err(failure) => reply_failure(reply, failure),
         }
     })
@@ -135,18 +146,17 @@ nif_pair!('a, runner_compile, runner_compile_dirty, compile, (
 ));
 
 /// Rebuilds a runner from program bytes (from `runner_program`), checked by
-/// the guest.
-fn load<'a>(env: Env<'a>, program: Binary<'a>, sched: Sched) -> Term<'a> {
+/// the guest: in a new instance of its own when `untrusted` (from an
+/// unsigned dump).
+fn load<'a>(env: Env<'a>, program: Binary<'a>, untrusted: bool, sched: Sched) -> Term<'a> {
     let program = match sched.copy(env, program) {
         Ok(program) => program,
         Err(term) => return term,
     };
-    spawn_with_instance(env, false, move |reply, mut instance| {
+    spawn_with_instance(env, untrusted, move |reply, mut instance| {
         let result = instance.inspect_program(&service_control(), &program);
         match settle(instance, result) {
-            Ok((script_name, input_names)) => {
-                reply_runner(reply, program, script_name, input_names)
-            }
+            Ok(names) => reply_runner(reply, program, names, untrusted),
             Err(failure) => reply_failure(reply, failure),
         }
     })
@@ -154,6 +164,7 @@ fn load<'a>(env: Env<'a>, program: Binary<'a>, sched: Sched) -> Term<'a> {
 
 nif_pair!('a, runner_load, runner_load_dirty, load, (
     program: [Binary<'a>],
+    untrusted: [bool],
 ));
 
 /// The compiled program bytes of a runner (copied on a dirty scheduler).
@@ -170,11 +181,13 @@ fn start<'a>(
     settings: RunSettings,
     sched: Sched,
 ) -> Term<'a> {
-    let (inputs, limits, options) =
+    let (inputs, mut limits, options) =
         match prepare(env, &runner.input_names, &inputs, settings, sched) {
             Ok(prepared) => prepared,
             Err(error) => return error,
         };
+    // Its pauses, like its first step, keep to instances of their own.
+    limits.untrusted = runner.untrusted;
     run_step(
         env,
         limits,
@@ -251,7 +264,7 @@ impl First {
 /// and the outcome is replied (or kept as a pause).
 fn run_step(env: Env<'_>, limits: ExecLimits, first: First) -> Term<'_> {
     inline::spawn(env, true, move |reply| async move {
-        let instance = match pool::checkout_async(false).await {
+        let instance = match pool::checkout_async(limits.untrusted).await {
             Ok(instance) => instance,
             Err(message) => {
                 return reply

@@ -170,9 +170,10 @@ defmodule ExMonty.Execution do
 
   def dump(runner, opts \\ [])
 
-  def dump(%Runner{resource: resource}, opts) do
+  def dump(%Runner{resource: resource} = runner, opts) do
     opts = validate_opts!(opts, [:key])
-    ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts)
+    # A runner from an unsigned dump stays marked so, signed or not.
+    ExMonty.Dump.encode(:runner, Native.runner_program(resource), opts, runner.untrusted == true)
   end
 
   def dump(other, _opts), do: not_a!("ExMonty.dump/2", "an ExMonty.Runner", other)
@@ -180,8 +181,8 @@ defmodule ExMonty.Execution do
   def load_runner(binary, opts \\ []) do
     opts = validate_opts!(opts, [:key, :max_bytes])
 
-    with {:ok, program, _signed} <- ExMonty.Dump.decode(:runner, binary, opts) do
-      Job.run({:runner_load, :runner_load_dirty}, [program])
+    with {:ok, program, signed} <- ExMonty.Dump.decode(:runner, binary, opts) do
+      Job.run({:runner_load, :runner_load_dirty}, [program, signed == :unsigned])
     end
   end
 

@@ -36,8 +36,8 @@ defmodule ExMonty.Native do
   # runner.rs
   def runner_compile(_code, _script_name, _input_names), do: err()
   def runner_compile_dirty(_code, _script_name, _input_names), do: err()
-  def runner_load(_program), do: err()
-  def runner_load_dirty(_program), do: err()
+  def runner_load(_program, _untrusted), do: err()
+  def runner_load_dirty(_program, _untrusted), do: err()
   def runner_program(_runner), do: err()
   def runner_start(_runner, _inputs, _settings), do: err()
   def runner_start_dirty(_runner, _inputs, _settings), do: err()

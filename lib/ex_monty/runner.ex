@@ -8,12 +8,17 @@ defmodule ExMonty.Runner do
   """
 
   @enforce_keys [:resource, :script_name, :input_names]
-  defstruct [:resource, :script_name, :input_names]
+  defstruct [:resource, :script_name, :input_names, untrusted: false]
 
+  @typedoc """
+  `untrusted`: loaded from an unsigned dump (see `ExMonty.Dump`): it runs in
+  new instances of its own, never in pooled ones, and its dumps say so.
+  """
   @type t :: %__MODULE__{
           resource: reference(),
           script_name: String.t(),
-          input_names: [String.t()]
+          input_names: [String.t()],
+          untrusted: boolean()
         }
 
   defimpl Inspect do

@@ -143,6 +143,24 @@ defmodule ExMonty.SerializationTest do
       assert {:ok, restored} = ExMonty.load_snapshot(signed, key: "s")
       assert {:ok, {:complete, :ellipsis, ""}} = ExMonty.resume(restored, {:ok, :ellipsis})
     end
+
+    test "a runner from an unsigned dump stays untrusted: signing its dump again does not clear it" do
+      {:ok, runner} = ExMonty.compile("x + 1", inputs: ["x"])
+      refute runner.untrusted
+      {:ok, unsigned} = ExMonty.dump(runner)
+      {:ok, loaded} = ExMonty.load_runner(unsigned)
+      assert loaded.untrusted
+      assert {:ok, 2, ""} = ExMonty.run(loaded, %{"x" => 1})
+      assert {:ok, {:complete, 3, ""}} = ExMonty.start(loaded, %{"x" => 2})
+
+      {:ok, resigned} = ExMonty.dump(loaded, key: "k")
+      {:ok, again} = ExMonty.load_runner(resigned, key: "k")
+      assert again.untrusted
+
+      {:ok, signed} = ExMonty.dump(runner, key: "k")
+      {:ok, trusted} = ExMonty.load_runner(signed, key: "k")
+      refute trusted.untrusted
+    end
   end
 
   defp mutate(binary) do

@@ -57,6 +57,22 @@ defmodule ExMonty.IsolationTest do
     assert ExMonty.stats().idle_instances == 1
   end
 
+  test "a runner from an unsigned dump runs in instances of its own, never pooled" do
+    {:ok, runner} = ExMonty.compile("x + 1", inputs: ["x"])
+    {:ok, unsigned} = ExMonty.dump(runner)
+    {:ok, loaded} = ExMonty.load_runner(unsigned)
+    ExMonty.Native.runtime_drain()
+
+    for _ <- 1..5 do
+      assert {:ok, 2, ""} = ExMonty.run(loaded, %{"x" => 1})
+    end
+
+    # Its instances were dropped, not pooled; a trusted run pools its own.
+    assert ExMonty.stats().idle_instances == 0
+    assert {:ok, 2, ""} = ExMonty.run(runner, %{"x" => 1})
+    assert ExMonty.stats().idle_instances == 1
+  end
+
   test "a paused execution dropped without a resume gives back a cleared instance" do
     ExMonty.Native.runtime_drain()
 
