@@ -107,11 +107,20 @@ fn mounts_new(specs: Vec<MountSpec>) -> Result<ResourceArc<MountsRes>, String> {
 /// served it (successfully or with a Python exception), `None` when the path
 /// is under no mount.
 pub fn serve(mounts: &MountsRes, typed: &[u8]) -> Option<Answer> {
-    let call: OsFunctionCall = postcard::from_bytes(typed).ok()?;
-    let mut table = mounts.table.lock().ok()?;
+    // A call that cannot be read, or mounts whose state a panic left
+    // unknown, fail the call: passing it on as under no mount would hand a
+    // mounted path to the caller's handler, past the mount's mode.
+    let Ok(call) = postcard::from_bytes::<OsFunctionCall>(typed) else {
+        return Some(os_error("the file call could not be read"));
+    };
+    let Ok(mut table) = mounts.table.lock() else {
+        return Some(os_error("the mounts are unavailable"));
+    };
     let charge = match write_charge(&mut table, &call) {
         Some((path, cost)) => {
-            let mut budgets = mounts.budgets.lock().ok()?;
+            let Ok(mut budgets) = mounts.budgets.lock() else {
+                return Some(os_error("the mounts are unavailable"));
+            };
             match budget_for(&mut budgets, &path) {
                 Some(budget) => {
                     if budget
@@ -152,6 +161,13 @@ pub fn serve(mounts: &MountsRes, typed: &[u8]) -> Option<Answer> {
             }))
         }
     }
+}
+
+fn os_error(message: &str) -> Answer {
+    Answer::Raise(HostError {
+        type_name: "OSError".to_owned(),
+        message: message.to_owned(),
+    })
 }
 
 /// `[Errno 28] No space left on device`, as a full disk answers.
