@@ -53,13 +53,17 @@ defmodule ExMonty.SessionTest do
     assert {:ok, 7, ""} = Session.eval(s, "n")
   end
 
-  test "a snippet given up at its deadline in a host function frees the session at once" do
-    slow = fn _args, _kwargs ->
-      Process.sleep(300)
+  # A host function that answers 1 after `ms` milliseconds.
+  defp sleeping(ms) do
+    fn _args, _kwargs ->
+      Process.sleep(ms)
       1
     end
+  end
 
-    {:ok, s} = Session.start_link(functions: %{"slow" => slow}, limits: [max_duration_secs: 0.1])
+  test "a snippet given up at its deadline in a host function frees the session at once" do
+    {:ok, s} =
+      Session.start_link(functions: %{"slow" => sleeping(300)}, limits: [max_duration_secs: 0.1])
 
     assert {:error, %ExMonty.Exception{type: :timeout_error}} = Session.eval(s, "x = 5\nslow()")
     # The next snippet runs at once (it was refused as busy until the given-up
@@ -68,12 +72,7 @@ defmodule ExMonty.SessionTest do
   end
 
   test "a snippet past the caller's :timeout stops with a :timeout_error; the session goes on" do
-    slow = fn _args, _kwargs ->
-      Process.sleep(2_000)
-      1
-    end
-
-    {:ok, s} = Session.start_link(functions: %{"slow" => slow})
+    {:ok, s} = Session.start_link(functions: %{"slow" => sleeping(2_000)})
     assert {:ok, nil, ""} = Session.eval(s, "n = 1")
 
     assert {:error, %ExMonty.Exception{type: :timeout_error, message: message}} =
