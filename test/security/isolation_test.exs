@@ -3,6 +3,15 @@ defmodule ExMonty.IsolationTest do
   # warm one ~4 us), so no execution may observe another's state.
   use ExUnit.Case, async: false
 
+  # Tests here count pooled instances. Paused executions that earlier tests'
+  # processes dropped are cleared on workers and join the pool meanwhile:
+  # wait for that to end, so it cannot land between a drain and a count.
+  setup do
+    :erlang.garbage_collect()
+    assert ExMonty.TestHelpers.stats_until(&(&1.live_paused == 0))
+    :ok
+  end
+
   test "globals, functions and classes do not survive an execution" do
     assert {:ok, nil, ""} =
              ExMonty.eval("secret = 'tenant-a'\ndef helper(): return 1\nclass Thing: pass")
