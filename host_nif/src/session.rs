@@ -17,12 +17,12 @@ use crate::exceptions::sandbox_error;
 use crate::inline;
 use crate::instance::{CallResult, Instance};
 use crate::job::Reply;
-use crate::pause::{hold, wake_async, Held, Paused};
+use crate::pause::{hold, Paused};
 use crate::pool::spawn_with_instance;
 use crate::schedule::{conversion_error, nif_pair, Sched};
 use crate::settings::{ExecLimits, LimitsMap, RunSettings};
 use crate::snapshot::{
-    reply_step_async, spawn_load, Acquired, Owner, PauseKind, SnapshotRes, SnippetTake,
+    reply_step_async, spawn_load, wake_held, Acquired, Owner, PauseKind, SnapshotRes, SnippetTake,
 };
 use crate::step::{reply_failure, settle, with_policy, Failure};
 use crate::values::{self, FromTermError};
@@ -187,36 +187,13 @@ fn with_session(
             limits: limits.clone(),
         };
         // A hibernated session that cannot be woken keeps its bytes.
-        let hibernated = match &held {
-            Held::Hibernated(bytes) => Some(bytes.clone()),
-            Held::Live(_) => None,
-        };
-        let keep_or_lose = |limits: ExecLimits| match hibernated {
-            Some(bytes) => session.release(Paused {
-                held: Held::Hibernated(bytes),
-                limits,
-            }),
-            None => session.consume(),
-        };
-        let mut instance = match wake_async(held, &limits).await {
+        let mut instance = match wake_held(&session, held, &limits, feed_limits.live_output).await {
             Ok(instance) => instance,
-            Err(failure) => {
-                keep_or_lose(limits);
-                return match failure {
-                    Ok(error) => reply_failure(reply, Failure::Guest(error)),
-                    Err(crate::control::CallError::Trap(trapped)) => {
-                        reply_failure(reply, Failure::Trap(trapped))
-                    }
-                };
+            Err(Ok(error)) => return reply_failure(reply, Failure::Guest(error)),
+            Err(Err(crate::control::CallError::Trap(trapped))) => {
+                return reply_failure(reply, Failure::Trap(trapped))
             }
         };
-        if let Err(crate::control::CallError::Trap(trapped)) = instance
-            .apply_live_output_async(feed_limits.live_output)
-            .await
-        {
-            keep_or_lose(limits);
-            return reply_failure(reply, Failure::Trap(trapped));
-        }
         let options = crate::bindings::RunOptions {
             interactive: true,
             cwd: None,

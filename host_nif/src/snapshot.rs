@@ -561,42 +561,50 @@ fn answer<'a>(env: Env<'a>, snapshot: ResourceArc<SnapshotRes>, answering: Answe
     })
 }
 
+/// Wakes what `snapshot` held (see `wake_async`) into an instance that
+/// streams output as `live_output` asks (a woken execution may land in one
+/// that streams differently). On failure a hibernated execution keeps its
+/// bytes (released back to `snapshot`); a live one is lost with its instance.
+pub async fn wake_held(
+    snapshot: &SnapshotRes,
+    held: Held,
+    limits: &ExecLimits,
+    live_output: bool,
+) -> Result<Instance, Result<GuestError, CallError>> {
+    let hibernated = match &held {
+        Held::Hibernated(bytes) => Some(bytes.clone()),
+        Held::Live(_) => None,
+    };
+    let failure = match wake_async(held, limits).await {
+        Ok(mut instance) => match instance.apply_live_output_async(live_output).await {
+            Err(trap) => Err(trap),
+            Ok(_) => return Ok(instance),
+        },
+        Err(failure) => failure,
+    };
+    match hibernated {
+        Some(bytes) => snapshot.release(Paused {
+            held: Held::Hibernated(bytes),
+            limits: limits.clone(),
+        }),
+        None => snapshot.lose(),
+    }
+    Err(failure)
+}
+
 async fn answer_paused(reply: Reply, snapshot: &SnapshotRes, paused: Paused, answering: Answering) {
     let Paused { held, limits } = paused;
     let hibernated = match &held {
         Held::Hibernated(bytes) => Some(bytes.clone()),
         Held::Live(_) => None,
     };
-    let mut instance = match wake_async(held, &limits).await {
+    let mut instance = match wake_held(snapshot, held, &limits, limits.live_output).await {
         Ok(instance) => instance,
-        Err(failure) => {
-            match hibernated {
-                Some(bytes) => snapshot.release(Paused {
-                    held: Held::Hibernated(bytes),
-                    limits,
-                }),
-                None => snapshot.lose(),
-            }
-            return match failure {
-                Ok(error) => reply.send(move |env| guest_error(env, &error)),
-                Err(CallError::Trap(trapped)) => reply.send(move |env| trap_error(env, &trapped)),
-            };
+        Err(Ok(error)) => return reply.send(move |env| guest_error(env, &error)),
+        Err(Err(CallError::Trap(trapped))) => {
+            return reply.send(move |env| trap_error(env, &trapped))
         }
     };
-    // A woken execution may land in an instance that streams differently.
-    if let Err(crate::control::CallError::Trap(trapped)) =
-        instance.apply_live_output_async(limits.live_output).await
-    {
-        // The instance is lost; a hibernated execution still has its bytes.
-        match hibernated {
-            Some(bytes) => snapshot.release(Paused {
-                held: Held::Hibernated(bytes),
-                limits,
-            }),
-            None => snapshot.lose(),
-        }
-        return reply.send(move |env| trap_error(env, &trapped));
-    }
     let ctl = limits.control(&reply);
     let max_memory = limits.guest.max_memory;
     let result = match answering {

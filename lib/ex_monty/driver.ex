@@ -49,7 +49,7 @@ defmodule ExMonty.Driver do
       # when the timeout comes, as a running one would be.
       {deadline, timeout} = until
       Process.sleep(max(deadline - System.monotonic_time(:millisecond), 0))
-      _ = Job.await(ExMonty.Native.snapshot_abandon(snapshot.resource))
+      abandon(snapshot)
       {:error, Exception.prepend_output(Job.timed_out(timeout), acc)}
     else
       {answer, left, _slept_ms} = sleep(call, left)
@@ -65,14 +65,21 @@ defmodule ExMonty.Driver do
 
   defp outlasts?(_call, :infinity), do: false
 
-  defp outlasts?(%OsCall{args: args}, {deadline, _timeout}) do
-    seconds =
-      case args do
-        [s | _] when is_number(s) and s > 0 -> s
-        _ -> 0
-      end
+  defp outlasts?(%OsCall{args: args}, {deadline, _timeout}),
+    do: System.monotonic_time(:millisecond) + seconds(args) * 1000 >= deadline
 
-    System.monotonic_time(:millisecond) + seconds * 1000 >= deadline
+  # The seconds a sleep asks for.
+  defp seconds([s | _]) when is_number(s) and s > 0, do: s
+  defp seconds(_args), do: 0
+
+  @doc false
+  # Gives up a paused execution nobody will resume at once, rather than when
+  # its last term is garbage-collected (a session's paused snippet keeps the
+  # session busy until then).
+  @spec abandon(Snapshot.t()) :: :ok
+  def abandon(%Snapshot{resource: resource}) do
+    _ = Job.await(ExMonty.Native.snapshot_abandon(resource))
+    :ok
   end
 
   @doc false
@@ -86,11 +93,7 @@ defmodule ExMonty.Driver do
   # milliseconds actually slept.
   @spec sleep(OsCall.t(), number() | nil) :: {ExMonty.answer(), number() | nil, non_neg_integer()}
   def sleep(%OsCall{args: args}, left) do
-    seconds =
-      case args do
-        [s | _] when is_number(s) and s > 0 -> s
-        _ -> 0
-      end
+    seconds = seconds(args)
 
     if is_number(left) and seconds > left do
       {{:error, :timeout_error, "total sleep limit (max_total_sleep_secs) exceeded"}, left, 0}

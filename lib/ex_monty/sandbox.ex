@@ -141,7 +141,7 @@ defmodule ExMonty.Sandbox do
   can be called from synchronous code.
   """
 
-  alias ExMonty.{Exception, FunctionCall, Job, Native, OsCall, PseudoFS, Snapshot, TypeCheck}
+  alias ExMonty.{Exception, FunctionCall, OsCall, PseudoFS, Snapshot, TypeCheck}
 
   @typedoc "What a callback returns."
   @type callback_result :: {:ok, term()} | {:error, atom(), String.t()}
@@ -397,14 +397,9 @@ defmodule ExMonty.Sandbox do
     end
   end
 
-  # Gives up a paused execution the loop will not resume (its deadline
-  # passed, or it refused every answer) at once, rather than when its term
-  # is garbage-collected: a session's paused snippet would keep the session
-  # busy until then.
-  defp abandon(%Snapshot{resource: resource}) do
-    _ = Job.await(Native.snapshot_abandon(resource))
-    :ok
-  end
+  # A paused execution the loop will not resume (its deadline passed, or it
+  # refused every answer) is given up at once.
+  defp abandon(snapshot), do: ExMonty.Driver.abandon(snapshot)
 
   # `names`: call id => the host function that answered it.
   defp resume_futures(snapshot, results, names, state) do

@@ -171,25 +171,25 @@ defmodule ExMonty.Session do
             "ExMonty.Session.eval/3 expects Python source (a string), got: #{inspect(code, limit: 5)}"
     end
 
-    timeout = Keyword.get(opts, :timeout, :infinity)
-    until = ExMonty.Driver.until(timeout)
-
-    # `:until` (internal): the deadline the timeout sets, from now.
-    opts = Keyword.put(opts, :until, until)
-    within(timeout, fn -> GenServer.call(session, {:eval, code, opts}, call_timeout(timeout)) end)
+    call_within(session, opts, &{:eval, code, &1})
   end
 
-  # The session enforces a caller's `:timeout` itself (a snippet still
-  # running then is cancelled, and the answer is a :timeout_error); the call
-  # waits a little longer, for a session busy with another caller's snippet.
+  # The session enforces a caller's `:timeout` itself (`:until`, internal:
+  # the deadline it sets from now; see `within_until/2`); the call waits a
+  # little longer, for a session busy with another caller's snippet.
+  defp call_within(session, opts, request) do
+    timeout = Keyword.get(opts, :timeout, :infinity)
+    opts = Keyword.put(opts, :until, ExMonty.Driver.until(timeout))
+
+    try do
+      GenServer.call(session, request.(opts), call_timeout(timeout))
+    catch
+      :exit, {:timeout, {GenServer, :call, _}} -> {:error, Job.timed_out(timeout)}
+    end
+  end
+
   defp call_timeout(:infinity), do: :infinity
   defp call_timeout(timeout), do: timeout + 5_000
-
-  defp within(timeout, call) do
-    call.()
-  catch
-    :exit, {:timeout, {GenServer, :call, _}} -> {:error, Job.timed_out(timeout)}
-  end
 
   @doc """
   Calls a function the session defined, with positional arguments:
@@ -206,14 +206,7 @@ defmodule ExMonty.Session do
               inspect({name, args}, limit: 5)
     end
 
-    timeout = Keyword.get(opts, :timeout, :infinity)
-    until = ExMonty.Driver.until(timeout)
-
-    opts = Keyword.put(opts, :until, until)
-
-    within(timeout, fn ->
-      GenServer.call(session, {:call, name, args, opts}, call_timeout(timeout))
-    end)
+    call_within(session, opts, &{:call, name, args, &1})
   end
 
   @doc """
@@ -491,8 +484,7 @@ defmodule ExMonty.Session do
         {:ok, pause} ->
           # Given up now, not when its term is collected: the session is
           # free for its next snippet at once.
-          %ExMonty.Snapshot{resource: paused} = elem(pause, 2)
-          _ = Job.await(Native.snapshot_abandon(paused))
+          ExMonty.Driver.abandon(elem(pause, 2))
           Exception.invalid("a session function may not call the host")
 
         {:error, _} = error ->
