@@ -3,7 +3,8 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
   Builds ExMonty's native parts with cargo and places them in `priv/`:
 
     * `priv/ex_monty_guest.wasm`: the guest component (`guest/`, target `wasm32-wasip2`);
-    * `priv/libex_monty_nif.so`: the Rustler NIF (`host_nif/`);
+    * `priv/libex_monty_nif.so`: the Rustler NIF (`host_nif/`, cargo profile
+      `nif`: release optimised as one unit, see `Cargo.toml`);
     * `priv/ex_monty_typecheck.wasm`: the type checker component
       (`typecheck/`, a cargo workspace of its own, target `wasm32-wasip2`).
 
@@ -86,7 +87,7 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
              "--target",
              "wasm32-wasip2"
            ]),
-         :ok <- cargo(root, ["build", "--locked", "--release", "-p", "ex_monty_nif"]),
+         :ok <- cargo(root, ["build", "--locked", "--profile", "nif", "-p", "ex_monty_nif"]),
          :ok <-
            cargo(root, [
              "build",
@@ -102,7 +103,7 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
       File.mkdir_p!(priv)
       wasm_dir = Path.join([target_dir, "wasm32-wasip2", "release"])
       install(Path.join(wasm_dir, "ex_monty_guest.wasm"), guest)
-      install(Path.join([target_dir, "release", library_name()]), nif)
+      install(Path.join([target_dir, "nif", library_name()]), nif)
       install(Path.join(wasm_dir, "ex_monty_typecheck.wasm"), typecheck)
       # Links _build/<env>/lib/ex_monty/priv to priv/ now that it exists.
       Mix.Project.build_structure()

@@ -266,6 +266,30 @@ defmodule ExMonty.ValuesTest do
       end
     end
 
+    test "what a refusal shows of an input is bounded by the message, not by the input" do
+      # 16 MiB that are not UTF-8: the message shows its first bytes, as
+      # Elixir would, without rendering the rest.
+      big = :binary.copy(<<0xFF, 0>>, 8 * 1024 * 1024)
+
+      assert {:error, %ExMonty.Exception{type: :invalid_input, message: message}} =
+               ExMonty.eval("x", inputs: %{"x" => big})
+
+      assert message =~ "<<255, 0, 255, 0, "
+      assert message =~ "not valid UTF-8"
+      assert byte_size(message) < 400
+
+      # A struct with no Python meaning, holding a million-element list.
+      huge = %URI{path: List.duplicate(7, 1_000_000)}
+
+      assert {:error, %ExMonty.Exception{type: :invalid_input, message: message}} =
+               ExMonty.eval("x", inputs: %{"x" => huge})
+
+      assert message =~ "has no Python meaning"
+      assert message =~ "Elixir.URI"
+      assert message =~ "..."
+      assert byte_size(message) < 400
+    end
+
     test "scalar inputs arrive whole, on either side of the direct conversion" do
       # Integers up to 64 bits, floats and strings under 1 KiB are converted
       # directly; larger ones take the general path. Both give the same values.
