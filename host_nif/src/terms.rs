@@ -50,58 +50,25 @@ pub fn make_struct<'a>(
 
 /// Bytes of text an error message shows of a term (longer is cut, "...").
 const SHOWN: usize = 80;
-/// The VM's printer, for other terms: at most this many elements (list
-/// items, tuple or map entries, bytes of a nested binary), into a buffer of
-/// `VM_BUFFER` bytes.
+/// Nesting rendered before a nested term is shown as "...".
+const SHOWN_DEPTH: usize = 8;
+/// The VM's printer, for pids, references, functions and ports (small
+/// terms of fixed size), into a buffer of `VM_BUFFER` bytes.
 const VM_FORMAT: &[u8] = b"%.64T\0";
 const VM_BUFFER: usize = 256;
 
 /// A bounded rendering of a term for error messages, close to Elixir's
-/// `inspect`. The work is bounded by what is shown, not by the term: a bad
-/// input of a gigabyte costs its error message no more than a small one
-/// (rustler's `Debug` formats the whole term, twice, into a buffer twice its
-/// size, on the caller's scheduler).
+/// `inspect`. The work is bounded by what is shown, not by the term: lists,
+/// tuples and maps are walked only as far as the text reaches, a binary is
+/// read from its first bytes, a huge integer is described by its size. (The
+/// VM's printer, rustler's `Debug`, formats the whole term, a huge integer
+/// in quadratic time, into a buffer twice its size, on the caller's
+/// scheduler.)
 pub fn short_inspect(term: Term<'_>) -> String {
-    let (mut text, more) = match term.get_type() {
-        TermType::Binary => match term.decode::<Binary>() {
-            Ok(bin) => binary_text(bin.as_slice()),
-            Err(_) => vm_text(term),
-        },
-        TermType::Integer => (integer_text(term), false),
-        TermType::Atom => match term.atom_to_string() {
-            Ok(name) if name == "nil" || name == "true" || name == "false" => (name, false),
-            Ok(name) => (format!(":{name}"), false),
-            Err(_) => vm_text(term),
-        },
-        TermType::Pid => (format!("#PID{}", vm_text(term).0), false),
-        TermType::Ref => (
-            format!(
-                "#Reference<{}>",
-                vm_text(term)
-                    .0
-                    .trim_start_matches("#Ref<")
-                    .trim_end_matches('>')
-            ),
-            false,
-        ),
-        TermType::Fun => (
-            format!(
-                "#Function<{}>",
-                vm_text(term)
-                    .0
-                    .trim_start_matches("#Fun<")
-                    .trim_end_matches('>')
-            ),
-            false,
-        ),
-        TermType::Port => (
-            format!("#Port{}", vm_text(term).0.trim_start_matches("#Port")),
-            false,
-        ),
-        _ => vm_text(term),
-    };
-    if more || text.len() > SHOWN {
-        let mut cut = text.len().min(SHOWN - 3);
+    let mut text = String::new();
+    render(term, &mut text, 0);
+    if text.len() > SHOWN {
+        let mut cut = SHOWN - 3;
         while !text.is_char_boundary(cut) {
             cut -= 1;
         }
@@ -111,49 +78,217 @@ pub fn short_inspect(term: Term<'_>) -> String {
     text
 }
 
+/// Whether `text` holds more than can be shown: rendering stops there.
+fn full(text: &str) -> bool {
+    text.len() > SHOWN
+}
+
+fn render(term: Term<'_>, text: &mut String, depth: usize) {
+    if full(text) {
+        return;
+    }
+    match term.get_type() {
+        TermType::Binary => match term.decode::<Binary>() {
+            Ok(bin) => binary_text(bin.as_slice(), text),
+            Err(_) => text.push_str("(a bitstring)"),
+        },
+        TermType::Integer => integer_text(term, text),
+        TermType::Float => match term.decode::<f64>() {
+            Ok(f) => text.push_str(&format!("{f:?}")),
+            Err(_) => text.push_str("(a float)"),
+        },
+        TermType::Atom => match term.atom_to_string() {
+            Ok(name) if name == "nil" || name == "true" || name == "false" => text.push_str(&name),
+            Ok(name) => {
+                text.push(':');
+                text.push_str(&name);
+            }
+            Err(_) => text.push_str("(an atom)"),
+        },
+        _ if depth >= SHOWN_DEPTH => text.push_str("..."),
+        TermType::List => list_text(term, text, depth),
+        TermType::Tuple => tuple_text(term, text, depth),
+        TermType::Map => map_text(term, text, depth),
+        TermType::Pid => {
+            text.push_str("#PID");
+            text.push_str(&vm_text(term));
+        }
+        TermType::Ref => {
+            let vm = vm_text(term);
+            let inner = vm.trim_start_matches("#Ref<").trim_end_matches('>');
+            text.push_str(&format!("#Reference<{inner}>"));
+        }
+        TermType::Fun => {
+            let vm = vm_text(term);
+            let inner = vm.trim_start_matches("#Fun<").trim_end_matches('>');
+            text.push_str(&format!("#Function<{inner}>"));
+        }
+        TermType::Port => {
+            text.push_str("#Port");
+            text.push_str(vm_text(term).trim_start_matches("#Port"));
+        }
+        _ => text.push_str(&vm_text(term)),
+    }
+}
+
+/// `[a, b | tail]`, as far as it can be shown.
+fn list_text(term: Term<'_>, text: &mut String, depth: usize) {
+    text.push('[');
+    let mut rest = term;
+    let mut first = true;
+    while let Ok((head, tail)) = rest.list_get_cell() {
+        if full(text) {
+            return;
+        }
+        if !first {
+            text.push_str(", ");
+        }
+        first = false;
+        render(head, text, depth + 1);
+        rest = tail;
+    }
+    if !rest.is_empty_list() {
+        text.push_str(" | ");
+        render(rest, text, depth + 1);
+    }
+    text.push(']');
+}
+
+/// `{a, b}`, as far as it can be shown.
+fn tuple_text(term: Term<'_>, text: &mut String, depth: usize) {
+    let env = term.get_env();
+    // SAFETY: the slice is the tuple's own elements, valid while `term` is
+    // (the environment outlives this call); nothing is copied.
+    let Ok(elements) =
+        (unsafe { rustler::wrapper::tuple::get_tuple(env.as_c_arg(), term.as_c_arg()) })
+    else {
+        text.push_str("(a tuple)");
+        return;
+    };
+    text.push('{');
+    for (i, element) in elements.iter().enumerate() {
+        if full(text) {
+            return;
+        }
+        if i > 0 {
+            text.push_str(", ");
+        }
+        // SAFETY: an element of a tuple of this environment.
+        render(unsafe { Term::new(env, *element) }, text, depth + 1);
+    }
+    text.push('}');
+}
+
+/// `%{k => v}`, or `%Module{k: v}` for a struct, as far as it can be shown.
+fn map_text(term: Term<'_>, text: &mut String, depth: usize) {
+    let env = term.get_env();
+    let module = term
+        .map_get(atoms::__struct__().encode(env))
+        .ok()
+        .and_then(|module| module.atom_to_string().ok());
+    match &module {
+        Some(module) => {
+            text.push('%');
+            text.push_str(module.strip_prefix("Elixir.").unwrap_or(module));
+            text.push('{');
+        }
+        None => text.push_str("%{"),
+    }
+    let Some(entries) = rustler::types::map::MapIterator::new(term) else {
+        text.push('}');
+        return;
+    };
+    let mut first = true;
+    for (key, value) in entries {
+        if full(text) {
+            return;
+        }
+        let struct_key = module.is_some() && key.decode::<Atom>().ok() == Some(atoms::__struct__());
+        if struct_key {
+            continue;
+        }
+        if !first {
+            text.push_str(", ");
+        }
+        first = false;
+        match key.atom_to_string() {
+            Ok(name) if module.is_some() => {
+                text.push_str(&name);
+                text.push_str(": ");
+            }
+            _ => {
+                render(key, text, depth + 1);
+                text.push_str(" => ");
+            }
+        }
+        render(value, text, depth + 1);
+    }
+    text.push('}');
+}
+
 /// A binary as Elixir shows it, a string when it is UTF-8, else its bytes.
-/// Only its first bytes are read (a binary whose start is text shows as
-/// text). The flag: whether some was left out.
-fn binary_text(bytes: &[u8]) -> (String, bool) {
+/// Only its first bytes are read (a long binary whose start is text shows as
+/// text).
+fn binary_text(bytes: &[u8], text: &mut String) {
     let window = &bytes[..bytes.len().min(SHOWN + 4)];
-    let text = match std::str::from_utf8(window) {
-        Ok(text) => Some(text),
-        // A character cut by the window's end.
-        Err(e) if e.error_len().is_none() => std::str::from_utf8(&window[..e.valid_up_to()]).ok(),
+    let string = match std::str::from_utf8(window) {
+        Ok(string) => Some(string),
+        // A character cut by the window's end (not by the binary's).
+        Err(e) if e.error_len().is_none() && window.len() < bytes.len() => {
+            std::str::from_utf8(&window[..e.valid_up_to()]).ok()
+        }
         Err(_) => None,
     };
-    match text {
-        Some(text) => {
-            let mut end = text.len().min(SHOWN);
-            while !text.is_char_boundary(end) {
+    match string {
+        Some(string) => {
+            let mut end = string.len().min(SHOWN);
+            while !string.is_char_boundary(end) {
                 end -= 1;
             }
-            (format!("{:?}", &text[..end]), end < bytes.len())
+            let shown = format!("{:?}", &string[..end]);
+            if end < bytes.len() {
+                // Without its closing quote, padded past `SHOWN`: the cut
+                // in `short_inspect` (at `SHOWN - 3`, before the padding,
+                // which starts past it) marks it with "...".
+                text.push_str(&shown[..shown.len() - 1]);
+                text.push_str(&" ".repeat(SHOWN));
+            } else {
+                text.push_str(&shown);
+            }
         }
         None => {
-            let shown: Vec<String> = bytes.iter().take(SHOWN / 3).map(u8::to_string).collect();
-            let tail = if bytes.len() > SHOWN / 3 { ", ..." } else { "" };
-            (format!("<<{}{tail}>>", shown.join(", ")), false)
+            text.push_str("<<");
+            for (i, byte) in bytes.iter().enumerate() {
+                if i > 0 {
+                    text.push_str(", ");
+                }
+                if full(text) {
+                    return;
+                }
+                text.push_str(&byte.to_string());
+            }
+            text.push_str(">>");
         }
     }
 }
 
 /// An integer in decimal; one too large to show is described by its size
 /// (a huge integer takes time quadratic in its size to print in decimal).
-fn integer_text(term: Term<'_>) -> String {
+fn integer_text(term: Term<'_>, text: &mut String) {
     if let Ok(i) = term.decode::<i64>() {
-        return i.to_string();
+        text.push_str(&i.to_string());
+        return;
     }
     match term.decode::<num_bigint::BigInt>() {
-        Ok(big) if big.bits() <= 256 => big.to_string(),
-        Ok(big) => format!("(an integer of {} bits)", big.bits()),
-        Err(_) => "(an integer)".to_owned(),
+        Ok(big) if big.bits() <= 256 => text.push_str(&big.to_string()),
+        Ok(big) => text.push_str(&format!("(an integer of {} bits)", big.bits())),
+        Err(_) => text.push_str("(an integer)"),
     }
 }
 
-/// The VM's own rendering, bounded by `VM_FORMAT`'s element count and
-/// `VM_BUFFER`. The flag: whether some was left out.
-fn vm_text(term: Term<'_>) -> (String, bool) {
+/// The VM's own rendering of a small term (a pid, reference, function or
+/// port), bounded by `VM_FORMAT` and `VM_BUFFER`.
+fn vm_text(term: Term<'_>) -> String {
     let mut buffer = [0u8; VM_BUFFER];
     // SAFETY: the buffer outlives the call and its length is passed, so the
     // VM writes at most that many bytes, NUL included; the format is
@@ -166,12 +301,9 @@ fn vm_text(term: Term<'_>) -> (String, bool) {
             term.as_c_arg()
         )
     };
-    let written = usize::try_from(written).unwrap_or(0);
-    let text = String::from_utf8_lossy(&buffer[..written.min(VM_BUFFER - 1)]);
-    // The printer ends with "... " when it ran out of elements.
-    match text.strip_suffix("... ") {
-        Some(shown) => (shown.to_owned(), true),
-        None => (text.into_owned(), written >= VM_BUFFER),
+    match usize::try_from(written) {
+        Ok(written) => String::from_utf8_lossy(&buffer[..written.min(VM_BUFFER - 1)]).into_owned(),
+        Err(_) => "(a term)".to_owned(),
     }
 }
 
@@ -193,40 +325,43 @@ pub(crate) fn field<'a>(map: Term<'a>, key: Atom, what: &str) -> Result<Term<'a>
 mod tests {
     use super::{binary_text, SHOWN};
 
-    #[test]
-    fn a_short_binary_shows_whole() {
-        assert_eq!(binary_text(b"abc"), ("\"abc\"".to_owned(), false));
-        assert_eq!(binary_text(b"a\"b"), ("\"a\\\"b\"".to_owned(), false));
-        assert_eq!(
-            binary_text(&[97, 98, 0xFF]),
-            ("<<97, 98, 255>>".to_owned(), false)
-        );
+    fn shown(bytes: &[u8]) -> String {
+        let mut text = String::new();
+        binary_text(bytes, &mut text);
+        text
     }
 
     #[test]
-    fn a_long_binary_shows_its_start_only() {
-        let text = "é".repeat(10_000);
-        let (shown, more) = binary_text(text.as_bytes());
-        assert!(more);
-        assert!(shown.starts_with("\"éé"));
-        assert!(shown.len() <= SHOWN + 2);
+    fn a_short_binary_shows_whole() {
+        assert_eq!(shown(b"abc"), "\"abc\"");
+        assert_eq!(shown(b"a\"b"), "\"a\\\"b\"");
+        assert_eq!(shown(&[97, 98, 0xFF]), "<<97, 98, 255>>");
+        // Cut inside a character at the binary's end: not UTF-8.
+        assert_eq!(shown(&[97, 0xE2, 0x82]), "<<97, 226, 130>>");
+    }
 
-        let bytes = vec![0xFF; 10_000];
-        let (shown, more) = binary_text(&bytes);
-        assert!(!more, "the byte form marks its own cut");
-        assert!(shown.starts_with("<<255, 255, "));
-        assert!(shown.ends_with(", ...>>"));
-        assert!(shown.len() < 2 * SHOWN);
+    #[test]
+    fn a_long_binary_is_read_from_its_start_only() {
+        let text = "é".repeat(10_000);
+        let rendered = shown(text.as_bytes());
+        assert!(rendered.starts_with("\"éé"));
+        assert!(
+            rendered.len() > SHOWN,
+            "past the cut, so the caller marks it"
+        );
+        assert!(rendered.len() < 3 * SHOWN);
+
+        let rendered = shown(&vec![0xFF; 10_000]);
+        assert!(rendered.starts_with("<<255, 255, "));
+        assert!(rendered.len() > SHOWN && rendered.len() < 2 * SHOWN);
     }
 
     #[test]
     fn a_character_cut_by_the_window_is_not_mistaken_for_bad_bytes() {
-        // 83 ASCII bytes, then a 2-byte character that straddles the window.
+        // 83 ASCII bytes, then a 2-byte character straddling the window.
         let mut bytes = vec![b'a'; SHOWN + 3];
         bytes.extend_from_slice("é".as_bytes());
         bytes.extend_from_slice(&[b'b'; 100]);
-        let (shown, more) = binary_text(&bytes);
-        assert!(more);
-        assert!(shown.starts_with("\"aaa"));
+        assert!(shown(&bytes).starts_with("\"aaa"));
     }
 }
