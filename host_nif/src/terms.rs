@@ -60,7 +60,7 @@ const VM_BUFFER: usize = 256;
 /// A bounded rendering of a term for error messages, close to Elixir's
 /// `inspect`. The work is bounded by what is shown, not by the term: lists,
 /// tuples and maps are walked only as far as the text reaches, a binary is
-/// read from its first bytes, a huge integer is described by its size. (The
+/// read from its first bytes, an integer beyond 256 bits is described. (The
 /// VM's printer, rustler's `Debug`, formats the whole term, a huge integer
 /// in quadratic time, into a buffer twice its size, on the caller's
 /// scheduler.)
@@ -99,6 +99,8 @@ fn render(term: Term<'_>, text: &mut String, depth: usize) {
         },
         TermType::Atom => match term.atom_to_string() {
             Ok(name) if name == "nil" || name == "true" || name == "false" => text.push_str(&name),
+            // A module, as Elixir shows it.
+            Ok(name) if name.starts_with("Elixir.") => text.push_str(&name["Elixir.".len()..]),
             Ok(name) => {
                 text.push(':');
                 text.push_str(&name);
@@ -180,6 +182,7 @@ fn tuple_text(term: Term<'_>, text: &mut String, depth: usize) {
 }
 
 /// `%{k => v}`, or `%Module{k: v}` for a struct, as far as it can be shown.
+/// Entries come in the VM's order (a small map's keys sorted).
 fn map_text(term: Term<'_>, text: &mut String, depth: usize) {
     let env = term.get_env();
     let module = term
@@ -272,17 +275,25 @@ fn binary_text(bytes: &[u8], text: &mut String) {
     }
 }
 
-/// An integer in decimal; one too large to show is described by its size
-/// (a huge integer takes time quadratic in its size to print in decimal).
+/// An integer in decimal; one beyond 256 bits is described instead of read
+/// (reading copies it whole; printing it in decimal takes time quadratic in
+/// its size). The VM compares integers of different sizes by their sizes.
 fn integer_text(term: Term<'_>, text: &mut String) {
     if let Ok(i) = term.decode::<i64>() {
         text.push_str(&i.to_string());
         return;
     }
-    match term.decode::<num_bigint::BigInt>() {
-        Ok(big) if big.bits() <= 256 => text.push_str(&big.to_string()),
-        Ok(big) => text.push_str(&format!("(an integer of {} bits)", big.bits())),
-        Err(_) => text.push_str("(an integer)"),
+    let env = term.get_env();
+    let limit = num_bigint::BigInt::from(1u8) << 256u32;
+    if term > limit.encode(env) {
+        text.push_str("(an integer of more than 256 bits)");
+    } else if term < (-limit).encode(env) {
+        text.push_str("(a negative integer of more than 256 bits)");
+    } else {
+        match term.decode::<num_bigint::BigInt>() {
+            Ok(big) => text.push_str(&big.to_string()),
+            Err(_) => text.push_str("(an integer)"),
+        }
     }
 }
 
