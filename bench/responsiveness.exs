@@ -15,5 +15,10 @@ end
 print.("idle", Bench.Responsiveness.timer_gaps(1500))
 
 gaps = Bench.Responsiveness.under_runaway(4, fn -> Bench.Responsiveness.timer_gaps(1500) end)
-print.("4 runaway loops (worker_nice #{Application.get_env(:ex_monty, :worker_nice, 19)})", gaps)
+
+print.(
+  "4 runaway loops (worker_nice #{inspect(Application.get_env(:ex_monty, :worker_nice, :idle))})",
+  gaps
+)
+
 Bench.FreshVM.report(gap_p99_us: Bench.Stats.percentile(gaps, 99), gap_max_us: List.last(gaps))

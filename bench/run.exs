@@ -63,15 +63,18 @@ defmodule Bench do
     end
   end
 
-  # Builds bench/native; returns the path of its binary.
+  # Builds bench/native with the guest's cargo profile (`monty`: Monty's
+  # own release settings); returns the path of its binary.
   def native_binary do
     {_, 0} =
-      System.cmd("cargo", ["build", "--locked", "--release", "-q", "-p", "ex_monty_native_bench"],
+      System.cmd(
+        "cargo",
+        ["build", "--locked", "--profile", "monty", "-q", "-p", "ex_monty_native_bench"],
         stderr_to_stdout: true
       )
 
     target = System.get_env("CARGO_TARGET_DIR") || "target"
-    Path.expand(Path.join([target, "release", "ex_monty_native_bench"]))
+    Path.expand(Path.join([target, "monty", "ex_monty_native_bench"]))
   end
 
   def native(binary, n, fib_n) do

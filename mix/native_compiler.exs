@@ -2,7 +2,9 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
   @moduledoc """
   Builds ExMonty's native parts with cargo and places them in `priv/`:
 
-    * `priv/ex_monty_guest.wasm`: the guest component (`guest/`, target `wasm32-wasip2`);
+    * `priv/ex_monty_guest.wasm`: the guest component (`guest/`, target `wasm32-wasip2`,
+      cargo profile `monty`: release optimised as one unit, as Monty's own
+      releases are);
     * `priv/libex_monty_nif.so`: the Rustler NIF (`host_nif/`, cargo profile
       `nif`: release optimised as one unit, see `Cargo.toml`);
     * `priv/ex_monty_typecheck.wasm`: the type checker component
@@ -81,7 +83,8 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
            cargo(root, [
              "build",
              "--locked",
-             "--release",
+             "--profile",
+             "monty",
              "-p",
              "ex_monty_guest",
              "--target",
@@ -102,7 +105,7 @@ defmodule Mix.Tasks.Compile.ExMontyNative do
            ]) do
       File.mkdir_p!(priv)
       wasm_dir = Path.join([target_dir, "wasm32-wasip2", "release"])
-      install(Path.join(wasm_dir, "ex_monty_guest.wasm"), guest)
+      install(Path.join([target_dir, "wasm32-wasip2", "monty", "ex_monty_guest.wasm"]), guest)
       install(Path.join([target_dir, "nif", library_name()]), nif)
       install(Path.join(wasm_dir, "ex_monty_typecheck.wasm"), typecheck)
       # Links _build/<env>/lib/ex_monty/priv to priv/ now that it exists.

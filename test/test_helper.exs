@@ -14,4 +14,7 @@ exclude =
 # now, so that no test's timeout includes it.
 :ok = ExMonty.type_check("x = 1", timeout: 600_000)
 
+# Tests of what Linux shows of the VM's threads (tag :linux).
+exclude = if match?({:unix, :linux}, :os.type()), do: exclude, else: [:linux | exclude]
+
 ExUnit.start(capture_log: true, exclude: exclude)

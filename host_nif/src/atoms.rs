@@ -12,6 +12,7 @@ rustler::atoms! {
     stderr,
     dirty,
     done,
+    idle,
     // values
     ellipsis,
     not_implemented,

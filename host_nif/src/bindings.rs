@@ -94,6 +94,9 @@ impl HostState {
             if crate::inline::tick_ends_slice() {
                 return Ok(UpdateDeadline::Yield(1));
             }
+            if !crate::inline::active() {
+                crate::pool::yield_to_schedulers();
+            }
             Ok(UpdateDeadline::Continue(1))
         });
         store.set_epoch_deadline(1);

@@ -83,7 +83,7 @@ fn own_shard() -> usize {
 }
 
 /// Starts `workers` threads (once; later calls keep the first pool).
-pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
+pub fn start(workers: usize, priority: Priority) -> Result<usize, String> {
     if let Some(pool) = POOL.get() {
         return Ok(pool.workers);
     }
@@ -96,7 +96,7 @@ pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
             .name(format!("ex_monty_worker_{index}"))
             .stack_size(WORKER_STACK)
             .spawn(move || {
-                lower_priority(nice);
+                lower_priority(priority);
                 work(&receiver)
             })
             .map_err(|e| format!("cannot start worker thread: {e}"))?;
@@ -112,23 +112,60 @@ pub fn start(workers: usize, nice: i32) -> Result<usize, String> {
     Ok(POOL.get().map_or(workers, |pool| pool.workers))
 }
 
+/// The OS priority of the worker threads (`config :ex_monty, worker_nice:`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Linux's SCHED_IDLE class (nice 19 where that is refused): the
+    /// workers get the CPU only when the VM's threads and every other
+    /// normal-priority thread leave it over, and a waking scheduler takes
+    /// it from them at once.
+    Idle,
+    /// A nice value, 0..=19 (0 leaves the priority as it is).
+    Nice(i32),
+}
+
 /// Runs this worker thread at a lower OS priority than the BEAM's
-/// schedulers (`nice` 0..=19; 0 leaves it as it is). A CPU-bound guest then
-/// cannot keep a scheduler thread off the CPU for long slices: the OS gives
-/// the schedulers the CPU first, so the VM stays responsive under runaway
-/// Python. Best effort: an error leaves the priority unchanged.
-fn lower_priority(nice: i32) {
+/// schedulers. A CPU-bound guest then cannot keep a scheduler thread off
+/// the CPU for long slices: the OS gives the schedulers the CPU first, so
+/// the VM stays responsive under runaway Python (see also
+/// [`yield_to_schedulers`]). Best effort: an error leaves the priority as
+/// it was (SCHED_IDLE refused: nice 19).
+fn lower_priority(priority: Priority) {
     #[cfg(target_os = "linux")]
-    if nice > 0 {
-        // SAFETY: gettid and setpriority take plain integers; on Linux a
-        // thread id as `who` with PRIO_PROCESS changes only that thread.
+    {
+        let nice = match priority {
+            Priority::Idle => 19,
+            Priority::Nice(nice) => nice.clamp(0, 19),
+        };
+        // SAFETY: gettid, setpriority and sched_setscheduler take plain
+        // integers and a pointer to a live sched_param; on Linux a thread
+        // id given to them changes only that thread.
         unsafe {
             let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-            libc::setpriority(libc::PRIO_PROCESS, tid, nice.clamp(0, 19));
+            if nice > 0 {
+                libc::setpriority(libc::PRIO_PROCESS, tid, nice);
+            }
+            if priority == Priority::Idle {
+                let param = libc::sched_param { sched_priority: 0 };
+                libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param);
+            }
         }
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = nice;
+    let _ = priority;
+}
+
+/// Called by a worker running guest code at every epoch tick (1 ms): gives
+/// the CPU to any thread waiting for it. A BEAM scheduler with nothing to
+/// do spins and yields the CPU for a while before it sleeps (the VM's
+/// default `+sbwt`); a yield is not a wake-up, so the OS lets the worker
+/// that got the CPU run out its time slice (~3 ms on Linux 6.x), and a timer
+/// that expires meanwhile waits for it: by default a 1 ms sleep then
+/// overslept by 3–5 ms at p99 with runaway Python on every worker, 1.0–1.2
+/// ms with this (see the README's *Benchmarks*). Costs a system call a
+/// millisecond.
+pub fn yield_to_schedulers() {
+    std::thread::yield_now();
 }
 
 /// How long an idle worker polls for the next job before sleeping. Waking a

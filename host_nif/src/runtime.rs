@@ -17,15 +17,28 @@ fn runtime_init(
     cache_dir: String,
     workers: usize,
     max_live_paused: usize,
-    worker_nice: i32,
+    worker_nice: Term<'_>,
 ) -> Result<(String, usize), String> {
+    let priority = worker_priority(worker_nice)?;
     let runtime = engine::init(
         std::path::Path::new(&wasm_path),
         std::path::Path::new(&cache_dir),
     )?;
-    let workers = pool::start(workers, worker_nice)?;
+    let workers = pool::start(workers, priority)?;
     pause::set_max_live_paused(max_live_paused);
     Ok((runtime.load_source.clone(), workers))
+}
+
+/// `:idle` or a nice value 0..=19 (Elixir checked it already; checked again
+/// so that no other value can mean a priority).
+fn worker_priority(term: Term<'_>) -> Result<pool::Priority, String> {
+    if term == crate::atoms::idle().encode(term.get_env()) {
+        return Ok(pool::Priority::Idle);
+    }
+    match term.decode::<i32>() {
+        Ok(nice) if (0..=19).contains(&nice) => Ok(pool::Priority::Nice(nice)),
+        _ => Err("worker_nice must be :idle or an integer 0..19".to_owned()),
+    }
 }
 
 /// `{workers, idle_instances, live_instances, live_paused, instance_max_uses}`

@@ -43,16 +43,17 @@ defmodule ExMonty.Application do
       cache_dir: get.(:cache_dir, Path.join(priv, "cache")),
       workers: get.(:workers, System.schedulers_online()),
       max_live_paused: get.(:max_live_paused, 256),
-      # Worker threads run at a lower OS priority than the schedulers (nice
-      # 0..19): runaway Python cannot keep the VM off the CPU.
-      worker_nice: get.(:worker_nice, 19)
+      # Worker threads run at a lower OS priority than the schedulers
+      # (:idle, Linux's SCHED_IDLE, or a nice value 0..19): runaway Python
+      # cannot keep the VM off the CPU.
+      worker_nice: get.(:worker_nice, :idle)
     }
 
     with :ok <- known(env),
          :ok <- check(:cache_dir, config.cache_dir, &(is_binary(&1) and &1 != "")),
          :ok <- check(:workers, config.workers, &(is_integer(&1) and &1 in 1..256)),
          :ok <- check(:max_live_paused, config.max_live_paused, &(is_integer(&1) and &1 >= 0)),
-         :ok <- check(:worker_nice, config.worker_nice, &(is_integer(&1) and &1 in 0..19)),
+         :ok <- check(:worker_nice, config.worker_nice, &(&1 == :idle or &1 in 0..19)),
          :ok <- check_optional(env, :dump_key, &(is_binary(&1) and &1 != "")),
          :ok <- check_optional(env, :max_dump_bytes, &(is_integer(&1) and &1 > 0)),
          :ok <- check_optional(env, :cluster_capacity, &(is_integer(&1) and &1 > 0)) do

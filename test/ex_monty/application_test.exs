@@ -11,7 +11,7 @@ defmodule ExMonty.ApplicationTest do
     assert config.cache_dir == "/priv/cache"
     assert config.workers == System.schedulers_online()
     assert config.max_live_paused == 256
-    assert config.worker_nice == 19
+    assert config.worker_nice == :idle
   end
 
   test "settings given are used" do
@@ -35,6 +35,9 @@ defmodule ExMonty.ApplicationTest do
           workers: "2",
           max_live_paused: -1,
           worker_nice: 20,
+          worker_nice: -1,
+          worker_nice: 19.0,
+          worker_nice: :low,
           cache_dir: ~c"/tmp",
           cache_dir: "",
           dump_key: "",

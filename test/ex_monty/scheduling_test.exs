@@ -39,6 +39,27 @@ defmodule ExMonty.SchedulingTest do
       end
     end
 
+    @tag :linux
+    test "worker threads run in Linux's idle scheduling class, below the VM's schedulers" do
+      # /proc/self/task/*/stat: field 19 is the nice value, field 41 the
+      # scheduling policy (5: SCHED_IDLE); fields count from the pid.
+      stats =
+        for stat <- Path.wildcard("/proc/self/task/*/stat"),
+            {:ok, text} <- [File.read(stat)],
+            [_, comm, rest] <- [Regex.run(~r/^\d+ \((.*)\) (.*)$/s, text)],
+            do: {comm, String.split(rest)}
+
+      workers = for {"ex_monty_worke" <> _, fields} <- stats, do: fields
+      schedulers = for {comm, fields} <- stats, String.ends_with?(comm, "_scheduler"), do: fields
+
+      assert length(workers) == ExMonty.stats().workers
+      assert schedulers != []
+      assert Enum.all?(workers, &(Enum.at(&1, 38) == "5" and Enum.at(&1, 16) == "19"))
+      # The schedulers keep the class the VM started with (whatever nice the
+      # VM was started at).
+      assert Enum.all?(schedulers, &(Enum.at(&1, 38) != "5"))
+    end
+
     test "an execution longer than its first slice carries on and answers" do
       code = "total = 0\nfor i in range(300000):\n    total += i\ntotal"
       assert {:ok, 44_999_850_000, ""} = ExMonty.eval(code)
