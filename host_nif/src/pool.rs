@@ -146,8 +146,15 @@ fn lower_priority(priority: Priority) {
                 libc::setpriority(libc::PRIO_PROCESS, tid, nice);
             }
             if priority == Priority::Idle {
+                // The system call itself: musl's sched_setscheduler() always
+                // fails (ENOSYS) by design.
                 let param = libc::sched_param { sched_priority: 0 };
-                libc::sched_setscheduler(tid as libc::pid_t, libc::SCHED_IDLE, &param);
+                libc::syscall(
+                    libc::SYS_sched_setscheduler,
+                    tid as libc::pid_t,
+                    libc::SCHED_IDLE,
+                    &param as *const libc::sched_param,
+                );
             }
         }
     }
@@ -162,8 +169,9 @@ fn lower_priority(priority: Priority) {
 /// that got the CPU run out its time slice (~3 ms on Linux 6.x), and a timer
 /// that expires meanwhile waits for it: by default a 1 ms sleep then
 /// overslept by 3–5 ms at p99 with runaway Python on every worker, 1.0–1.2
-/// ms with this (see the README's *Benchmarks*). Costs a system call a
-/// millisecond.
+/// ms with this and SCHED_IDLE (see the README's *VM flags*). Costs a
+/// system call a millisecond. Threads a worker starts (wasmtime's compile
+/// threads, when the type checker is compiled on one) inherit its class.
 pub fn yield_to_schedulers() {
     std::thread::yield_now();
 }

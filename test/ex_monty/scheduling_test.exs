@@ -52,7 +52,9 @@ defmodule ExMonty.SchedulingTest do
       workers = for {"ex_monty_worke" <> _, fields} <- stats, do: fields
       schedulers = for {comm, fields} <- stats, String.ends_with?(comm, "_scheduler"), do: fields
 
-      assert length(workers) == ExMonty.stats().workers
+      # Threads a worker started (wasmtime's compile threads) carry its name
+      # and class too.
+      assert length(workers) >= ExMonty.stats().workers
       assert schedulers != []
       assert Enum.all?(workers, &(Enum.at(&1, 38) == "5" and Enum.at(&1, 16) == "19"))
       # The schedulers keep the class the VM started with (whatever nice the
